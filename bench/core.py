@@ -97,8 +97,22 @@ def _shapeworld(n: int = 32) -> Iterator[dict[str, Any]]:
     yield from shapeworld_speed(n=n)
 
 
+def _neurons_auroc(n: int = 0) -> Iterator[dict[str, Any]]:
+    from bench.neurons import expertise_speed
+
+    yield from expertise_speed(n=n)
+
+
+def _neurons_glasses(n: int = 16) -> Iterator[dict[str, Any]]:
+    from bench.neurons import glasses_overhead
+
+    yield from glasses_overhead(n=n)
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
     "shapeworld": _shapeworld,
+    "neurons-auroc": _neurons_auroc,
+    "neurons-glasses": _neurons_glasses,
 }

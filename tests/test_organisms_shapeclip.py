@@ -115,7 +115,7 @@ def test_cli_list_build_verify(tmp_path: Path) -> None:
     assert "model organism shapeclip" in r.stdout and "not built" in r.stdout
     r = _cli("organisms", "list", "--json", home=tmp_path)
     rows = json.loads(r.stdout)
-    assert [(x["name"], x["kind"]) for x in rows] == [("shapeclip", "model organism")]
+    assert ("shapeclip", "model organism") in [(x["name"], x["kind"]) for x in rows]
     r = _cli("organisms", "build", "shapeclip", "--profile", "tiny", "--seed", "3", home=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "model organism shapeclip (tiny profile, seed 3)" in r.stdout
@@ -123,5 +123,6 @@ def test_cli_list_build_verify(tmp_path: Path) -> None:
     r = _cli("organisms", "verify", "shapeclip", home=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "model organism shapeclip" in r.stdout and "matches its card" in r.stdout
+    assert "zero_shot_clean" in r.stdout
     r = _cli("organisms", "verify", "nosuch", home=tmp_path)
     assert r.returncode == 2 and "unknown organism" in r.stderr

@@ -53,3 +53,21 @@ def test_key_config_ignores_speed_only_arguments():
     b = parse_config({"targets": [{"name": "hf-lm", "args": {"model": "m", "batch_size": 32}}], "datasets": ["x"]})
     c = parse_config({"targets": [{"name": "hf-lm", "args": {"model": "m2"}}], "datasets": ["x"]})
     assert a.targets[0].key_config() == b.targets[0].key_config() != c.targets[0].key_config()
+
+
+def test_glasses_enter_result_keys_by_content_not_path(tmp_path) -> None:
+    import json
+
+    from safeglass.config import ComponentSpec, ConfigError
+
+    for name, h in (("a", "h1"), ("b", "h1"), ("c", "h2")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "glasses.json").write_text(json.dumps({"hash": h}))
+
+    def key(name: str) -> dict:
+        return ComponentSpec("targets", "tiny", "t", {"glasses": str(tmp_path / name)}).key_config()
+
+    assert key("a") == key("b")
+    assert key("a") != key("c")
+    with pytest.raises(ConfigError, match="glasses"):
+        key("missing")

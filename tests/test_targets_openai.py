@@ -74,6 +74,7 @@ class Handler(BaseHTTPRequestHandler):
             srv.requests.append((body, headers))
             srv.in_flight += 1
             srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+        done = False
         try:
             if self.path != "/v1/chat/completions":
                 status, extra, payload, sleep = 404, {}, {"error": {"message": "no route"}}, 0.0
@@ -82,6 +83,11 @@ class Handler(BaseHTTPRequestHandler):
             if sleep:
                 time.sleep(sleep)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+            # Leave "in flight" before the client can see the answer: otherwise, on a loaded machine, the
+            # client's next request is counted before this thread reaches its decrement.
+            done = True
+            with srv.lock:
+                srv.in_flight -= 1
             self.send_response(status)
             for k, v in extra.items():
                 self.send_header(k, v)
@@ -92,8 +98,9 @@ class Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout test)
         finally:
-            with srv.lock:
-                srv.in_flight -= 1
+            if not done:
+                with srv.lock:
+                    srv.in_flight -= 1
 
 
 @pytest.fixture

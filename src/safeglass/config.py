@@ -1,12 +1,15 @@
 """Run configuration: YAML in, a validated RunConfig out, with a content hash that names it.
 
 A config lists targets x defenses x datasets x attacks x judges, generation parameters and a seed.
-Each component is a registry name, optionally with ``args``, an ``id`` (to run one component twice
-with different args) and, for datasets, a ``limit``.
+``generation.samples_per_prompt`` (k, default 1) asks for k sampled completions of every prompt, as
+RealToxicityPrompts-style toxicity evaluation does (AurA: 25 completions a prompt). Each component is
+a registry name, optionally with ``args``, an ``id`` (to run one component twice with different args)
+and, for datasets, a ``limit``.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +41,21 @@ class ComponentSpec:
 
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
-        return {"name": self.name, "args": {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}}
+        args = {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}
+        if isinstance(args.get("glasses"), str):
+            args["glasses"] = glasses_key(args["glasses"])
+        return {"name": self.name, "args": args}
+
+
+def glasses_key(path: str) -> str:
+    """Glasses enter result keys by content (the hash glasses.json records, checked again when the target
+    loads them), so moving or renaming a glasses folder keeps finished results."""
+    p = Path(path)
+    meta = p if p.name.endswith(".json") else p / "glasses.json"
+    try:
+        return "sha:" + str(json.loads(meta.read_text(encoding="utf-8"))["hash"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"glasses {path}: cannot read the content hash from {meta}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -50,6 +67,7 @@ class RunConfig:
     attacks: tuple[ComponentSpec, ...]
     judges: tuple[ComponentSpec, ...]
     generation: GenerationParams = GenerationParams()
+    samples_per_prompt: int = 1    # k completions of each prompt; only the plan reads it
     seed: int = 0
     baseline_defense: str = "none"
     chunk_size: int = 32
@@ -88,10 +106,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
     for required in ("targets", "datasets"):
         if not raw.get(required):
             raise ConfigError(f"{source}: field '{required}' is required and must list at least one entry")
-    try:
-        generation = GenerationParams.from_dict(raw.get("generation"))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: field 'generation': {exc}") from None
+    generation, samples_per_prompt = _generation(raw.get("generation"), source)
     defenses = _components(raw.get("defenses") or ["none"], "defenses", source)
     baseline = str(raw.get("baseline_defense", "none"))
     return RunConfig(
@@ -102,12 +117,33 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
         attacks=_components(raw.get("attacks") or ["none"], "attacks", source),
         judges=_components(raw.get("judges") or ["keyword-refusal"], "judges", source),
         generation=generation,
+        samples_per_prompt=samples_per_prompt,
         seed=int(raw.get("seed", 0)),
         baseline_defense=baseline,
         chunk_size=int(raw.get("chunk_size", 32)),
         source=source,
         raw=raw,
     )
+
+
+def _generation(raw: Any, source: str) -> tuple[GenerationParams, int]:
+    """GenerationParams and k. k lives beside the sampling parameters in YAML, where a user looks for
+    it, but not in GenerationParams: those go into every result key, and k must change keys only
+    through each completion's sample index (so a k=1 run's keys stay those of older runs)."""
+    if raw is not None and not isinstance(raw, dict):
+        raise ConfigError(f"{source}: field 'generation' must be a mapping")
+    gen = dict(raw or {})
+    k = gen.pop("samples_per_prompt", 1)
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ConfigError(f"{source}: field 'generation.samples_per_prompt' must be an integer >= 1, not {k!r}")
+    try:
+        params = GenerationParams.from_dict(gen)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: field 'generation': {exc}") from None
+    if k > 1 and params.greedy:
+        raise ConfigError(f"{source}: field 'generation': samples_per_prompt={k} needs temperature > 0; "
+                          "greedy decoding would return the same completion k times")
+    return params, k
 
 
 def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]:

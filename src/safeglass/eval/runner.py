@@ -143,10 +143,11 @@ def _safe_config(target: Any) -> dict[str, Any]:
 
 
 def _chunks(items: Sequence[WorkItem], size: int) -> Iterable[list[WorkItem]]:
-    # Chunks never mix defenses or attacks: each chunk is one call of one defense on one target.
-    groups: dict[tuple[str, str], list[WorkItem]] = defaultdict(list)
+    # Chunks never mix defenses, attacks or sample indices: each chunk is one call of one defense on one
+    # target with one set of generation parameters (each sample index samples with its own seed).
+    groups: dict[tuple[str, str, int], list[WorkItem]] = defaultdict(list)
     for it in items:
-        groups[(it.defense, it.attack)].append(it)
+        groups[(it.defense, it.attack, it.sample_index)].append(it)
     for group in groups.values():
         for i in range(0, len(group), max(1, size)):
             yield group[i:i + size]
@@ -156,7 +157,7 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
                     image_dir: Path) -> tuple[int, int]:
     defense = plan.defenses[chunk[0].defense]
     attack = plan.attacks[chunk[0].attack]
-    params = plan.config.generation
+    params = plan.params_for(chunk[0])
     try:
         attacked = [attack.apply(it.sample, target) for it in chunk]
         gens = defense.generate(target, [s.turns for s in attacked], params)

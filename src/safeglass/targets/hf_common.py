@@ -4,6 +4,7 @@ surface (neuron sites, module lookup, target log-likelihood)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -16,6 +17,8 @@ from safeglass.data.sample import Conversation, conversation_key
 from safeglass.hashing import content_hash
 from safeglass.targets.base import Generation, GenerationParams, NeuronSite
 from safeglass.targets.families._common import SiteSpec
+
+log = logging.getLogger("safeglass")
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
           "float16": torch.float16, "fp16": torch.float16}
@@ -279,6 +282,33 @@ class WhiteBox:
 
     model: Any
     _site_specs: tuple[SiteSpec, ...]
+    glasses: Any = None  # the Glasses folded into the weights at load time, if any
+
+    def _put_on_glasses(self, path: str | os.PathLike | None) -> None:
+        """Loads glasses and folds them into the weights for the target's lifetime (zero overhead)."""
+        if path is None:
+            return
+        from safeglass.neurons.glasses import Glasses
+        from safeglass.neurons.intervene import fold
+
+        glasses = Glasses.load(path)
+        made_for = (glasses.provenance.get("target") or {}).get("weights")
+        mine = self._config_base().get("weights")
+        if made_for and mine and made_for != mine:
+            log.warning("%s: glasses %s were made for other weights (%s, this model has %s)", self.name, path,
+                        made_for, mine)
+        fold(self, glasses)
+        self.glasses = glasses
+
+    def _config_base(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def config(self) -> dict[str, Any]:
+        """What identifies the model and changes outputs; worn glasses by their content hash, not path."""
+        cfg = self._config_base()
+        if self.glasses is not None:
+            cfg["glasses"] = self.glasses.hash
+        return cfg
 
     def module(self, path: str) -> torch.nn.Module:
         """The submodule at a dotted path ("model.layers.3.mlp.down_proj"); KeyError naming it if absent."""

@@ -41,7 +41,8 @@ class HFCausalLM(WhiteBox):
 
     def __init__(self, model: str, gguf_file: str | None = None, dtype: str = "float32", device: str = "cpu",
                  batch_size: int = 8, chat_template: str | None = None, system_prompt_supported: bool = True,
-                 trust_remote_code: bool = False, revision: str | None = None, name: str | None = None) -> None:
+                 trust_remote_code: bool = False, revision: str | None = None, name: str | None = None,
+                 glasses: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -57,17 +58,19 @@ class HFCausalLM(WhiteBox):
                         "trust_remote_code": trust_remote_code,
                         "commit": getattr(m.config, "_commit_hash", None)}
         self._config: dict[str, Any] | None = None
+        self._put_on_glasses(glasses)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, name: str = "hf-lm", config: dict[str, Any] | None = None,
                    batch_size: int = 8, chat_template: str | None = None,
-                   system_prompt_supported: bool = True) -> HFCausalLM:
+                   system_prompt_supported: bool = True, glasses: str | None = None) -> HFCausalLM:
         """Wrap an already-built model and tokenizer; ``config`` identifies it in result keys."""
         self = cls.__new__(cls)
         self._setup(model.eval(), tokenizer, name, batch_size, chat_template, system_prompt_supported)
         self._source = None
         self._config = {"target": "hf-lm", **(config or {}), "chat_template": self._template_hash(),
                         "system_prompt_supported": self.system_prompt_supported}
+        self._put_on_glasses(glasses)
         return self
 
     def _setup(self, model: Any, tokenizer: Any, name: str, batch_size: int, chat_template: str | None,
@@ -88,7 +91,7 @@ class HFCausalLM(WhiteBox):
     def _template_hash(self) -> str:
         return content_hash(self.tokenizer.chat_template or "")
 
-    def config(self) -> dict[str, Any]:
+    def _config_base(self) -> dict[str, Any]:
         """What identifies the model and changes outputs; batch size and device are left out."""
         if self._config is None:
             src = self._source

@@ -42,7 +42,7 @@ class HFVisionLM(WhiteBox):
     def __init__(self, model: str, family: str | None = None, dtype: str = "float32", device: str = "cpu",
                  batch_size: int = 8, trust_remote_code: bool = False, revision: str | None = None,
                  name: str | None = None, chat_template: str | None = None,
-                 system_prompt_supported: bool = True) -> None:
+                 system_prompt_supported: bool = True, glasses: str | None = None) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -55,11 +55,12 @@ class HFVisionLM(WhiteBox):
         self._source = {"model": model, "revision": revision, "dtype": dtype,
                         "commit": getattr(m.config, "_commit_hash", None)}
         self._config: dict[str, Any] | None = None
+        self._put_on_glasses(glasses)
 
     @classmethod
     def from_model(cls, model: Any, processor: Any, family: str | None = None, name: str = "hf-vlm",
                    config: dict[str, Any] | None = None, batch_size: int = 8, chat_template: str | None = None,
-                   system_prompt_supported: bool = True) -> HFVisionLM:
+                   system_prompt_supported: bool = True, glasses: str | None = None) -> HFVisionLM:
         """Wrap an already-built model and processor; ``config`` identifies it in result keys."""
         fam = get_family(family) if family else family_for_model_type(model.config.model_type)
         self = cls.__new__(cls)
@@ -68,6 +69,7 @@ class HFVisionLM(WhiteBox):
         self._config = {"target": "hf-vlm", "family": fam.name, **(config or {}),
                         "chat_template": content_hash(self.processor.chat_template or ""),
                         "system_prompt_supported": self.system_prompt_supported}
+        self._put_on_glasses(glasses)
         return self
 
     def _setup(self, model: Any, processor: Any, family: Family, name: str, batch_size: int,
@@ -85,7 +87,7 @@ class HFVisionLM(WhiteBox):
             raise ValueError(f"{name}: the processor has no chat template; pass chat_template=")
         self.system_prompt_supported = system_prompt_supported and template_takes_system(self._render)
 
-    def config(self) -> dict[str, Any]:
+    def _config_base(self) -> dict[str, Any]:
         """What identifies the model and changes outputs; batch size and device are left out."""
         if self._config is None:
             src = self._source

@@ -1,0 +1,336 @@
+"""`neurons find`: a YAML config in; recorded expertise, default glasses and a summary out.
+
+    name: smollm2-toxigen                 # optional
+    target: {name: tiny, args: {family: llama}}   # or a registry name: smollm2
+    toxic:                                # sources whose items are all toxic
+      - {dataset: toxigen-200, kind: harmful, limit: 100}
+    non_toxic:
+      - {dataset: toxigen-200, kind: benign, limit: 100}
+      - {jsonl: neutral.jsonl, text: text, limit: 50}
+    labelled:                             # sources with a label per item (1 / true / "toxic" = toxic)
+      - {jsonl: items.jsonl, text: text, label: label, response: response, image: image}
+      - {dataset: toxigen-200}            # harmful samples toxic, benign ones not
+    span: auto                            # response | prompt | image | all | auto
+    pooling: max                          # max | mean
+    components: [language_model]
+    batch_size: 8
+    seed: 0
+    glasses: {method: sgm, strength: 1.0, curve: linear}
+
+A dataset source takes a registry name with ``args``, ``limit``, ``kind`` (keep only harmful or
+benign samples) and ``response`` (a metadata field holding the response to teacher-force). A JSONL
+source names its fields: ``text`` (the user turn, default "text"), ``response``, ``image`` (a path
+relative to the file, or a list) and, in ``labelled``, ``label`` (default "label"); relative JSONL
+paths are read from the config's folder. ``span: auto`` is "response" when every item has a
+response, else "prompt".
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safeglass.config import ConfigError
+from safeglass.data.sample import Conversation, ImageRef, Turn
+
+TOP_LEVEL = {"name", "description", "target", "toxic", "non_toxic", "labelled", "span", "pooling", "components",
+             "batch_size", "seed", "glasses"}
+DATASET_KEYS = {"dataset", "args", "limit", "kind", "response"}
+JSONL_KEYS = {"jsonl", "text", "response", "image", "label", "limit"}
+TOXIC_VALUES = {True, "1", "true", "yes", "toxic", "harmful", "unsafe"}
+NON_TOXIC_VALUES = {False, "0", "false", "no", "non-toxic", "non_toxic", "nontoxic", "benign", "safe"}
+EXPERTISE_SUMMARY = "summary.json"
+GLASSES_SUBDIR = "glasses"
+
+
+@dataclass
+class FindConfig:
+    name: str
+    target: dict[str, Any]          # {"name": ..., "args": {...}}
+    sources: list[dict[str, Any]]   # each with "role": toxic | non_toxic | labelled
+    span: str = "auto"
+    pooling: str = "max"
+    components: tuple[str, ...] = ("language_model",)
+    batch_size: int = 8
+    seed: int = 0
+    glasses: dict[str, Any] = field(default_factory=lambda: {"method": "sgm"})
+    source: str = "<dict>"
+    base_dir: Path = field(default_factory=Path.cwd)
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LabelledItem:
+    conversation: Conversation
+    response: str | None
+    toxic: bool
+
+
+def load_find_config(path: str | Path) -> FindConfig:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    return parse_find_config(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def parse_find_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> FindConfig:
+    """A validated FindConfig; every error names the file and the field."""
+    from safeglass.neurons.recording import COMPONENTS, POOLINGS, SPANS
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a neurons config is a mapping, not {type(raw).__name__}")
+    unknown = set(raw) - TOP_LEVEL
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}; "
+                          f"known: {', '.join(sorted(TOP_LEVEL))}")
+    target = raw.get("target")
+    if isinstance(target, str):
+        target = {"name": target}
+    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
+        raise ConfigError(f"{source}: field 'target' must be a registry name or a mapping with 'name' (and 'args')")
+    if set(target) - {"name", "args"}:
+        raise ConfigError(f"{source}: field 'target': unknown key(s) {sorted(set(target) - {'name', 'args'})}")
+    if not isinstance(target.get("args") or {}, dict):
+        raise ConfigError(f"{source}: field 'target.args' must be a mapping")
+    sources = []
+    for role in ("toxic", "non_toxic", "labelled"):
+        items = raw.get(role)
+        if items is None:
+            continue
+        if not isinstance(items, list):
+            raise ConfigError(f"{source}: field '{role}' must be a list of sources")
+        for i, item in enumerate(items):
+            sources.append(_source(item, role, f"{source}: field '{role}[{i}]'"))
+    roles = {s["role"] for s in sources}
+    if not sources or ("labelled" not in roles and not {"toxic", "non_toxic"} <= roles):
+        raise ConfigError(f"{source}: give toxic and non_toxic sources, or labelled ones")
+    span = raw.get("span", "auto")
+    if span not in (*SPANS, "auto"):
+        raise ConfigError(f"{source}: field 'span' must be one of {', '.join((*SPANS, 'auto'))}, not {span!r}")
+    pooling = raw.get("pooling", "max")
+    if pooling not in POOLINGS:
+        raise ConfigError(f"{source}: field 'pooling' must be one of {', '.join(POOLINGS)}, not {pooling!r}")
+    components = raw.get("components", ["language_model"])
+    if isinstance(components, str):
+        components = [components]
+    if not isinstance(components, list) or not components or set(components) - set(COMPONENTS):
+        raise ConfigError(f"{source}: field 'components' must list some of {', '.join(COMPONENTS)}")
+    for key, default, least in (("batch_size", 8, 1), ("seed", 0, 0)):
+        value = raw.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"{source}: field '{key}' must be an integer >= {least}, not {value!r}")
+    glasses = raw.get("glasses") or {"method": "sgm"}
+    if not isinstance(glasses, dict) or "method" not in glasses:
+        raise ConfigError(f"{source}: field 'glasses' must be a mapping with 'method' (and its parameters)")
+    return FindConfig(
+        name=str(raw.get("name") or Path(source).stem),
+        target={"name": target["name"], "args": target.get("args") or {}},
+        sources=sources, span=span, pooling=pooling, components=tuple(components),
+        batch_size=raw.get("batch_size", 8), seed=raw.get("seed", 0), glasses=dict(glasses), source=source,
+        base_dir=Path(base_dir) if base_dir is not None else Path.cwd(), raw=raw)
+
+
+def _source(item: Any, role: str, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict) or ("dataset" in item) == ("jsonl" in item):
+        raise ConfigError(f"{where}: a source is a mapping with either 'dataset' or 'jsonl'")
+    allowed = DATASET_KEYS if "dataset" in item else JSONL_KEYS - ({"label"} if role != "labelled" else set())
+    unknown = set(item) - allowed
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}")
+    limit = item.get("limit")
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
+        raise ConfigError(f"{where}.limit: must be a non-negative integer, not {limit!r}")
+    if "dataset" in item:
+        if item.get("kind") not in (None, "harmful", "benign"):
+            raise ConfigError(f"{where}.kind: must be harmful or benign, not {item['kind']!r}")
+        if not isinstance(item.get("args") or {}, dict):
+            raise ConfigError(f"{where}.args: must be a mapping")
+    for key in ("text", "response", "image", "label", "jsonl", "dataset"):
+        if key in item and not isinstance(item[key], str):
+            raise ConfigError(f"{where}.{key}: must be a string, not {item[key]!r}")
+    return {"role": role, "where": where, **item}
+
+
+# --- items -----------------------------------------------------------------------------------------
+
+def load_items(cfg: FindConfig) -> tuple[list[LabelledItem], list[dict[str, Any]]]:
+    """Every source's items with their labels, and a description of each source for provenance."""
+    items: list[LabelledItem] = []
+    described = []
+    for src in cfg.sources:
+        got = _dataset_items(src) if "dataset" in src else _jsonl_items(src, cfg.base_dir)
+        new, desc = got
+        items.extend(new)
+        described.append({**desc, "role": src["role"], "n": len(new), "n_toxic": sum(i.toxic for i in new)})
+    n_toxic = sum(i.toxic for i in items)
+    if n_toxic == 0 or n_toxic == len(items):
+        raise ConfigError(f"{cfg.source}: the sources give {n_toxic} toxic and {len(items) - n_toxic} non-toxic "
+                          "items; expertise needs both")
+    return items, described
+
+
+def _role_label(src: dict[str, Any], sample_kind: str) -> bool:
+    if src["role"] == "toxic":
+        return True
+    if src["role"] == "non_toxic":
+        return False
+    return sample_kind == "harmful"
+
+
+def _dataset_items(src: dict[str, Any]) -> tuple[list[LabelledItem], dict[str, Any]]:
+    from safeglass.registry import registry
+
+    where = src["where"]
+    try:
+        loader = registry("datasets").get(src["dataset"])
+        # with a kind filter the limit applies after filtering
+        ds = loader(limit=None if src.get("kind") else src.get("limit"), **(src.get("args") or {}))
+    except (KeyError, ValueError, FileNotFoundError, TypeError) as exc:
+        raise ConfigError(f"{where}: dataset {src['dataset']!r}: {exc}") from None
+    samples = [s for s in ds.samples if src.get("kind") in (None, s.kind)]
+    if src.get("limit") is not None:
+        samples = samples[:src["limit"]]
+    items = []
+    for s in samples:
+        response = None
+        if src.get("response"):
+            if src["response"] not in s.metadata:
+                raise ConfigError(f"{where}.response: sample {s.id} has no metadata field {src['response']!r}")
+            response = str(s.metadata[src["response"]])
+        items.append(LabelledItem(s.turns, response, _role_label(src, s.kind)))
+    desc = {"dataset": src["dataset"], "args": src.get("args") or {}, "kind": src.get("kind"),
+            "limit": src.get("limit"), "provenance": ds.provenance}
+    return items, desc
+
+
+def _jsonl_items(src: dict[str, Any], base_dir: Path) -> tuple[list[LabelledItem], dict[str, Any]]:
+    from safeglass.hashing import file_hash
+
+    where = src["where"]
+    path = Path(src["jsonl"]).expanduser()
+    if not path.is_absolute():
+        path = base_dir / path
+    if not path.is_file():
+        raise ConfigError(f"{where}.jsonl: {path} is not a file")
+    text_f, resp_f = src.get("text", "text"), src.get("response")
+    image_f, label_f = src.get("image"), src.get("label", "label")
+    items = []
+    limit = src.get("limit")
+    for n, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
+        if limit is not None and len(items) >= limit:
+            break
+        if not line.strip():
+            continue
+        at = f"{path}: line {n}"
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{at}: invalid JSON: {exc.msg}") from None
+        if not isinstance(rec, dict):
+            raise ConfigError(f"{at}: expected a JSON object")
+        text = rec.get(text_f)
+        if not isinstance(text, str):
+            raise ConfigError(f"{at}: field '{text_f}' must be a string (set 'text:' to the right field)")
+        response = None
+        if resp_f is not None:
+            response = rec.get(resp_f)
+            if not isinstance(response, str):
+                raise ConfigError(f"{at}: field '{resp_f}' must be a string")
+        images: tuple[ImageRef, ...] = ()
+        if image_f is not None and rec.get(image_f):
+            paths = rec[image_f] if isinstance(rec[image_f], list) else [rec[image_f]]
+            for p in paths:
+                full = path.parent / str(p)
+                if not full.is_file():
+                    raise ConfigError(f"{at}: field '{image_f}': image {full} not found")
+            images = tuple(ImageRef(path.parent / str(p)) for p in paths)
+        if src["role"] == "labelled":
+            toxic = _label(rec.get(label_f), f"{at}: field '{label_f}'")
+        else:
+            toxic = src["role"] == "toxic"
+        items.append(LabelledItem((Turn("user", text, images),), response, toxic))
+    desc = {"jsonl": str(path), "sha256": file_hash(str(path), length=64), "text": text_f, "response": resp_f,
+            "image": image_f, "label": label_f if src["role"] == "labelled" else None, "limit": limit}
+    return items, desc
+
+
+def _label(value: Any, where: str) -> bool:
+    key = value.strip().lower() if isinstance(value, str) else value
+    if isinstance(key, float) and key in (0.0, 1.0):
+        key = int(key)
+    if isinstance(key, str | int):  # bool is an int: True == 1, False == 0
+        if key in TOXIC_VALUES:
+            return True
+        if key in NON_TOXIC_VALUES:
+            return False
+    raise ConfigError(f"{where}: label {value!r} is neither toxic (1, true, toxic) nor non-toxic (0, false, non-toxic)")
+
+
+# --- the pipeline ----------------------------------------------------------------------------------
+
+def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str, Any]:
+    """Record, score, and write expertise, default glasses and summary.json under ``out``."""
+    import numpy as np
+    import torch
+
+    from safeglass import __version__
+    from safeglass.neurons.expertise import Expertise
+    from safeglass.neurons.glasses import Glasses
+    from safeglass.neurons.recording import record
+    from safeglass.registry import registry
+
+    items, described = load_items(cfg)
+    span = cfg.span
+    if span == "auto":
+        span = "response" if all(i.response for i in items) else "prompt"
+    # fail on bad glasses parameters before the slow part
+    glasses_params = {k: v for k, v in cfg.glasses.items() if k != "method"}
+    _check_glasses_params(cfg, glasses_params)
+    torch.manual_seed(cfg.seed)
+    t0 = time.perf_counter()
+    target = registry("targets").build(cfg.target["name"], **cfg.target["args"])
+    t_load = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    acts = record(target, [(i.conversation, i.response) for i in items], span=span, pooling=cfg.pooling,
+                  components=cfg.components, batch_size=cfg.batch_size, progress=progress)
+    t_record = time.perf_counter() - t0
+    labels = np.array([i.toxic for i in items])
+    provenance = {"config_name": cfg.name, "target_spec": cfg.target, "data": described, "seed": cfg.seed,
+                  "safeglass_version": __version__}
+    t0 = time.perf_counter()
+    expertise = Expertise.compute(acts, labels, provenance)
+    t_auroc = time.perf_counter() - t0
+    glasses = Glasses.from_expertise(expertise, cfg.glasses["method"], **glasses_params)
+    out = Path(out)
+    expertise.save(out)
+    glasses.save(out / GLASSES_SUBDIR)
+    summary = {
+        "name": cfg.name, "target": acts.meta["target"], "span": span, "pooling": cfg.pooling,
+        "components": list(cfg.components), "n_toxic": int(labels.sum()), "n_non_toxic": int((~labels).sum()),
+        "data": described, "expertise_hash": expertise.hash, "expertise": expertise.summary(),
+        "glasses": glasses.summary(),
+        "seconds": {"load": round(t_load, 3), "record": round(t_record, 3), "auroc": round(t_auroc, 3)},
+    }
+    (out / EXPERTISE_SUMMARY).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+    return {"expertise": out, "glasses": out / GLASSES_SUBDIR, "summary": out / EXPERTISE_SUMMARY,
+            "summary_data": summary}
+
+
+def _check_glasses_params(cfg: FindConfig, params: dict[str, Any]) -> None:
+    from safeglass.neurons.glasses import check_params
+
+    try:
+        check_params(cfg.glasses["method"], params)
+    except ValueError as exc:
+        raise ConfigError(f"{cfg.source}: field 'glasses': {exc}") from None
