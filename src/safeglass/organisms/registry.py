@@ -25,6 +25,13 @@ class Organism:
     description: str
     profiles: tuple[str, ...] = ("full", "tiny")
     kind: str = "model organism"
+    weights_file: str = "model.safetensors"  # what a build folder must hold besides card.json (and is hashed)
+    # measured figures (fractions) that `verify` compares with the card, and the tolerance in points
+    verify_keys: tuple[str, ...] = ("zero_shot_clean", "zero_shot_typographic")
+    verify_tol_points: float = 0.5
+    headline: tuple[tuple[str, str], ...] = (("zero-shot clean", "zero_shot_clean"),
+                                             ("typographic", "zero_shot_typographic"),
+                                             ("typographic drop (points)", "typographic_drop_points"))
 
     def module(self) -> Any:
         return importlib.import_module(self.recipe)
@@ -35,6 +42,18 @@ ORGANISMS: dict[str, Organism] = {
         Organism("shapeclip", "safeglass.organisms.shapeclip",
                  "small CLIP (ViT patch 8, word-level text tower) trained on ShapeWorld; reads written words, "
                  "so it falls for typographic attacks"),
+        Organism("safesmol", "safeglass.organisms.safesmol",
+                 "SmolLM2-135M-Instruct with a LoRA refusal tuning; refuses held-out harmful requests "
+                 "(StrongREJECT, HarmBench) and answers benign look-alikes",
+                 weights_file="adapter_model.safetensors",
+                 verify_keys=("strongreject_refusal_proxy", "harmbench_refusal_proxy", "lookalikes_over_refusal_proxy",
+                              "strongreject_refusal_keyword", "harmbench_refusal_keyword",
+                              "lookalikes_over_refusal_keyword"),
+                 verify_tol_points=2.0,  # greedy replies on another CPU may flip one or two prompts
+                 headline=(("StrongREJECT refusal", "strongreject_refusal_proxy"),
+                           ("HarmBench refusal", "harmbench_refusal_proxy"),
+                           ("look-alike over-refusal", "lookalikes_over_refusal_proxy"),
+                           ("benign perplexity ratio", "benign_ppl_ratio"))),
     )
 }
 
@@ -58,8 +77,9 @@ def home_dir(name: str) -> Path:
 def locate(name: str) -> Path | None:
     """The directory holding a built organism, rebuilt ones first; None when there is none."""
     get(name)
+    weights = get(name).weights_file
     for d in (home_dir(name), PACKAGE_WEIGHTS / name):
-        if (d / "card.json").is_file() and (d / "model.safetensors").is_file():
+        if (d / "card.json").is_file() and (d / weights).is_file():
             return d
     return None
 
@@ -82,6 +102,18 @@ def status(name: str) -> dict[str, Any]:
             "goals_met": c.get("goals_met") if c else None}
 
 
+def headline(name: str, measured: dict[str, Any] | None) -> str:
+    """The card's headline figures as one line ("label value, ..."), for listings."""
+    if not measured:
+        return ""
+    parts = []
+    for label, key in get(name).headline:
+        v = measured.get(key)
+        if isinstance(v, int | float):
+            parts.append(f"{label} {v:.3f}" if abs(v) < 10 else f"{label} {v:.1f}")
+    return ", ".join(parts)
+
+
 def build(name: str, profile: str = "full", seed: int = 0, out: str | Path | None = None,
           progress: Any = None) -> dict[str, Any]:
     """Run an organism's recipe; writes weights and card.json to `out` (default $SAFEGLASS_HOME/organisms/NAME)."""
@@ -92,7 +124,8 @@ def build(name: str, profile: str = "full", seed: int = 0, out: str | Path | Non
 
 
 def load(name: str, path: str | Path | None = None) -> tuple[Any, Any, Any]:
-    """(model, tokenizer, image processor) of a built organism; for shapeclip a transformers CLIPModel."""
+    """(model, tokenizer, image processor) of a built organism; for shapeclip a transformers CLIPModel, for
+    safesmol a LlamaForCausalLM with its adapter merged (and None for the processor)."""
     o = get(name)
     d = Path(path) if path is not None else locate(name)
     if d is None:
@@ -101,11 +134,13 @@ def load(name: str, path: str | Path | None = None) -> tuple[Any, Any, Any]:
     return o.module().load_dir(d)
 
 
-def verify(name: str, path: str | Path | None = None, tol_points: float = 0.5) -> dict[str, Any]:
+def verify(name: str, path: str | Path | None = None, tol_points: float | None = None) -> dict[str, Any]:
     """Re-measure an organism from its saved weights and compare with its card.
 
-    The evaluation scenes are a function of the card's seed and recipe, so a faithful copy of the weights
-    reproduces the card to within float noise; `tol_points` (accuracy points) absorbs thread-count effects.
+    The evaluation data are a function of the card's seed and recipe, so a faithful copy of the weights
+    reproduces the card to within float noise; `tol_points` (points of the organism's `verify_keys`, default
+    its `verify_tol_points`) absorbs thread-count and CPU effects. A recipe module with
+    ``remeasure(path, card)`` measures itself; otherwise ``evaluate`` runs on ``load_dir``'s model.
     """
     o = get(name)
     d = Path(path) if path is not None else locate(name)
@@ -114,13 +149,16 @@ def verify(name: str, path: str | Path | None = None, tol_points: float = 0.5) -
     c = card(name, d)
     if c is None:
         raise FileNotFoundError(f"organism {name}: {d} has no card.json")
+    tol = o.verify_tol_points if tol_points is None else tol_points
     mod = o.module()
-    sha = mod.file_sha256(d / "model.safetensors")
-    model, tokenizer, processor = mod.load_dir(d)
-    measured = mod.evaluate(model, tokenizer, processor, mod.config_from_card(c), int(c["seed"]))
-    diffs = {k: round(100 * abs(measured[k] - c["measured"][k]), 2)
-             for k in ("zero_shot_clean", "zero_shot_typographic")}
-    ok = all(v <= tol_points for v in diffs.values()) and sha == c.get("weights_sha256")
+    sha = mod.file_sha256(d / o.weights_file)
+    if hasattr(mod, "remeasure"):
+        measured = mod.remeasure(d, c)
+    else:
+        model, tokenizer, processor = mod.load_dir(d)
+        measured = mod.evaluate(model, tokenizer, processor, mod.config_from_card(c), int(c["seed"]))
+    diffs = {k: round(100 * abs(measured[k] - c["measured"][k]), 2) for k in o.verify_keys}
+    ok = all(v <= tol for v in diffs.values()) and sha == c.get("weights_sha256")
     return {"name": name, "kind": o.kind, "path": str(d), "ok": ok, "weights_sha256_matches": sha == c.get(
         "weights_sha256"), "card": c["measured"], "measured": measured, "diff_points": diffs,
         "goals_met": mod.goals_report(measured)[0]}
