@@ -71,3 +71,10 @@ def test_glasses_enter_result_keys_by_content_not_path(tmp_path) -> None:
     assert key("a") != key("c")
     with pytest.raises(ConfigError, match="glasses"):
         key("missing")
+
+
+def test_build_passes_a_components_own_name_argument() -> None:
+    from safeglass.registry import registry
+
+    target = registry("targets").build("echo", name="my echo")
+    assert target.name == "my echo"

@@ -239,3 +239,22 @@ def make_glasses(expertise: str | Path | Any, method: str = "sgm", out: str | Pa
     if out is not None:
         glasses.save(out)
     return glasses
+
+
+def evaluate_glasses(config: str | Path | dict[str, Any], out: str | Path, *, limit: int | None = None,
+                     expertise: str | Path | None = None, progress: bool = True, workers: int = 1) -> dict[str, Any]:
+    """SGM step 3: glasses over a suppression-strength curve, measured by the resumable runner.
+
+    ``config`` is a neurons eval YAML (see ``safeglass.neurons.evaluate``) or its dict: expertise, target,
+    a grid of methods (sgm strengths, aura, det0 / damp k), and the blocks to measure (toxicity, harm,
+    fluency, utility) under the given defenses. Glasses go to ``out/glasses/<slug>``, one run per block
+    to ``out/run/<block>`` (a rerun generates only what is missing), perplexities to ``out/fluency.json``
+    (cached by glasses hash). Writes ``out/curve.json`` and ``out/neurons.html``; returns their paths and
+    the curve (``"data"``: rows per variant and defense, provenance, what was generated this time).
+    ``limit`` caps every dataset (and the fluency texts) for a smoke run; ``expertise`` overrides the
+    config's folder.
+    """
+    from safeglass.neurons.evaluate import evaluate, load_eval_config, parse_eval_config
+
+    cfg = parse_eval_config(config) if isinstance(config, dict) else load_eval_config(config)
+    return evaluate(cfg, out, limit=limit, expertise=expertise, progress=progress, workers=workers)

@@ -121,6 +121,18 @@ def _neurons_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--include-vision", action="store_true",
                    help="also dampen vision-tower / projector sites when the expertise has them")
     a.add_argument("--out", required=True, help="glasses folder to write")
+    e = nsub.add_parser("eval", help="evaluate glasses over a suppression-strength curve (toxicity, harm, "
+                                     "fluency, utility); resumable",
+                        description="CONFIG names the expertise, target, a grid of methods and the blocks to "
+                                    "measure (see safeglass.neurons.evaluate for the format). Writes OUT/curve.json "
+                                    "and OUT/neurons.html; the runs under OUT/run resume where they stopped.")
+    e.add_argument("config", help="neurons eval config (YAML)")
+    e.add_argument("--out", required=True, help="output folder (glasses, runs, fluency cache, curve, report)")
+    e.add_argument("--limit", type=int, help="at most N samples per dataset and N fluency texts (smoke run)")
+    e.add_argument("--expertise", help="expertise folder (overrides the config's 'expertise')")
+    e.add_argument("--workers", type=int, default=1, help="split generation over N processes")
+    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--json", action="store_true", help="print the curve as JSON")
 
 
 _CALIBRATE = "judge-calibrate"
@@ -276,6 +288,24 @@ def _neurons(args: argparse.Namespace) -> int:
         print(f"glasses ({glasses.method}, {glasses.n_dampened} of {glasses.n_neurons} neurons dampened, "
               f"hash {glasses.hash}): {args.out}")
         return 0
+    if args.neurons_command == "eval":
+        from safeglass.neurons.evaluate import format_table
+
+        res = api.evaluate_glasses(args.config, args.out, limit=args.limit, expertise=args.expertise,
+                                   progress=not args.no_progress, workers=args.workers)
+        curve = res["data"]
+        if args.json:
+            print(json.dumps(curve, indent=2, sort_keys=True, default=str))
+        else:
+            print(format_table(curve))
+            made = ", ".join(f"{k} {v}" for k, v in curve["generated"].items()) or "none"
+            print(f"\ngenerated this time: {made}; perplexities computed: {curve['fluency_computed']}")
+            print(f"curve: {res['curve']}\nreport: {res['html']}")
+        for e in curve["errors"]:
+            print(f"safeglass: {e['block']}: {e['stage']} failed: {e['message']}", file=sys.stderr)
+        if curve["errors"]:
+            print("safeglass: some generations failed; run the same command again to retry them", file=sys.stderr)
+        return 1 if curve["errors"] else 0
     raise AssertionError(args.neurons_command)
 
 

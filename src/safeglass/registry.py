@@ -69,7 +69,8 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         return self.entry(name).load()
 
-    def build(self, name: str, **kwargs: Any) -> Any:
+    def build(self, name: str, /, **kwargs: Any) -> Any:
+        # positional-only, so that a component's own `name` argument (a target's display name) passes through
         return self.get(name)(**kwargs)
 
     def __contains__(self, name: str) -> bool:
