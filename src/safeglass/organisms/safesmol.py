@@ -752,7 +752,9 @@ def save_adapter(model: Any, cfg: SafeSmolConfig, out_dir: Path) -> str:
     from safetensors.torch import save_file
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    save_file(state, str(out_dir / ADAPTER_FILE), metadata={"format": "pt", "organism": NAME})
+    # One metadata key: safetensors writes its metadata map in random order, which would make the file's
+    # hash (the card's weights_sha256) differ between identical builds.
+    save_file(state, str(out_dir / ADAPTER_FILE), metadata={"format": "pt"})
     conf = model.peft_config["default"].to_dict()
     conf = {k: (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()}
     conf["peft_type"] = str(getattr(conf["peft_type"], "value", conf["peft_type"]))
