@@ -79,17 +79,21 @@ class RunConfig:
         return content_hash({k: v for k, v in self.raw.items() if k not in ("chunk_size",)})
 
 
-def load_config(path: str | Path) -> RunConfig:
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file's content; unreadable files and bad YAML become ConfigErrors naming the file."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
-    return parse_config(raw, source=str(path))
+
+
+def load_config(path: str | Path) -> RunConfig:
+    return parse_config(read_yaml(path), source=str(path))
 
 
 _TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "generation", "seed",

@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeglass.config import NON_OUTPUT_ARGS, ConfigError
+from safeglass.config import NON_OUTPUT_ARGS, ConfigError, read_yaml
 
 log = logging.getLogger("safeglass.neurons")
 
@@ -129,17 +129,8 @@ class EvalConfig:
 
 
 def load_eval_config(path: str | Path) -> EvalConfig:
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml(path)
     return parse_eval_config(raw, source=str(path))
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeglass.config import ConfigError
+from safeglass.config import ConfigError, read_yaml
 from safeglass.data.sample import Conversation, ImageRef, Turn
 
 TOP_LEVEL = {"name", "description", "target", "toxic", "non_toxic", "labelled", "span", "pooling", "components",
@@ -70,17 +70,8 @@ class LabelledItem:
 
 
 def load_find_config(path: str | Path) -> FindConfig:
-    import yaml
-
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from None
+    raw = read_yaml(path)
     return parse_find_config(raw, source=str(path), base_dir=path.resolve().parent)
 
 
