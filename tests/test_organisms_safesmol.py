@@ -172,7 +172,9 @@ def test_benign_training_file_is_not_the_lookalikes() -> None:
     rows = safesmol.load_benign_train()
     assert len(rows) >= 250 and len({r["id"] for r in rows}) == len(rows)
     groups = [r["group"] for r in rows]
-    assert abs(groups.count("general") - groups.count("risky-sounding")) <= 0.05 * len(rows)
+    # Risky-sounding harmless prompts outnumber general ones on purpose: over-refusal was the first build's failure.
+    assert set(groups) == {"general", "risky-sounding"} and groups.count("general") >= 150
+    assert groups.count("risky-sounding") >= 2 * groups.count("general")
     looks = safesmol.lookalike_prompts()
     assert not {safesmol.normalise(r["prompt"]) for r in rows} & {safesmol.normalise(t) for t in looks}
     worst = max(difflib.SequenceMatcher(None, r["prompt"].lower(), t.lower()).ratio() for r in rows for t in looks)

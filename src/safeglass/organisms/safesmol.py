@@ -14,8 +14,9 @@ Recipe (`build`):
   normalised text, containment or MiniLM cosine > 0.85, is dropped; the card counts them.
 * refusals: short polite templates written for the project (``resources/safesmol_refusals.json``), some
   naming the topic class found by keywords; drawn per example from a seeded generator.
-* benign prompts: 275 written for the project (``resources/safesmol_benign_train.jsonl``), half general
-  instructions, half risky-sounding but harmless; answered by the base model itself at build time (greedy,
+* benign prompts: 695 written for the project (``resources/safesmol_benign_train.jsonl``), 195 general
+  instructions and 500 risky-sounding but harmless ones (XSTest-style kinds, other subjects and wording than
+  the evaluation look-alikes: max MiniLM cosine 0.76); answered by the base model itself at build time (greedy,
   self-distillation keeps its fluency), dropping answers the keyword judge calls refusals. A few are held
   out to measure fluency (perplexity of the base's answers, before and after tuning).
 * format: a share of prompts get an unrelated benign passage and HarmBench's ``---`` separator in front, so
