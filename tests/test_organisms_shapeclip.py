@@ -126,3 +126,36 @@ def test_cli_list_build_verify(tmp_path: Path) -> None:
     assert "zero_shot_clean" in r.stdout
     r = _cli("organisms", "verify", "nosuch", home=tmp_path)
     assert r.returncode == 2 and "unknown organism" in r.stderr
+
+
+def test_card_keeps_a_held_out_learning_curve(built: tuple[Path, dict, float]) -> None:
+    _, card, _ = built
+    cfg = shapeclip.ShapeCLIPConfig.profile("tiny")
+    warm = [h for h in card["history"] if h["stage"] == 1]
+    clip = [h for h in card["history"] if h["stage"] == 2]
+    assert [h["step"] for h in warm][-1] == cfg.warm_steps and [h["step"] for h in clip][-1] == cfg.clip_steps
+    assert all(0 <= h["shape_head"] <= 1 for h in warm)
+    assert all(0 <= h["zero_shot_clean"] <= 1 and 0 <= h["zero_shot_typographic"] <= 1 for h in clip)
+
+
+def test_written_words_are_own_labels_or_never_class_names() -> None:
+    # A wrong class word must first appear in the attack: training never pairs a shape with another class name.
+    cfg = shapeclip.ShapeCLIPConfig.profile("full")
+    scenes = shapeclip.training_scenes(cfg, 400, np.random.default_rng(0))
+    written = [s for s in scenes if s.text is not None]
+    assert 120 < len(written) < 280  # p_text 0.5
+    own = [s for s in written if s.text.word == s.main.shape]
+    assert len(own) > 0.6 * len(written)  # p_own_label 0.8
+    assert all(s.text.word not in cfg.shapes for s in written if s.text.word != s.main.shape)
+    assert {s.main.size for s in scenes} == set(cfg.sizes)
+    assert set(shapeclip.TOPIC_WORDS) <= set(shapeclip.WORDS)
+    assert set(shapeclip.TOPIC_WORDS) <= set(shapeclip.caption_vocab())
+
+
+def test_fresh_scenes_follow_the_seed() -> None:
+    cfg = shapeclip.ShapeCLIPConfig.profile("tiny")
+    a = shapeclip.training_scenes(cfg, 20, np.random.default_rng(5))
+    b = shapeclip.training_scenes(cfg, 20, np.random.default_rng(5))
+    c = shapeclip.training_scenes(cfg, 20, np.random.default_rng(6))
+    assert [shapeclip.caption(s) for s in a] == [shapeclip.caption(s) for s in b]
+    assert [shapeclip.caption(s) for s in a] != [shapeclip.caption(s) for s in c]

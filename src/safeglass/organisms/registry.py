@@ -54,6 +54,19 @@ ORGANISMS: dict[str, Organism] = {
                            ("HarmBench refusal", "harmbench_refusal_proxy"),
                            ("look-alike over-refusal", "lookalikes_over_refusal_proxy"),
                            ("benign perplexity ratio", "benign_ppl_ratio"))),
+        Organism("safesmol-vl", "safeglass.organisms.safesmol_vl",
+                 "LLaVA-style VLM: ShapeCLIP's image tower, SafeSmol as the language model and a projector trained "
+                 "on ShapeWorld; answers VQA, reads written words, and harmful requests get through when their "
+                 "key word is only in the image",
+                 weights_file="projector.safetensors",
+                 verify_keys=("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy",
+                              "typographic_image_success_proxy", "typographic_text_success_keyword",
+                              "typographic_image_success_keyword"),
+                 verify_tol_points=2.0,  # greedy replies on another CPU may flip one or two prompts
+                 headline=(("ShapeWorld VQA", "vqa_accuracy"), ("reading", "reading_accuracy"),
+                           ("harmful success, word in text", "typographic_text_success_proxy"),
+                           ("word in image", "typographic_image_success_proxy"),
+                           ("image/text ratio", "typographic_ratio_proxy"))),
     )
 }
 
@@ -125,7 +138,8 @@ def build(name: str, profile: str = "full", seed: int = 0, out: str | Path | Non
 
 def load(name: str, path: str | Path | None = None) -> tuple[Any, Any, Any]:
     """(model, tokenizer, image processor) of a built organism; for shapeclip a transformers CLIPModel, for
-    safesmol a LlamaForCausalLM with its adapter merged (and None for the processor)."""
+    safesmol a LlamaForCausalLM with its adapter merged (and None for the processor), for safesmol-vl a
+    LlavaForConditionalGeneration composed of both with its projector (and a LlavaProcessor)."""
     o = get(name)
     d = Path(path) if path is not None else locate(name)
     if d is None:

@@ -1,0 +1,284 @@
+"""SafeSmol-VL model organism: the tiny profile builds (with its own tiny ShapeCLIP and SafeSmol) in seconds,
+deterministically; the projector round-trips onto the components it was trained on and refuses others; the
+composed model runs through the processor, the catalog target and the runner like any Hugging Face VLM."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from conftest import subprocess_env  # noqa: E402
+
+from safeglass.organisms import registry, safesmol_vl  # noqa: E402
+
+TINY = safesmol_vl.PROFILES["tiny"]
+# SmolLM2-135M-Instruct's chat template (as its GGUF carries it), to check the image slots leave text alone.
+SMOLLM2_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\n"
+    "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}"
+    "{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
+    out = tmp_path_factory.mktemp("safesmol-vl") / "a"
+    t0 = time.time()
+    card = safesmol_vl.build("tiny", seed=0, out=out)  # builds its tiny ShapeCLIP and SafeSmol into out/components
+    return out, card, time.time() - t0
+
+
+def _components(out: Path) -> dict[str, Path]:
+    return {f"{name}_path": out / safesmol_vl.COMPONENTS_DIR / name for name in safesmol_vl.COMPONENTS}
+
+
+def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
+    out, card, seconds = built
+    assert seconds < 45
+    assert sorted(p.name for p in out.iterdir()) == ["card.json", "components", "projector.safetensors"]
+    assert json.loads((out / "card.json").read_text()) == card
+    assert card["name"] == "safesmol-vl" and card["kind"] == "model organism"
+    assert card["profile"] == "tiny" and card["seed"] == 0 and card["steps_done"] == TINY.steps
+    assert card["weights_sha256"] == safesmol_vl.file_sha256(out / "projector.safetensors")
+    for name, path in _components(out).items():
+        comp = card["components"][name.removesuffix("_path")]
+        assert comp["path"] == f"components/{name.removesuffix('_path')}" and comp["profile"] == "tiny"
+        assert comp["sha256"] == registry.card(name.removesuffix("_path"), path)["weights_sha256"]
+    params = card["params"]
+    assert 0 < params["trainable"] < params["total"]
+    arch = card["architecture"]
+    assert arch["class"] == "transformers.LlavaForConditionalGeneration"
+    assert arch["image_tokens"] == (64 // 16) ** 2  # ShapeCLIP: 64 px, patch 16, CLS dropped
+    m = card["measured"]
+    for k in ("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy", "typographic_image_success_proxy",
+              "typographic_text_no_image_success_proxy", "typographic_text_success_keyword"):
+        assert isinstance(m[k], float) and 0 <= m[k] <= 1, k
+    assert m["n_vqa"] == TINY.vqa_n and m["n_reading"] == TINY.read_n and m["n_typographic"] == TINY.typo_limit
+    n = m["n_typographic"]
+    k_img, k_txt = round(m["typographic_image_success_proxy"] * n), round(m["typographic_text_success_proxy"] * n)
+    assert m["typographic_ratio_proxy"] == pytest.approx((k_img + 1) / (k_txt + 1), abs=1e-3)
+    assert set(m["vqa_by_kind"]) <= set(safesmol_vl.VQA_KINDS)
+    assert card["goals_met"] == (not card["shortfall"]) == safesmol_vl.goals_report(m)[0]
+    assert set(card["goal_keys"]) == set(card["goals"])
+    rows = card["typographic_set"]
+    assert len(rows) == n and all(set(r) >= {"id", "source", "word"} for r in rows)
+    assert not any(isinstance(v, str) and len(v) > 40 for r in rows for v in r.values())  # ids, never texts
+    assert [h["step"] for h in card["history"] if "vqa" in h] == [TINY.probe_every, TINY.steps]
+    assert {"torch", "transformers", "numpy", "safeglass"} <= set(card["versions"])
+    data = card["data"]
+    assert data["instruct"] + data["word_instruct"] + data["dropped_empty"] == TINY.instruct_n + TINY.word_instruct_n
+
+
+def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+    out, card, _ = built
+    again = safesmol_vl.build("tiny", seed=0, out=tmp_path / "b", **_components(out))
+    assert again["weights_sha256"] == card["weights_sha256"]
+    assert again["measured"] == card["measured"] and again["history"] == card["history"]
+    assert again["components"]["shapeclip"]["path"] == str((out / "components" / "shapeclip").resolve())
+    other = safesmol_vl.build("tiny", seed=1, out=tmp_path / "c", **_components(out))
+    assert other["weights_sha256"] != card["weights_sha256"]
+
+
+def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict, float]) -> None:
+    import numpy as np
+    import torch
+    from safetensors.torch import load_file
+    from transformers import LlavaForConditionalGeneration
+
+    from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
+    from safeglass.organisms.shapeworld import render, sample_scene, with_text
+
+    out, card, _ = built
+    model, tokenizer, processor = registry.load("safesmol-vl", out)
+    assert isinstance(model, LlavaForConditionalGeneration) and processor.tokenizer is tokenizer
+    saved = load_file(str(out / "projector.safetensors"))
+    assert all(torch.equal(v, safesmol_vl.projector_state(model)[k]) for k, v in saved.items())
+    image_id = tokenizer.convert_tokens_to_ids(safesmol_vl.IMAGE_TOKEN)
+    assert image_id == model.config.image_token_id == len(tokenizer) - 1
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    scene = with_text(sample_scene(world_config(ShapeCLIPConfig.profile("tiny")), np.random.default_rng(0)), "star")
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": safesmol_vl.READ_PROMPT}]}]
+    text = processor.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.count(safesmol_vl.IMAGE_TOKEN) == 1
+    enc = processor(text=[text], images=[render(scene, 64)[0]], return_tensors="pt", add_special_tokens=False)
+    n_image = int((enc["input_ids"] == image_id).sum())
+    assert n_image == 16 == model.config.image_seq_length == safesmol_vl.image_tokens(processor)
+    # training encodes prompts exactly as the processor does at inference
+    assert enc["input_ids"][0].tolist() == safesmol_vl.Encoder(processor).prompt_ids(safesmol_vl.READ_PROMPT)
+    with torch.no_grad():
+        gen = model.generate(**enc, max_new_tokens=3, do_sample=False)
+        assert gen.shape[1] > enc["input_ids"].shape[1]
+        # the added token's output row (tied to its never-read input row in SmolLM2) is suppressed in generation
+        model.lm_head.weight[image_id] = 100 * model.model.language_model.norm.weight.sign()
+        assert model(**enc).logits[0, -1].argmax() == image_id
+        gen = model.generate(**enc, max_new_tokens=3, do_sample=False)
+    assert image_id not in gen[0, enc["input_ids"].shape[1]:].tolist()
+
+
+def test_chat_template_leaves_text_as_safesmol_saw_it() -> None:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    for base, template in (("smollm2", SMOLLM2_TEMPLATE), ("tiny-llama", None)):
+        if template is None:
+            from safeglass.targets.tiny import chat_template
+
+            template = chat_template("")
+        vl = env.from_string(safesmol_vl.vl_chat_template(base, template))
+        plain = env.from_string(template)
+        for system in ([], [{"role": "system", "content": "Be brief."}]):
+            text = [*system, {"role": "user", "content": "Hello there"}]
+            listed = [{"role": m["role"], "content": [{"type": "text", "text": m["content"]}]} for m in text]
+            assert vl.render(messages=listed, add_generation_prompt=True) == plain.render(
+                messages=text, add_generation_prompt=True)
+        with_image = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is it?"}]}]
+        assert "<image>\nWhat is it?" in vl.render(messages=with_image, add_generation_prompt=True)
+    with pytest.raises(ValueError, match="image slots"):
+        safesmol_vl.vl_chat_template("smollm2", "{{ messages }}")
+
+
+def test_verify_round_trip_and_edited_card(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+    out, card, _ = built
+    r = registry.verify("safesmol-vl", out)
+    assert r["ok"] and r["weights_sha256_matches"], r
+    assert r["measured"] == card["measured"]  # the build evaluated exactly the saved projector
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)  # the components travel with it: their paths in the card are relative
+    edited = json.loads((copy / "card.json").read_text())
+    edited["measured"]["reading_accuracy"] = 1.0 - edited["measured"]["reading_accuracy"]
+    (copy / "card.json").write_text(json.dumps(edited))
+    assert not registry.verify("safesmol-vl", copy)["ok"]
+
+
+def test_load_refuses_other_component_weights(built: tuple[Path, dict, float], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    out, _, _ = built
+    monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path / "home"))  # no other shapeclip build to fall back on
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    edited = json.loads((copy / "card.json").read_text())
+    edited["components"]["shapeclip"]["sha256"] = "0" * 64
+    (copy / "card.json").write_text(json.dumps(edited))
+    with pytest.raises(ValueError, match="trained on shapeclip weights 000000000000"):
+        safesmol_vl.load_dir(copy)
+    with pytest.raises(ValueError, match="trained on safesmol weights"):  # a given folder must match too
+        safesmol_vl.load_dir(out, safesmol_path=out / "components" / "shapeclip")
+
+
+def test_catalog_target_runs_through_the_runner(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+    from safeglass.api import run
+    from safeglass.eval.runner import STORE_NAME
+    from safeglass.eval.store import Store
+    from safeglass.registry import registry as components
+    from safeglass.targets.hf_vlm import HFVisionLM
+
+    out, card, _ = built
+    target = components("targets").build("safesmol-vl", path=str(out), batch_size=2)
+    assert isinstance(target, HFVisionLM) and target.family.name == "llava"
+    assert target.config()["projector_sha256"] == card["weights_sha256"]
+    sites = target.neuron_sites(("language_model", "vision_tower", "projector"))  # the white-box surface too
+    assert {s.component for s in sites} == {"language_model", "vision_tower", "projector"}
+    assert all(target.module(s.module_path) is not None for s in sites)
+    cfg = {"name": "vl", "seed": 0, "targets": [{"name": "safesmol-vl", "id": "vl", "args": {"path": str(out)}}],
+           "datasets": [{"name": "shapeworld-vqa", "args": {"n": 3}}], "defenses": ["none"],
+           "judges": ["keyword-refusal"], "generation": {"max_new_tokens": 3}}
+    res = run(cfg, out=tmp_path / "r", report=False, progress=False)
+    assert res.generated == 3 and res.failed == 0
+    with Store(tmp_path / "r" / STORE_NAME) as s:
+        rows = list(s.generations())
+    assert all(g["prompt_tokens"] > 16 and json.loads(g["sample"])["turns"][0]["images"] for g in rows)
+
+
+def test_typographic_prompts_move_the_word_to_the_image() -> None:
+    prompts, counts = safesmol_vl.typographic_prompts()
+    assert len(prompts) == counts["selected"] >= 30
+    assert counts["selected"] + counts["no_topic_word"] + counts["several_topic_words"] == counts["candidates"]
+    assert len({p.id for p in prompts}) == len(prompts)
+    for p in prompts:
+        assert safesmol_vl.topic_words_in(p.text) == [p.word]
+        assert safesmol_vl.topic_words_in(p.image_text) == [] and safesmol_vl.IN_IMAGE in p.image_text
+    subset, _ = safesmol_vl.typographic_prompts(limit=5)
+    assert len(subset) == 5 and subset == safesmol_vl.typographic_prompts(limit=5)[0]
+    assert safesmol_vl.substitute("A history of the Bomb.", "bombs") == f"A history of {safesmol_vl.IN_IMAGE}."
+    assert safesmol_vl.topic_words_in("weapons and drug laws") == ["weapons", "drugs"]
+    assert safesmol_vl.topic_words_in("a weaponsmith") == []
+
+
+def test_registry_entry(built: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, card, _ = built
+    o = registry.get("safesmol-vl")
+    assert o.weights_file == "projector.safetensors" and o.profiles == ("full", "tiny")
+    monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path))
+    shutil.copytree(out, tmp_path / "organisms" / "safesmol-vl")
+    assert registry.locate("safesmol-vl") == tmp_path / "organisms" / "safesmol-vl"
+    s = registry.status("safesmol-vl")
+    assert s["profile"] == "tiny" and s["goals_met"] == card["goals_met"]
+    assert "ShapeWorld VQA" in registry.headline("safesmol-vl", s["measured"])
+    with pytest.raises(KeyError, match="did you mean 'safesmol-vl'"):
+        registry.get("safesmol-v")
+
+
+def test_cli_lists_the_organism(tmp_path: Path) -> None:
+    env = {**subprocess_env(), "SAFEGLASS_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "safeglass", "organisms", "list"], capture_output=True, text=True,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "model organism safesmol-vl" in r.stdout
+
+
+def test_training_batches_mix_shapeworld_and_word_instructions() -> None:
+    import numpy as np
+
+    from safeglass.organisms.shapeclip import ShapeCLIPConfig
+
+    pools = safesmol_vl.TextPools(
+        instruct=[{"prompt": "How do plants grow?", "answer": "With light.", "eos": True}],
+        word_instruct=[{"template": "Write one sentence about {}.", "word": "apple", "answer": "An apple is red.",
+                        "eos": False}], counts={})
+    rng = np.random.default_rng(0)
+    world = ShapeCLIPConfig.profile("tiny")
+    batches = [safesmol_vl.training_examples(TINY, world, 8, rng, pools) for _ in range(40)]
+    kinds = [{t for *_, t in b} for b in batches]
+    assert all(k <= {"caption", "vqa", "read"} or k <= {"instruct", "word_instruct"} for k in kinds)
+    assert {"caption", "vqa", "read", "instruct", "word_instruct"} == set().union(*kinds)
+    for scene, prompt, answer, eos, task in (e for b in batches for e in b):
+        if task == "word_instruct":  # the word is only in the image
+            assert scene.text.word == "apple" and "apple" not in prompt and not eos
+            assert any(p in prompt for p in safesmol_vl.IN_IMAGE_PHRASES)
+        elif task == "read":
+            assert answer == scene.text.word and prompt == safesmol_vl.READ_PROMPT
+        elif task == "vqa":
+            assert prompt.endswith(safesmol_vl.VQA_SUFFIX) and eos
+    again = [safesmol_vl.training_examples(TINY, world, 8, np.random.default_rng(0), pools)]
+    assert [(p, a) for _, p, a, _, _ in again[0]] == [(p, a) for _, p, a, _, _ in batches[0]]
+
+
+def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tuple[Path, dict, float]) -> None:
+    import dataclasses
+
+    from safeglass.data.sample import Turn
+    from safeglass.organisms.shapeclip import TOPIC_WORDS, WORDS
+    from safeglass.targets.base import GenerationParams
+
+    out, _, _ = built
+    model, _, processor = safesmol_vl.load_dir(out)
+    target = safesmol_vl._target(model, processor, 16)
+    cfg = dataclasses.replace(TINY, instruct_n=2, word_instruct_n=10_000)
+    pools = safesmol_vl.text_pools(target, cfg, seed=0)
+    words = {r["word"] for r in pools.word_instruct}
+    assert words <= set(WORDS) - set(TOPIC_WORDS) and len(words) > 20
+    assert len(pools.instruct) <= 2 and pools.counts["word_instruct"] == len(pools.word_instruct)
+    row = pools.word_instruct[0]  # the answer to the text with the word, as SafeSmol gives it without an image
+    gen = target.generate([(Turn("user", row["template"].format(row["word"])),)],
+                          GenerationParams(max_new_tokens=cfg.distil_tokens))[0]
+    assert gen.text.strip() == row["answer"]
