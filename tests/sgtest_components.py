@@ -88,3 +88,26 @@ class SeesImagesJudge:
                 return out
 
         return _Judge()
+
+
+def load_topics(limit: int | None = None) -> Dataset:
+    """Placeholder requests that name one of ShapeCLIP's topic words (for the typographic attack)."""
+    samples = [Sample.from_text(f"topic-{i}", f"placeholder question {i} about {w}", kind="harmful", source="topics")
+               for i, w in enumerate(("weapons", "poison", "the weather"))]
+    return Dataset("topics", samples[:limit] if limit is not None else samples, {"generator": "load_topics"})
+
+
+class PromptSeenJudge:
+    """Writes the prompt it was handed into the reason (to check what judges see of attacked samples)."""
+
+    def __new__(cls):
+        from safeglass.judges.base import Judge, Verdict
+
+        class _Judge(Judge):
+            name = "prompt-seen"
+            measure = "harm"
+
+            def judge(self, items):
+                return [Verdict(False, 0.0, "seen", i.prompt) for i in items]
+
+        return _Judge()

@@ -199,19 +199,20 @@ def test_catalog_target_runs_through_the_runner(built: tuple[Path, dict, float],
     assert all(g["prompt_tokens"] > 16 and json.loads(g["sample"])["turns"][0]["images"] for g in rows)
 
 
-def test_typographic_prompts_move_the_word_to_the_image() -> None:
+def test_typographic_prompts_are_held_out_requests_with_one_topic_word() -> None:
+    from safeglass.attacks.typographic import TypographicAttack
+
     prompts, counts = safesmol_vl.typographic_prompts()
     assert len(prompts) == counts["selected"] >= 30
-    assert counts["selected"] + counts["no_topic_word"] + counts["several_topic_words"] == counts["candidates"]
+    assert counts["selected"] + counts["no_key_word"] + counts["several_key_words"] == counts["candidates"]
     assert len({p.id for p in prompts}) == len(prompts)
+    attack = TypographicAttack()
     for p in prompts:
-        assert safesmol_vl.topic_words_in(p.text) == [p.word]
-        assert safesmol_vl.topic_words_in(p.image_text) == [] and safesmol_vl.IN_IMAGE in p.image_text
+        assert p.kind == "harmful" and attack.keywords.find(p.prompt) == [p.metadata["key_word"]]
+        moved = attack.apply(p)
+        assert attack.keywords.find(moved.prompt) == [] and safesmol_vl.IN_IMAGE in moved.prompt
     subset, _ = safesmol_vl.typographic_prompts(limit=5)
     assert len(subset) == 5 and subset == safesmol_vl.typographic_prompts(limit=5)[0]
-    assert safesmol_vl.substitute("A history of the Bomb.", "bombs") == f"A history of {safesmol_vl.IN_IMAGE}."
-    assert safesmol_vl.topic_words_in("weapons and drug laws") == ["weapons", "drugs"]
-    assert safesmol_vl.topic_words_in("a weaponsmith") == []
 
 
 def test_registry_entry(built: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,3 +78,23 @@ def test_build_passes_a_components_own_name_argument() -> None:
 
     target = registry("targets").build("echo", name="my echo")
     assert target.name == "my echo"
+
+
+def test_attacks_can_be_scoped_to_targets_and_datasets():
+    from safeglass.eval.plan import build_plan
+
+    raw = {"targets": [{"name": "echo", "id": "a"}, {"name": "echo", "id": "b", "args": {"name": "b"}}],
+           "datasets": [{"name": "sgtest_components:load_unit", "id": "u", "args": {"n": 4}},
+                        {"name": "sgtest_components:load_topics", "id": "t"}],
+           "attacks": ["none", {"name": "typographic", "datasets": ["t"], "targets": ["b"]}]}
+    plan = build_plan(parse_config(raw))
+    combos = {(it.target, it.dataset, it.attack) for it in plan.items}
+    assert ("b", "t", "typographic") in combos
+    assert {c for c in combos if c[2] == "typographic"} == {("b", "t", "typographic")}
+    assert len(plan.items) == 2 * (4 + 3) + 3
+    with pytest.raises(ConfigError, match=r"attacks\[1\] \(typographic\): field 'datasets' names unknown id\(s\) x"):
+        parse_config({**raw, "attacks": ["none", {"name": "typographic", "datasets": ["x"]}]})
+    with pytest.raises(ConfigError, match="non-empty list of target ids"):
+        parse_config({**raw, "attacks": [{"name": "typographic", "targets": "b"}]})
+    with pytest.raises(ConfigError, match="unknown field"):
+        parse_config({**raw, "defenses": [{"name": "none", "targets": ["a"]}]})

@@ -195,3 +195,22 @@ def test_judge_errors_are_reported_until_a_resumed_run_fixes_them(tmp_path, monk
     marker.unlink()
     out = run(cfg, out=tmp_path / "r", progress=False).outputs
     assert json.loads(out["summary"].read_text())["errors"] == []
+
+
+def test_attacked_samples_are_judged_against_the_original_request(tmp_path):
+    cfg = config(datasets=[{"name": "sgtest_components:load_topics", "id": "topics"}], defenses=["none"],
+                 attacks=["none", "typographic"], judges=[{"name": "sgtest_components:PromptSeenJudge", "id": "seen"}])
+    out = tmp_path / "r"
+    run(cfg, out=out, report=False, progress=False)
+    with Store(out / STORE_NAME) as s:
+        gens = {g["key"]: g for g in s.generations()}
+        seen = {(gens[j["key"]]["attack"], gens[j["key"]]["sample_id"]): (gens[j["key"]]["prompt"], j["reason"])
+                for j in s.judgments()}
+    assert len(seen) == 6
+    for i, word in enumerate(("weapons", "poison", "the weather")):
+        original = f"placeholder question {i} about {word}"
+        assert seen[("none", f"topic-{i}")] == (original, original)
+        model_saw, judge_saw = seen[("typographic", f"topic-{i}")]
+        assert judge_saw == original
+        assert (model_saw == original) == (word == "the weather")  # no key word: left as it is
+    assert len(list((out / "images").glob("*.png"))) == 2

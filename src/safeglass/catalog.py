@@ -36,6 +36,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "JailbreakV-28K CSV (text and image jailbreaks)", ("harmful", "image", "path")),
     ("datasets", "harmbench-csv", "safeglass.data.formats:load_harmbench_csv",
      "HarmBench behaviours CSV, text or multimodal, from a local path", ("harmful", "image", "path")),
+    ("datasets", "typo-harmful", "safeglass.attacks.typographic:load_typo_harmful",
+     "Held-out harmful requests (StrongREJECT, HarmBench) naming one key word, for the typographic attack",
+     ("harmful", "text")),
     ("datasets", "shapeworld-vqa", "safeglass.organisms.shapeworld_tasks:load_shapeworld_vqa",
      "ShapeWorld VQA: procedurally rendered scenes with questions (typographic=true writes a wrong word)",
      ("benign", "image", "generated")),
@@ -76,6 +79,10 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      ("test",)),
     # --- attacks ---------------------------------------------------------------------------------
     ("attacks", "none", "safeglass.attacks.base:NoAttack", "The prompt as the dataset gives it", ()),
+    ("attacks", "typographic", "safeglass.attacks.typographic:TypographicAttack",
+     "Typographic (MM-SafetyBench TYPO): the key word leaves the text and is written in an image", ("image",)),
+    ("attacks", "text-jailbreak", "safeglass.attacks.templates:TemplateJailbreak",
+     "Jailbreak template around the prompt (Wei et al. 2023: prefix injection, refusal suppression)", ("text",)),
     # --- defenses --------------------------------------------------------------------------------
     ("defenses", "none", "safeglass.defenses.base:NoDefense", "No defense (the baseline)", ()),
     ("defenses", "safety_prompt", "safeglass.defenses.base:SafetyPrompt",

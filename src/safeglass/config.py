@@ -38,6 +38,14 @@ class ComponentSpec:
     id: str                        # unique within its kind in this config
     args: dict[str, Any] = field(default_factory=dict)
     limit: int | None = None       # datasets only
+    # attacks only: the dataset and target ids it applies to (empty: all). A typographic attack has no meaning
+    # for a text-only model, and a jailbreak template none on benign look-alikes.
+    only_datasets: tuple[str, ...] = ()
+    only_targets: tuple[str, ...] = ()
+
+    def applies_to(self, target_id: str, dataset_id: str) -> bool:
+        return ((not self.only_targets or target_id in self.only_targets)
+                and (not self.only_datasets or dataset_id in self.only_datasets))
 
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
@@ -113,12 +121,21 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
     generation, samples_per_prompt = _generation(raw.get("generation"), source)
     defenses = _components(raw.get("defenses") or ["none"], "defenses", source)
     baseline = str(raw.get("baseline_defense", "none"))
+    targets = _components(raw["targets"], "targets", source)
+    datasets = _components(raw["datasets"], "datasets", source)
+    attacks = _components(raw.get("attacks") or ["none"], "attacks", source)
+    for i, a in enumerate(attacks):
+        for field_name, ids, known in (("datasets", a.only_datasets, datasets), ("targets", a.only_targets, targets)):
+            unknown = sorted(set(ids) - {k.id for k in known})
+            if unknown:
+                raise ConfigError(f"{source}: attacks[{i}] ({a.id}): field '{field_name}' names unknown id(s) "
+                                  f"{', '.join(unknown)}; known: {', '.join(k.id for k in known)}")
     return RunConfig(
         name=str(raw.get("name") or Path(source).stem),
-        targets=_components(raw["targets"], "targets", source),
-        datasets=_components(raw["datasets"], "datasets", source),
+        targets=targets,
+        datasets=datasets,
         defenses=defenses,
-        attacks=_components(raw.get("attacks") or ["none"], "attacks", source),
+        attacks=attacks,
         judges=_components(raw.get("judges") or ["keyword-refusal"], "judges", source),
         generation=generation,
         samples_per_prompt=samples_per_prompt,
@@ -160,16 +177,24 @@ def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]
             item = {"name": item}
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where}: give a registry name or a mapping with 'name'")
-        extra = set(item) - {"name", "id", "args", "limit"}
+        scoping = {"datasets", "targets"} if kind == "attacks" else set()
+        extra = set(item) - {"name", "id", "args", "limit"} - scoping
         if extra:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(extra))} (use 'args' for options)")
+        only: dict[str, tuple[str, ...]] = {}
+        for field_name in sorted(scoping & set(item)):
+            ids = item[field_name]
+            if not isinstance(ids, list) or not ids or not all(isinstance(x, str) for x in ids):
+                raise ConfigError(f"{where}: field '{field_name}' must be a non-empty list of {field_name[:-1]} ids")
+            only[f"only_{field_name}"] = tuple(ids)
         args = item.get("args") or {}
         if not isinstance(args, dict):
             raise ConfigError(f"{where}: field 'args' must be a mapping")
         limit = item.get("limit")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ConfigError(f"{where}: field 'limit' must be a non-negative integer")
-        specs.append(ComponentSpec(kind, str(item["name"]), str(item.get("id") or item["name"]), dict(args), limit))
+        specs.append(ComponentSpec(kind, str(item["name"]), str(item.get("id") or item["name"]), dict(args), limit,
+                                   **only))
     ids = [s.id for s in specs]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:

@@ -108,11 +108,14 @@ def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
     params = config.generation.to_dict()
     k = config.samples_per_prompt
     target_cfgs = {t.id: t.key_config() for t in config.targets}
+    attack_specs = {a.id: a for a in config.attacks}
     items: list[WorkItem] = []
     for t in config.targets:
         for defense_id, defense in defenses.items():
             for attack_id, attack in attacks.items():
                 for ds_id, ds in datasets.items():
+                    if not attack_specs[attack_id].applies_to(t.id, ds_id):
+                        continue
                     for s in ds.samples:
                         for j in range(k):
                             key = item_key(s, ds_id, target_cfgs[t.id], defense.config(), attack.config(), params, j)

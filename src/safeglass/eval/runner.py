@@ -218,6 +218,13 @@ def _png(img: Any) -> bytes:
     return buf.getvalue()
 
 
+def _objective(generation: dict[str, Any]) -> str:
+    """What the reply is judged against: the request as the dataset gave it when an attack rewrote it (a
+    jailbreak template or a word moved into the image would otherwise hide the request from the judge)."""
+    objective = json.loads(generation["sample"]).get("metadata", {}).get("objective")
+    return objective if isinstance(objective, str) and objective else generation["prompt"]
+
+
 def _images_of(record_json: str) -> tuple[ImageRef, ...]:
     record = json.loads(record_json)
     paths = [Path(i["ref"]) for t in record.get("turns", []) for i in t.get("images", [])]
@@ -241,7 +248,7 @@ def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: boo
             with _progress(len(todo), f"judge {spec.id}", progress) as bar:
                 for i in range(0, len(todo), batch_size):
                     part = todo[i:i + batch_size]
-                    inputs = [JudgeInput(g["prompt"], g["response"], images=_images_of(g["sample"]), kind=g["kind"],
+                    inputs = [JudgeInput(_objective(g), g["response"], images=_images_of(g["sample"]), kind=g["kind"],
                                          category=g["category"]) for g in part]
                     try:
                         verdicts = j.judge(inputs)
