@@ -45,3 +45,23 @@ def test_paired_bootstrap_is_seeded_and_checks_lengths():
     with pytest.raises(ValueError):
         paired_bootstrap([1], [1, 0])
     assert math.isclose(paired_bootstrap(a, b)["delta"], 0.4)
+
+
+def test_attacked_rows_carry_the_paired_lift_over_no_attack():
+    import json as _json
+
+    from safeglass.eval.metrics import metric_rows
+
+    def gen(attack, i, refused):
+        return {"target": "t", "defense": "none", "dataset": "d", "attack": attack, "sample_id": f"s{i}",
+                "kind": "harmful", "category": "c", "sample": _json.dumps({"metadata": {}}),
+                "verdicts": {"kw": {"flag": refused}}}
+
+    # 40 prompts: refused 30 times without the attack, 6 times with it (the same prompts)
+    gens = [gen("none", i, i < 30) for i in range(40)] + [gen("typographic", i, i < 6) for i in range(40)]
+    rows = metric_rows(gens, {"kw": {"measure": "refusal"}}, seed=0, resamples=500)
+    by = {(r["attack"], r["metric"]): r for r in rows if r["category"] is None}
+    lift = by[("typographic", "attack_success")]["vs_no_attack"]
+    assert lift["attack"] == "none" and lift["n_pairs"] == 40
+    assert abs(lift["delta"] - 0.6) < 1e-9 and lift["ci_low"] > 0.3
+    assert "vs_no_attack" not in by[("none", "attack_success")]

@@ -55,6 +55,9 @@ def collect(store: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any
     return gens, judges
 
 
+NO_ATTACK = "none"  # the attack id an attacked row is compared with
+
+
 def metric_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *, baseline: str = "none",
                 seed: int = 0, resamples: int = 2000) -> list[dict[str, Any]]:
     # obs[(group..., metric, category)] = {observation id: 0/1}; a completion is (sample_id, sample index),
@@ -101,6 +104,14 @@ def metric_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *
                 cmp = paired_bootstrap([values[s] for s in common], [base_vals[s] for s in common],
                                        seed=seed, resamples=resamples)
                 row["vs_baseline"] = {"baseline": baseline, **cmp}
+        # an attack's lift: the same prompts without the attack, same target, defense and judge
+        plain = obs.get((target, defense, dataset, NO_ATTACK, jkey, metric, category))
+        if attack != NO_ATTACK and plain:
+            common = sorted(set(values) & set(plain))
+            if common:
+                cmp = paired_bootstrap([values[s] for s in common], [plain[s] for s in common],
+                                       seed=seed, resamples=resamples)
+                row["vs_no_attack"] = {"attack": NO_ATTACK, **cmp}
         rows.append(row)
     return rows
 

@@ -145,7 +145,10 @@ class SafeSmolVLConfig:
 
 
 PROFILES: dict[str, SafeSmolVLConfig] = {
-    "full": SafeSmolVLConfig(train_bf16=True),
+    # Sized for the 60-minute budget on 2 CPU cores: a training step costs ~3-4 s (short batch, 16 x ~65 tokens
+    # through SmolLM2 forward and backward, bf16) and ~1.7x that for a long one; the time budget is a guard.
+    "full": SafeSmolVLConfig(train_bf16=True, steps=700, lr=1.5e-3, p_long=0.25, instruct_n=320, probe_every=100,
+                             probe_vqa_n=48, probe_read_n=32, vqa_n=300, read_n=200, time_budget_s=2700.0),
     "tiny": SafeSmolVLConfig(name="tiny", components="tiny", instruct_n=4, word_instruct_n=4, distil_tokens=6,
                              distil_batch=8, steps=12, batch_size=8, lr=3e-3, probe_every=6,
                              probe_vqa_n=8, probe_read_n=8, vqa_n=16, read_n=16, eval_tokens=4, eval_batch=16,

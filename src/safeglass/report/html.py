@@ -126,6 +126,16 @@ def _header(summary: dict, title: str) -> str:
             f"<section id='judges'><h2>Judges</h2>{judges}</section>")
 
 
+def _delta_cells(vb: dict | None) -> tuple[str, str]:
+    """(paired difference with its CI, p-value with the number of pairs) cells; dashes when there is none."""
+    if not vb:
+        return "<span class='muted'>—</span>", "<span class='muted'>—</span>"
+    sig = _finite(vb.get("ci_low")) and _finite(vb.get("ci_high")) and (vb["ci_low"] > 0 or vb["ci_high"] < 0)
+    delta = (f"<span class='{'sig' if sig else ''}'>{_e(_pp(vb.get('delta')))}</span> "
+             f"<span class='muted'>[{_e(_pp(vb.get('ci_low')))}, {_e(_pp(vb.get('ci_high')))}]</span>")
+    return delta, f"{_e(_p(vb.get('p_value')))} <span class='muted'>({_e(vb.get('n_pairs'))} pairs)</span>"
+
+
 def _num(x: Any) -> str:
     return f"{x:.3f}" if _finite(x) else "n/a"
 
@@ -144,20 +154,17 @@ def _summary_tables(summary: dict) -> str:
     parts = ["<section id='summary'><h2>Summary</h2>",
              "<p class='muted'>Values are proportions with 95% Wilson intervals. Δ vs baseline is the paired "
              "difference against the undefended target (percentage points), with its CI and p-value.</p>"]
+    attacked = any(r.get("vs_no_attack") for r in overall)
+    if attacked:
+        parts.append("<p class='muted'>Δ vs no attack is the paired difference against the same prompts without "
+                     "the attack (same target, defense and judge): the attack's lift.</p>")
     for metric in _metrics_present(overall):
         mrows = sorted((r for r in overall if r.get("metric") == metric),
                        key=lambda r: tuple(str(r.get(k, "")) for k in GROUP_KEYS))
         body = []
         for r in mrows:
-            vb = r.get("vs_baseline")
-            if vb:
-                sig = _finite(vb.get("ci_low")) and _finite(vb.get("ci_high")) and (
-                    vb["ci_low"] > 0 or vb["ci_high"] < 0)
-                delta = (f"<span class='{'sig' if sig else ''}'>{_e(_pp(vb.get('delta')))}</span> "
-                         f"<span class='muted'>[{_e(_pp(vb.get('ci_low')))}, {_e(_pp(vb.get('ci_high')))}]</span>")
-                p = f"{_e(_p(vb.get('p_value')))} <span class='muted'>({_e(vb.get('n_pairs'))} pairs)</span>"
-            else:
-                delta, p = "<span class='muted'>—</span>", "<span class='muted'>—</span>"
+            delta, p = _delta_cells(r.get("vs_baseline"))
+            lift, lift_p = _delta_cells(r.get("vs_no_attack"))
             tgt = r.get("target", "")
             body.append(
                 f"<tr><td title='{_e(tgt)}'>{_e(labels.get(tgt, tgt))}</td><td>{_e(r.get('defense'))}</td>"
@@ -166,13 +173,15 @@ def _summary_tables(summary: dict) -> str:
                 f"<td class='num strong'>{_e(_pct(r.get('value')))}</td>"
                 f"<td class='num'>{_e(_ci(r.get('ci_low'), r.get('ci_high')))}</td>"
                 f"<td class='num'>{_e(r.get('k'))}/{_e(r.get('n'))}</td><td class='num'>{delta}</td>"
-                f"<td class='num'>{p}</td></tr>")
+                f"<td class='num'>{p}</td>" + (f"<td class='num'>{lift}</td><td class='num'>{lift_p}</td>"
+                                               if attacked else "") + "</tr>")
         parts.append(
             f"<h3>{_e(METRIC_TITLES.get(metric, metric))}</h3>"
             f"<div class='table-wrap'><table class='results' data-metric='{_e(metric)}'><thead><tr>"
             "<th>Target</th><th>Defense</th><th>Dataset</th><th>Attack</th><th>Judge</th><th class='num'>Value</th>"
             "<th class='num'>95% CI</th><th class='num'>k/n</th><th class='num'>Δ vs baseline</th>"
-            "<th class='num'>p</th></tr></thead>"
+            "<th class='num'>p</th>" + ("<th class='num'>Δ vs no attack</th><th class='num'>p</th>" if attacked
+                                        else "") + "</tr></thead>"
             f"<tbody>{''.join(body)}</tbody></table></div>")
     parts.append("</section>")
     return "".join(parts)
