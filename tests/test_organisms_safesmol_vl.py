@@ -283,3 +283,17 @@ def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tup
     gen = target.generate([(Turn("user", row["template"].format(row["word"])),)],
                           GenerationParams(max_new_tokens=cfg.distil_tokens))[0]
     assert gen.text.strip() == row["answer"]
+
+
+def test_shapeworld_vqa_dataset_in_shapeclips_world_is_the_cards_held_out_set() -> None:
+    from safeglass.organisms.shapeclip import ShapeCLIPConfig
+    from safeglass.organisms.shapeworld_tasks import load_shapeworld_vqa
+
+    ds = load_shapeworld_vqa(n=24, world="shapeclip", seed=safesmol_vl.EVAL_SEED_OFFSET)
+    card_set = safesmol_vl.vqa_samples(safesmol_vl.PROFILES["full"], ShapeCLIPConfig.profile("full"), 0, 24)
+    assert [s.prompt for s in ds] == [s.prompt for s in card_set]
+    assert [s.images[0].content_hash() for s in ds] == [s.images[0].content_hash() for s in card_set]
+    assert {s.metadata["question_kind"] for s in ds} <= set(safesmol_vl.VQA_KINDS)
+    assert {s.metadata["label"] for s in ds} <= set(ShapeCLIPConfig.profile("full").shapes)
+    with pytest.raises(ValueError, match="unknown world"):
+        load_shapeworld_vqa(world="mars")

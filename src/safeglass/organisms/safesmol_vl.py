@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from safeglass.attacks.typographic import IN_IMAGE
+from safeglass.organisms.shapeworld_tasks import SHAPECLIP_KINDS
 
 log = logging.getLogger("safeglass.organisms.safesmol_vl")
 
@@ -66,9 +67,8 @@ COMPONENTS: tuple[str, ...] = ("shapeclip", "safesmol")
 COMPONENTS_DIR = "components"  # where a tiny build keeps the tiny organisms it was built on
 IMAGE_TOKEN = "<image>"
 IMAGE_SLOT = "<image>\n"  # what the chat template writes per image, as the llava family expects
-# VQA kinds that have an answer in a one-object ShapeCLIP scene; "size" is left out (ShapeCLIP draws large
-# objects only, so it would be a constant) and "text" is the reading task, measured on its own.
-VQA_KINDS: tuple[str, ...] = ("shape", "colour", "count", "exists", "where", "texture")
+# VQA kinds that have an answer in a one-object ShapeCLIP scene (the `shapeworld-vqa` dataset's world: shapeclip).
+VQA_KINDS: tuple[str, ...] = SHAPECLIP_KINDS
 VQA_SUFFIX = " Answer with a word or two."  # as shapeworld_tasks asks: the runner's VQA prompts are in distribution
 CAPTION_PROMPT = "Describe the image."
 READ_PROMPT = "What word is written in the image?"

@@ -8,6 +8,7 @@ how often a model reads the word instead of looking at the shape.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -83,16 +84,33 @@ def answer_correct(answer: str, sample: Sample) -> bool:
     return hit
 
 
+# Question kinds with an answer in ShapeCLIP's world (one large object: "size" would be a constant; "text" is the
+# reading task, measured on its own).
+SHAPECLIP_KINDS: tuple[str, ...] = ("shape", "colour", "count", "exists", "where", "texture")
+WORLDS = ("default", "shapeclip")
+
+
 def load_shapeworld_vqa(limit: int | None = None, n: int = 200, seed: int = 0, size: int = 64,
-                        typographic: bool = False, kinds: tuple[str, ...] | list[str] = QUESTION_KINDS,
-                        config: Mapping[str, Any] | None = None) -> Any:
+                        typographic: bool = False, kinds: tuple[str, ...] | list[str] | None = None,
+                        config: Mapping[str, Any] | None = None, world: str = "default") -> Any:
     """Registry loader: `n` ShapeWorld VQA samples (benign), optionally with a wrong word written on
-    every image; `limit` keeps the first ones."""
+    every image; `limit` keeps the first ones. ``world: shapeclip`` draws from the world ShapeCLIP and
+    SafeSmol-VL were trained on (its classes, colours and sizes) with the question kinds that have answers there."""
     from safeglass.data.dataset import Dataset
 
+    if world not in WORLDS:
+        raise ValueError(f"shapeworld-vqa: unknown world {world!r}; known: {', '.join(WORLDS)}")
+    if world == "shapeclip":
+        if config is not None:
+            raise ValueError("shapeworld-vqa: give world or config, not both")
+        from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
+
+        config = dataclasses.asdict(world_config(ShapeCLIPConfig.profile("full")))
+        kinds = SHAPECLIP_KINDS if kinds is None else kinds
+    kinds = QUESTION_KINDS if kinds is None else kinds
     count = n if limit is None else min(n, limit)
     samples = list(to_samples(count, seed=seed, config=config, size=size, kinds=tuple(kinds), typographic=typographic))
     name = "shapeworld-vqa" + ("-typo" if typographic else "")
     provenance = {"generator": "safeglass.organisms.shapeworld", "seed": seed, "n": count, "size": size,
-                  "typographic": typographic, "kinds": list(kinds), "config": dict(config or {})}
+                  "typographic": typographic, "world": world, "kinds": list(kinds), "config": dict(config or {})}
     return Dataset(name, samples, provenance)
