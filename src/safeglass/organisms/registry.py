@@ -40,7 +40,7 @@ class Organism:
 ORGANISMS: dict[str, Organism] = {
     o.name: o for o in (
         Organism("shapeclip", "safeglass.organisms.shapeclip",
-                 "small CLIP (ViT patch 8, word-level text tower) trained on ShapeWorld; reads written words, "
+                 "small CLIP (ViT patch 16 at 64 px, word-level text tower) trained on ShapeWorld; reads written words, "
                  "so it falls for typographic attacks"),
         Organism("safesmol", "safeglass.organisms.safesmol",
                  "SmolLM2-135M-Instruct with a LoRA refusal tuning; refuses held-out harmful requests "

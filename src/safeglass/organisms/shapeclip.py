@@ -7,6 +7,11 @@ zero-shot prediction towards that word: the typographic attack, in a model small
 Recipe (`build`): a supervised warm start of the image tower (linear heads for shape, colour and the written
 word), then contrastive training against captions, with the heads kept as an auxiliary loss. Captions that
 repeat within a batch count as positives of each other (multi-positive targets) rather than as negatives.
+Every step draws fresh scenes (a fixed pool let the ViT memorise it: train loss 0.17 at 47 % held-out accuracy),
+of 8 classes at one (large) size, at patch 16: measured on this CPU, medium and large shapes together reached
+27 % shape accuracy after 1,000 steps against 58.5 % for large ones only, and a patch-8 step costs 4x a patch-16
+one while words of 10-18 px are read at 97 % after 1,000 steps at patch 16. Held-out probes every
+`probe_every` steps go into the card's history (the learning curve).
 Everything is drawn from seeded numpy / torch generators on a fixed thread count, so a build is a function
 of (profile, seed).
 
