@@ -38,7 +38,7 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "HarmBench behaviours CSV, text or multimodal, from a local path", ("harmful", "image", "path")),
     ("datasets", "typo-harmful", "safeglass.attacks.typographic:load_typo_harmful",
      "Held-out harmful requests (StrongREJECT, HarmBench) naming one key word, for the typographic attack",
-     ("harmful", "text")),
+     ("harmful", "text", "derived")),
     ("datasets", "shapeworld-vqa", "safeglass.organisms.shapeworld_tasks:load_shapeworld_vqa",
      "ShapeWorld VQA: procedurally rendered scenes with questions (typographic=true writes a wrong word)",
      ("benign", "image", "generated")),
