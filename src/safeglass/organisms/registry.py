@@ -40,8 +40,8 @@ class Organism:
 ORGANISMS: dict[str, Organism] = {
     o.name: o for o in (
         Organism("shapeclip", "safeglass.organisms.shapeclip",
-                 "small CLIP (ViT patch 16 at 64 px, word-level text tower) trained on ShapeWorld; reads written words, "
-                 "so it falls for typographic attacks"),
+                 "small CLIP (ViT patch 16 at 64 px, word-level text tower) trained on ShapeWorld; reads written "
+                 "words, so it falls for typographic attacks"),
         Organism("safesmol", "safeglass.organisms.safesmol",
                  "SmolLM2-135M-Instruct with a LoRA refusal tuning; refuses held-out harmful requests "
                  "(StrongREJECT, HarmBench) and answers benign look-alikes",
