@@ -58,7 +58,7 @@ def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
     assert 0 < params["trainable"] < params["total"]
     arch = card["architecture"]
     assert arch["class"] == "transformers.LlavaForConditionalGeneration"
-    assert arch["image_tokens"] == (64 // 16) ** 2  # ShapeCLIP: 64 px, patch 16, CLS dropped
+    assert arch["image_tokens"] == (64 // 16) ** 2 + 1  # ShapeCLIP: 64 px, patch 16, CLS kept
     m = card["measured"]
     for k in ("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy", "typographic_image_success_proxy",
               "typographic_text_no_image_success_proxy", "typographic_text_success_keyword"):
@@ -112,7 +112,7 @@ def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict
     assert text.count(safesmol_vl.IMAGE_TOKEN) == 1
     enc = processor(text=[text], images=[render(scene, 64)[0]], return_tensors="pt", add_special_tokens=False)
     n_image = int((enc["input_ids"] == image_id).sum())
-    assert n_image == 16 == model.config.image_seq_length == safesmol_vl.image_tokens(processor)
+    assert n_image == 17 == model.config.image_seq_length == safesmol_vl.image_tokens(processor)
     # training encodes prompts exactly as the processor does at inference
     assert enc["input_ids"][0].tolist() == safesmol_vl.Encoder(processor).prompt_ids(safesmol_vl.READ_PROMPT)
     with torch.no_grad():
