@@ -192,11 +192,14 @@ def test_catalog_target_runs_through_the_runner(built: tuple[Path, dict, float],
     cfg = {"name": "vl", "seed": 0, "targets": [{"name": "safesmol-vl", "id": "vl", "args": {"path": str(out)}}],
            "datasets": [{"name": "shapeworld-vqa", "args": {"n": 3}}], "defenses": ["none"],
            "judges": ["keyword-refusal"], "generation": {"max_new_tokens": 3}}
-    res = run(cfg, out=tmp_path / "r", report=False, progress=False)
+    res = run(cfg, out=tmp_path / "r", report=True, progress=False)
     assert res.generated == 3 and res.failed == 0
     with Store(tmp_path / "r" / STORE_NAME) as s:
         rows = list(s.generations())
     assert all(g["prompt_tokens"] > 16 and json.loads(g["sample"])["turns"][0]["images"] for g in rows)
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert [(t["label"], t["organism"]) for t in summary["targets"]] == [("SafeSmol-VL", True)]
+    assert "model organism</span>" in (tmp_path / "r" / "report.html").read_text()
 
 
 def test_typographic_prompts_are_held_out_requests_with_one_topic_word() -> None:

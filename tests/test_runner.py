@@ -214,3 +214,15 @@ def test_attacked_samples_are_judged_against_the_original_request(tmp_path):
         assert judge_saw == original
         assert (model_saw == original) == (word == "the weather")  # no key word: left as it is
     assert len(list((out / "images").glob("*.png"))) == 2
+
+
+def test_target_labels_name_the_glasses_a_target_wears():
+    from types import SimpleNamespace
+
+    from safeglass.eval.runner import target_label
+
+    plain = SimpleNamespace(name="SafeSmol-VL", glasses=None)
+    worn = SimpleNamespace(name="SafeSmol-VL", glasses=SimpleNamespace(method="sgm", params={"strength": 1.0}))
+    assert target_label(plain, "x") == "SafeSmol-VL"
+    assert target_label(worn, "x") == "SafeSmol-VL + sgm s1 glasses"
+    assert target_label(SimpleNamespace(name=None), "fallback") == "fallback"

@@ -123,7 +123,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                 continue  # finished targets are never loaded
             target = build_target(spec)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
-            store.set_meta(f"target_label:{spec.id}", {"label": getattr(target, "name", spec.id),
+            store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
             with _progress(len(items), f"generate {spec.id}", progress) as bar:
                 for chunk in _chunks(items, config.chunk_size):
@@ -189,6 +189,16 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
             provenance=json.dumps(prov, sort_keys=True, default=str), created=now, worker=worker))
     store.add_generations(rows)
     return len(rows), 0
+
+
+def target_label(target: Any, fallback: str) -> str:
+    """What reports call a target: its name, and the glasses it wears (two targets on one model differ there)."""
+    label = str(getattr(target, "name", None) or fallback)
+    glasses = getattr(target, "glasses", None)
+    if glasses is not None:
+        strength = glasses.params.get("strength")
+        label += f" + {glasses.method}{f' s{strength:g}' if isinstance(strength, int | float) else ''} glasses"
+    return label
 
 
 def _persist_images(sample: Any, image_dir: Path) -> dict[str, Any]:

@@ -879,4 +879,6 @@ def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", b
     model = model.to(device=device, dtype=torch_dtype(dtype))
     config = {"organism": NAME, "profile": card["profile"], "adapter_sha256": card["weights_sha256"],
               "base": card["architecture"]["base_fingerprint"], "dtype": dtype}
-    return HFCausalLM.from_model(model, tokenizer, name=name, config=config, batch_size=batch_size, **kw)
+    target = HFCausalLM.from_model(model, tokenizer, name=name, config=config, batch_size=batch_size, **kw)
+    target.organism = True  # reports badge it: built by safeglass, not a released model
+    return target

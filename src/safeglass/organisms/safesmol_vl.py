@@ -931,5 +931,7 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
     config = {"organism": NAME, "profile": card["profile"], "projector_sha256": card["weights_sha256"],
               "shapeclip_sha256": comps["shapeclip"]["sha256"], "safesmol_sha256": comps["safesmol"]["sha256"],
               "base": comps["safesmol"]["base_fingerprint"], "dtype": dtype}
-    return HFVisionLM.from_model(model, processor, family="llava", name=name, config=config,
-                                 batch_size=batch_size, **kw)
+    target = HFVisionLM.from_model(model, processor, family="llava", name=name, config=config,
+                                   batch_size=batch_size, **kw)
+    target.organism = True  # reports badge it: built by safeglass, not a released model
+    return target
