@@ -20,6 +20,7 @@ $(STAMP): $(REQS)
 	@touch $(STAMP)
 
 demo: $(STAMP)
+	$(BIN)/safeglass neurons find configs/neurons-safesmol-vl-find.yaml --out runs/demo-neurons
 	$(BIN)/safeglass run configs/demo.yaml --out runs/demo
 	@echo "open runs/demo/report.html"
 
