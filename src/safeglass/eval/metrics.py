@@ -98,22 +98,24 @@ def metric_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *
         if key in completions:
             row["n_completions"] = completions[key]
         base_vals = obs.get((target, baseline, dataset, attack, jkey, metric, category))
-        if defense != baseline and base_vals:
-            common = sorted(set(values) & set(base_vals))
-            if common:
-                cmp = paired_bootstrap([values[s] for s in common], [base_vals[s] for s in common],
-                                       seed=seed, resamples=resamples)
-                row["vs_baseline"] = {"baseline": baseline, **cmp}
+        cmp = _paired(values, base_vals, seed, resamples) if defense != baseline else None
+        if cmp:
+            row["vs_baseline"] = {"baseline": baseline, **cmp}
         # an attack's lift: the same prompts without the attack, same target, defense and judge
         plain = obs.get((target, defense, dataset, NO_ATTACK, jkey, metric, category))
-        if attack != NO_ATTACK and plain:
-            common = sorted(set(values) & set(plain))
-            if common:
-                cmp = paired_bootstrap([values[s] for s in common], [plain[s] for s in common],
-                                       seed=seed, resamples=resamples)
-                row["vs_no_attack"] = {"attack": NO_ATTACK, **cmp}
+        cmp = _paired(values, plain, seed, resamples) if attack != NO_ATTACK else None
+        if cmp:
+            row["vs_no_attack"] = {"attack": NO_ATTACK, **cmp}
         rows.append(row)
     return rows
+
+
+def _paired(values: dict[Any, int], other: dict[Any, int] | None, seed: int, resamples: int) -> dict | None:
+    """Paired bootstrap of `values` against `other` over the observations both have; None when none."""
+    common = sorted(set(values) & set(other or {}))
+    if not common:
+        return None
+    return paired_bootstrap([values[s] for s in common], [other[s] for s in common], seed=seed, resamples=resamples)
 
 
 def _metadata(g: dict[str, Any]) -> dict[str, Any]:
