@@ -45,10 +45,8 @@ whose weights differ. The tiny profile builds its own tiny ShapeCLIP and SafeSmo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
-import math
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -59,6 +57,10 @@ from typing import Any
 import numpy as np
 
 from safeglass.attacks.typographic import IN_IMAGE
+
+# the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
+from safeglass.organisms.safesmol import _cosine, _rate, file_sha256
+from safeglass.organisms.shapeclip import _tuples
 from safeglass.organisms.shapeworld_tasks import SHAPECLIP_KINDS
 
 log = logging.getLogger("safeglass.organisms.safesmol_vl")
@@ -647,10 +649,6 @@ def _evaluate(model: Any, processor: Any, cfg: SafeSmolVLConfig, seed: int, worl
         torch.set_num_threads(threads_before)
 
 
-def _rate(flags: Sequence[bool]) -> float:
-    return round(float(np.mean(flags)), 4) if len(flags) else 0.0
-
-
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
     short: dict[str, float | None] = {}
@@ -666,12 +664,6 @@ def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None
 
 
 # ------------------------------------------------------------------------------------------ train
-
-
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def answer_loss(model: Any, batch: dict[str, Any], pixel_values: Any) -> Any:
@@ -866,14 +858,6 @@ def card_fields(cfg: SafeSmolVLConfig, seed: int, model: Any, processor: Any, co
         "versions": {"safeglass": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                      "numpy": np.__version__},
     }
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _tuples(v: Any) -> Any:
-    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
 
 
 def config_from_card(card: dict[str, Any]) -> SafeSmolVLConfig:
