@@ -109,10 +109,17 @@ def _neurons_glasses(n: int = 16) -> Iterator[dict[str, Any]]:
     yield from glasses_overhead(n=n)
 
 
+def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
+    from bench.judges import proxy_throughput
+
+    yield from proxy_throughput(n=max(n, 512))
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
     "shapeworld": _shapeworld,
     "neurons-auroc": _neurons_auroc,
     "neurons-glasses": _neurons_glasses,
+    "proxy-judge": _proxy_judge,
 }

@@ -131,7 +131,26 @@ def test_verify_notices_changed_card(built: tuple[Path, dict, float], tmp_path: 
     card = json.loads((copy / "card.json").read_text())
     card["measured"]["harmbench_refusal_proxy"] = 1.0 - card["measured"]["harmbench_refusal_proxy"]
     (copy / "card.json").write_text(json.dumps(card))
-    assert not registry.verify("safesmol", copy)["ok"]
+    r = registry.verify("safesmol", copy)
+    assert not r["ok"]
+    # the build recorded the judges its figures depend on; they have not changed since
+    assert r["judges"]["card"] == r["judges"]["now"] and not r["judges"]["changed"]
+    assert set(r["judges"]["now"]) == {"proxy-refusal", "keyword-refusal"}
+    # re-carding writes the measured figures back and keeps the old ones
+    card["judges"] = {"proxy-refusal": "proxy-refusal@0000000000", "keyword-refusal": "keyword-refusal@0"}
+    (copy / "card.json").write_text(json.dumps(card))
+    r = registry.verify("safesmol", copy, update=True)
+    assert r["judges"]["changed"] and r["updated"]
+    new = json.loads((copy / "card.json").read_text())
+    assert new["recarded"]["measured_before"]["harmbench_refusal_proxy"] == card["measured"]["harmbench_refusal_proxy"]
+    assert new["recarded"]["judges_before"]["proxy-refusal"] == "proxy-refusal@0000000000"
+    assert new["judges"] == r["judges"]["now"]
+    again = registry.verify("safesmol", copy)
+    assert again["ok"] and not again["judges"]["changed"]
+    # weights that are not the card's cannot be re-carded
+    (copy / safesmol.ADAPTER_FILE).write_bytes((copy / safesmol.ADAPTER_FILE).read_bytes() + b"x")
+    with pytest.raises(ValueError, match="rebuild"):
+        registry.verify("safesmol", copy, update=True)
 
 
 def test_registry_entry(built: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

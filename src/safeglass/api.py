@@ -204,11 +204,12 @@ def load_organism(name: str, path: str | Path | None = None) -> tuple[Any, Any, 
     return organisms.load(name, path)
 
 
-def verify_organism(name: str, path: str | Path | None = None) -> dict[str, Any]:
-    """Re-measure a model organism from its saved weights and compare with its card."""
+def verify_organism(name: str, path: str | Path | None = None, update: bool = False) -> dict[str, Any]:
+    """Re-measure a model organism from its saved weights and compare with its card (``update``: write
+    the new figures into the card, e.g. after a judge it is measured with was re-trained)."""
     from safeglass.organisms import registry as organisms
 
-    return organisms.verify(name, path)
+    return organisms.verify(name, path, update=update)
 
 
 def find_experts(config: str | Path | dict[str, Any], out: str | Path, *, progress: bool = True) -> dict[str, Any]:

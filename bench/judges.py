@@ -1,0 +1,49 @@
+"""Proxy judge throughput (issue 3's speed goal: >= 50 responses a second on 2 CPU cores)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+
+def _pairs(n: int) -> list[tuple[str, str]]:
+    """Real-length (prompt, reply) pairs without the build's cache: packaged prompts with templated
+    replies and the written answers (mean reply ~250 characters), plus the worst case (every reply
+    past the 128-token cap)."""
+    from safeglass.judges.proxy_answers import ANSWERS
+    from safeglass.judges.proxy_data import collect_prompts, template_examples
+
+    prompts = collect_prompts(0)[: max(n, 64)]
+    pairs = [(e.prompt, e.response) for e in template_examples(prompts, {}, 0)]
+    pairs += [(requests[0], answer) for requests, answer in ANSWERS]
+    return pairs[:n]
+
+
+def proxy_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterator[dict[str, Any]]:
+    import torch
+
+    from safeglass.judges.base import JudgeInput
+    from safeglass.judges.proxy import MiniLMEmbedder, ProxyJudge
+
+    torch.set_num_threads(threads)
+    n = max(n, 256)
+    emb = MiniLMEmbedder(batch_size=batch)
+    refusal = ProxyJudge("refusal", embedder=emb)
+    typical = [JudgeInput(p, r) for p, r in _pairs(n)]
+    long_reply = " ".join(["The answer goes on with more detail about each step and its reasons."] * 20)
+    worst = [JudgeInput(it.prompt, long_reply) for it in typical]
+    refusal.judge(typical[:batch])  # warm-up
+    for label, items in (("typical", typical), ("every reply past the cap", worst)):
+        chars = sum(len(it.response) for it in items) / len(items)
+        t = time.perf_counter()
+        for start in range(0, len(items), batch):
+            refusal.judge(items[start:start + batch])
+        one = len(items) / (time.perf_counter() - t)
+        t = time.perf_counter()
+        for start in range(0, len(items), batch):
+            refusal.judge_heads(items[start:start + batch])
+        both = len(items) / (time.perf_counter() - t)
+        yield {"bench": f"proxy judge, {label}", "figure": one, "unit": "resp/s", "goal": ">= 50",
+               "note": f"one head; both heads in one pass {both:.1f}/s; {len(items)} pairs, mean reply "
+                       f"{chars:.0f} chars, batch {batch}, {threads} threads"}
