@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.organisms.recipe_common import goals_shortfall
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 
 log = logging.getLogger("safeglass.organisms.safesmol")
@@ -551,16 +552,7 @@ def _rate(flags: Sequence[bool]) -> float:
 
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
-    short: dict[str, float | None] = {}
-    for goal, key in GOAL_KEYS.items():
-        value = measured.get(key)
-        if value is None:
-            short[key] = None  # not measured (e.g. no fluency set): unmet
-            continue
-        gap = GOALS[goal] - value if goal.endswith("_min") else value - GOALS[goal]
-        if gap > 0:
-            short[key] = round(gap, 4)
-    return not short, short
+    return goals_shortfall(GOALS, GOAL_KEYS, measured)
 
 
 # ------------------------------------------------------------------------------------------ train

@@ -59,6 +59,7 @@ import numpy as np
 from safeglass.attacks.typographic import IN_IMAGE
 
 # the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
+from safeglass.organisms.recipe_common import goals_shortfall
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 from safeglass.organisms.safesmol import _cosine, _rate, file_sha256
 from safeglass.organisms.shapeclip import _tuples
@@ -653,16 +654,7 @@ def _evaluate(model: Any, processor: Any, cfg: SafeSmolVLConfig, seed: int, worl
 
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
-    short: dict[str, float | None] = {}
-    for goal, key in GOAL_KEYS.items():
-        value = measured.get(key)
-        if value is None:
-            short[key] = None
-            continue
-        gap = GOALS[goal] - value
-        if gap > 0:
-            short[key] = round(gap, 4)
-    return not short, short
+    return goals_shortfall(GOALS, GOAL_KEYS, measured)
 
 
 # ------------------------------------------------------------------------------------------ train
