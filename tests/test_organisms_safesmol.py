@@ -266,3 +266,28 @@ def test_schedule_mixes_benign_refusals_and_context() -> None:
             assert p.split(safesmol.CONTEXT_SEPARATOR)[0] != safesmol.context_passage(a, cfg.context_chars)
         if k == "harmful":  # no topic keyword in these prompts: a generic refusal
             assert a in safesmol.load_refusals()["generic"]
+
+
+def test_cli_update_card_after_a_judge_change(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from conftest import subprocess_env
+
+    out, _, _ = built
+    copy = tmp_path / "recard"
+    shutil.copytree(out, copy)
+    card = json.loads((copy / "card.json").read_text())
+    card["judges"] = {"proxy-refusal": "proxy-refusal@0000000000", "keyword-refusal": "keyword-refusal@0"}
+    (copy / "card.json").write_text(json.dumps(card))
+
+    def cli(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "safeglass", "organisms", "verify", "safesmol", "--path",
+                               str(copy), *extra], capture_output=True, text=True, env=subprocess_env(), timeout=300)
+
+    r = cli()
+    assert r.returncode == 0, r.stdout + r.stderr  # same figures: the weights and judges' outputs did not move
+    assert "the judges changed since the card was measured" in r.stdout and "--update-card" in r.stdout
+    r = cli("--update-card")
+    assert r.returncode == 0 and "re-carded" in r.stdout and "card updated" in r.stdout, r.stdout + r.stderr
+    assert "the judges changed" not in cli().stdout

@@ -256,12 +256,13 @@ def _organisms(args: argparse.Namespace) -> int:
             figures = ", ".join(f"{k} {m.get(k, float('nan')):.3f} (card {c.get(k, float('nan')):.3f})"
                                 for k in get_organism(r["name"]).verify_keys)
             print(f"model organism {r['name']} at {r['path']}: "
-                  f"{'matches its card' if r['ok'] else 'DOES NOT match its card'}\n    {figures}, weights hash "
+                  f"{'re-carded' if r['updated'] else 'matches its card' if r['ok'] else 'DOES NOT match its card'}"
+                  f"\n    {figures}, weights hash "
                   f"{'matches' if r['weights_sha256_matches'] else 'differs'}")
             if r["judges"]["changed"]:
                 print(f"    the judges changed since the card was measured ({r['judges']['card'] or 'not recorded'} -> "
-                      f"{r['judges']['now']}): differences are the judges', not the weights'; "
-                      "`--update-card` re-cards it")
+                      f"{r['judges']['now']}): differences are the judges', not the weights'"
+                      + ("" if r["updated"] else "; `--update-card` re-cards it"))
             if r["updated"]:
                 print(f"    card updated: {r['path']}/card.json")
         return 0 if r["ok"] else 1
