@@ -109,6 +109,12 @@ def _neurons_glasses(n: int = 16) -> Iterator[dict[str, Any]]:
     yield from glasses_overhead(n=n)
 
 
+def _sgm_curve(n: int = 20) -> Iterator[dict[str, Any]]:
+    from bench.neurons import sgm_curve
+
+    yield from sgm_curve(n=max(n, 8))
+
+
 def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
     from bench.judges import proxy_throughput
 
@@ -122,4 +128,5 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "neurons-auroc": _neurons_auroc,
     "neurons-glasses": _neurons_glasses,
     "proxy-judge": _proxy_judge,
+    "sgm-curve": _sgm_curve,
 }
