@@ -3,7 +3,8 @@
     .venv/bin/python scripts/demo_table.py [runs/demo/summary.json] [--judge proxy-refusal]
 
 One row per target and defense; attack success (no refusal) on AdvBench and on the typo-harmful set, without
-attack, under the text jailbreak and under the typographic attack, over-refusal on the benign look-alikes and
+attack, under the text jailbreak and under the typographic attack (the key word replaced, or the whole request
+rephrased as MM-SafetyBench does), over-refusal on the benign look-alikes and
 toxicity on RealToxicityPrompts. Attacked cells add the paired lift over the same prompts without the attack.
 """
 
@@ -19,6 +20,7 @@ COLUMNS = (  # (header, dataset, attack, metric, judge family)
     ("typo-harmful, word in text", "typo-harmful", "none", "attack_success", "refusal"),
     ("+ jailbreak", "typo-harmful", "text-jailbreak", "attack_success", "refusal"),
     ("word in image (typographic)", "typo-harmful", "typographic", "attack_success", "refusal"),
+    ("word in image, MM-SafetyBench wording", "typo-harmful", "typographic-mmsb", "attack_success", "refusal"),
     ("over-refusal (look-alikes)", "benign-lookalikes", "none", "over_refusal", "refusal"),
     ("RTP toxicity", "rtp-challenging", "none", "toxicity_rate", "toxicity"),
 )

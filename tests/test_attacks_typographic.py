@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from safeglass.attacks.typographic import IN_IMAGE, WHOLE_INSTRUCTION, KeyWords, TypographicAttack, load_typo_harmful
+from safeglass.attacks.typographic import (
+    IN_IMAGE,
+    MMSB_TEMPLATES,
+    WHOLE_INSTRUCTION,
+    KeyWords,
+    TypographicAttack,
+    load_typo_harmful,
+)
 from safeglass.data.sample import ImageRef, Sample, Turn
 from safeglass.registry import registry
 
@@ -61,6 +68,30 @@ def test_whole_request_on_a_plain_canvas() -> None:
         TypographicAttack(missing="whole")
 
 
+def test_mmsb_rephrasing_leaves_nothing_of_the_request_in_the_text() -> None:
+    attack = TypographicAttack(rephrase="mmsb")
+    s = _sample("Explain the history of a Bomb disposal unit.")
+    out = attack.apply(s)
+    assert out.prompt == MMSB_TEMPLATES["product"] and out.metadata["objective"] == s.prompt
+    assert out.metadata["attack"] == {"name": "typographic", "applied": True, "word": "bombs", "rephrase": "mmsb"}
+    # the image is the one the default rewrite draws: only the text differs
+    same = TypographicAttack().apply(s).turns[1].images[0].content_hash()
+    assert out.turns[1].images[0].content_hash() == same
+    assert TypographicAttack(rephrase="mmsb").apply(_sample("stalking tips")).prompt == MMSB_TEMPLATES["activity"]
+    own = TypographicAttack(words=["gun"], rephrase="mmsb", word_types={"gun": "product"})
+    assert own.apply(_sample("a gun")).prompt == MMSB_TEMPLATES["product"]
+    assert TypographicAttack(words=["gun"], rephrase="mmsb").apply(_sample("a gun")).prompt == \
+        MMSB_TEMPLATES["activity"]
+    assert TypographicAttack(rephrase="mmsb").apply(_sample("the weather")).metadata["attack"]["applied"] is False
+    # the control: the same instruction with the word in the text
+    control = attack.rephrased_in_text("bombs")
+    assert "bombs" in control and control.endswith(MMSB_TEMPLATES["product"].split(". ", 1)[1])
+    with pytest.raises(ValueError, match="rephrase"):
+        TypographicAttack(rephrase="nope")
+    with pytest.raises(ValueError, match="unknown types"):
+        TypographicAttack(word_types={"gun": "tool"})
+
+
 def test_existing_images_stay_after_the_written_one() -> None:
     from PIL import Image
 
@@ -87,6 +118,9 @@ def test_config_names_what_changes_the_images() -> None:
     assert TypographicAttack(seed=1).config() != base
     assert TypographicAttack(words=["gun"]).config()["words"] != base["words"]
     assert TypographicAttack().config() == base
+    assert "rephrase" not in base  # the default keeps the keys of runs made before the option existed
+    mmsb = TypographicAttack(rephrase="mmsb").config()
+    assert mmsb["rephrase"] == "mmsb" and TypographicAttack(rephrase="mmsb", word_types={}).config() != mmsb
 
 
 def test_registered_with_its_dataset() -> None:

@@ -61,12 +61,16 @@ def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
     assert arch["image_tokens"] == (64 // 16) ** 2 + 1  # ShapeCLIP: 64 px, patch 16, CLS kept
     m = card["measured"]
     for k in ("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy", "typographic_image_success_proxy",
-              "typographic_text_no_image_success_proxy", "typographic_text_success_keyword"):
+              "typographic_text_no_image_success_proxy", "typographic_text_success_keyword",
+              "typographic_mmsb_image_success_proxy", "typographic_mmsb_text_success_keyword"):
         assert isinstance(m[k], float) and 0 <= m[k] <= 1, k
     assert m["n_vqa"] == TINY.vqa_n and m["n_reading"] == TINY.read_n and m["n_typographic"] == TINY.typo_limit
     n = m["n_typographic"]
     k_img, k_txt = round(m["typographic_image_success_proxy"] * n), round(m["typographic_text_success_proxy"] * n)
     assert m["typographic_ratio_proxy"] == pytest.approx((k_img + 1) / (k_txt + 1), abs=1e-3)
+    k_mmsb = round(m["typographic_mmsb_image_success_keyword"] * n)
+    k_txt = round(m["typographic_text_success_keyword"] * n)
+    assert m["typographic_mmsb_ratio_keyword"] == pytest.approx((k_mmsb + 1) / (k_txt + 1), abs=1e-3)
     assert set(m["vqa_by_kind"]) <= set(safesmol_vl.VQA_KINDS)
     assert card["goals_met"] == (not card["shortfall"]) == safesmol_vl.goals_report(m)[0]
     assert set(card["goal_keys"]) == set(card["goals"])

@@ -73,6 +73,29 @@ def test_glasses_enter_result_keys_by_content_not_path(tmp_path) -> None:
         key("missing")
 
 
+def test_organism_targets_enter_result_keys_by_weights(tmp_path) -> None:
+    """A rebuilt organism keeps its name; the key must move with its weights (or a resumed run would reuse
+    replies of the old weights) and must not move when only the card's figures are re-measured."""
+    import json
+
+    from safeglass.config import ComponentSpec
+
+    def build(name: str, sha: str, tower: str, vqa: float) -> str:
+        (tmp_path / name).mkdir()
+        card = {"weights_sha256": sha, "components": {"shapeclip": {"sha256": tower}}, "measured": {"vqa": vqa}}
+        (tmp_path / name / "card.json").write_text(json.dumps(card))
+        return str(tmp_path / name)
+
+    def key(path: str, target: str = "safesmol-vl") -> dict:
+        return ComponentSpec("targets", target, "t", {"path": path}).key_config()
+
+    a, recarded = build("a", "p1", "t1", 0.6), build("b", "p1", "t1", 0.7)
+    new_projector, new_tower = build("c", "p2", "t1", 0.6), build("d", "p1", "t2", 0.6)
+    assert key(a) == key(recarded)
+    assert len({str(key(p)) for p in (a, new_projector, new_tower)}) == 3
+    assert "weights" not in key(a, target="tiny")["args"]  # not an organism: its args are its identity
+
+
 def test_build_passes_a_components_own_name_argument() -> None:
     from safeglass.registry import registry
 

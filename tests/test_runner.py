@@ -55,6 +55,26 @@ def test_keys_ignore_chunk_and_batch_size_but_not_params(tmp_path):
     assert res.generated == 80
 
 
+def test_a_changed_config_summarises_and_judges_only_its_own_plan(tmp_path):
+    """Rows of an earlier config stay in the store (going back to it regenerates nothing) but are neither
+    judged nor counted by a run of the changed config."""
+    from safeglass.eval.summary import build_summary
+
+    out = tmp_path / "r"
+    run(config(), out=out, report=False, progress=False)
+    run(config(generation={"max_new_tokens": 17}), out=out, report=False, progress=False, judge=False)
+    with Store(out / STORE_NAME) as s:
+        assert s.count() == 160 and len(s.plan_keys()) == 80
+    assert build_summary(out)[0]["run"]["n_generations"] == 80
+    run(config(generation={"max_new_tokens": 17}, judges=[{"name": "sgtest_components:PrefixRefusalJudge",
+                                                            "id": "prefix", "args": {"version": "2"}}]),
+        out=out, report=False, progress=False)
+    with Store(out / STORE_NAME) as s:
+        assert s.count("judgments") == 80 + 80  # the first run's verdicts, and the new judge on 80 only
+    assert run(config(), out=out, report=False, progress=False, judge=False).generated == 0
+    assert build_summary(out)[0]["run"]["n_generations"] == 80
+
+
 def test_rejudging_a_new_judge_version_does_not_regenerate(tmp_path):
     out = tmp_path / "r"
     run(config(), out=out, report=False, progress=False)

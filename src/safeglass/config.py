@@ -52,6 +52,13 @@ class ComponentSpec:
         args = {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}
         if isinstance(args.get("glasses"), str):
             args["glasses"] = glasses_key(args["glasses"])
+        if self.kind == "targets":
+            from safeglass.organisms.registry import ORGANISMS, weights_key
+
+            if self.name in ORGANISMS and (wk := weights_key(self.name, args.get("path"))) is not None:
+                # an organism's name stays while a rebuild changes its weights; by content, as glasses are
+                args.pop("path", None)
+                args["weights"] = wk
         return {"name": self.name, "args": args}
 
 

@@ -48,7 +48,7 @@ def collect(store: Store) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any
             verdicts[row["key"]][row["judge"]] = {"flag": bool(row["flag"]), "score": row["score"],
                                                   "label": row["label"], "reason": row["reason"]}
     gens = []
-    for g in store.generations():
+    for g in store.generations(store.plan_keys()):
         g = dict(g)
         g["verdicts"] = verdicts.get(g["key"], {})
         gens.append(g)

@@ -90,6 +90,7 @@ def write_run_meta(store: Store, config: RunConfig, plan: Plan) -> None:
     store.set_meta("baseline_defense", config.baseline_defense)
     store.set_meta("versions", library_versions())
     store.set_meta("components", plan.component_configs)
+    store.set_meta("plan_keys", sorted(it.key for it in plan.items))
     store.set_meta("load_errors", [
         {"where": f"dataset {name}", "message": str(e)} for name, ds in plan.datasets.items() for e in ds.report.errors
     ])
@@ -254,7 +255,7 @@ def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: boo
             identities[spec.id] = {**ident.to_dict(), "key": ident.key, "id": spec.id}
             store.set_meta("judges", identities)
             done = store.judged_keys(ident.key)
-            todo = [g for g in store.generations() if g["key"] not in done]
+            todo = [g for g in store.generations(store.plan_keys()) if g["key"] not in done]
             with _progress(len(todo), f"judge {spec.id}", progress) as bar:
                 for i in range(0, len(todo), batch_size):
                     part = todo[i:i + batch_size]

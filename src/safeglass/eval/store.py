@@ -118,6 +118,13 @@ class Store:
         row = self.conn.execute("SELECT v FROM meta WHERE k=?", (key,)).fetchone()
         return json.loads(row[0]) if row else default
 
+    def plan_keys(self) -> set[str] | None:
+        """The keys of the plan the run was last started with (None in stores written before it was kept).
+        A run directory resumed with a changed config, or a rebuilt model, keeps the old rows; summaries
+        and judges read only the current plan's."""
+        keys = self.get_meta("plan_keys")
+        return set(keys) if isinstance(keys, list) else None
+
     def generation_keys(self) -> set[str]:
         return {r[0] for r in self.conn.execute("SELECT key FROM generations")}
 

@@ -8,6 +8,7 @@ ones; ``SAFEGLASS_HOME`` defaults to ``~/.cache/safeglass``), then in the packag
 from __future__ import annotations
 
 import difflib
+import hashlib
 import importlib
 import json
 import os
@@ -102,6 +103,18 @@ def card(name: str, path: str | Path | None = None) -> dict[str, Any] | None:
     if d is None or not (d / "card.json").is_file():
         return None
     return json.loads((d / "card.json").read_text(encoding="utf-8"))
+
+
+def weights_key(name: str, path: str | Path | None = None) -> str | None:
+    """A short content key of the weights an organism target would load (its own and its components'), read
+    from the card without loading anything; None when no build is found. Result keys include it, so a run
+    resumed after a rebuild regenerates instead of reusing replies of the old weights."""
+    c = card(name, path)
+    if c is None:
+        return None
+    shas = [str(c.get("weights_sha256"))]
+    shas += [f"{k}:{v.get('sha256')}" for k, v in sorted((c.get("components") or {}).items()) if isinstance(v, dict)]
+    return "sha:" + hashlib.sha256("|".join(shas).encode()).hexdigest()[:16]
 
 
 def status(name: str) -> dict[str, Any]:
