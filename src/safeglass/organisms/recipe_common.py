@@ -1,9 +1,25 @@
-"""Pieces every organism recipe shares: reading a card's goals against what was measured."""
+"""Pieces every organism recipe shares: a pinned thread count, and reading a card's goals against what was
+measured."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+
+@contextlib.contextmanager
+def pinned_threads(n: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` for the block, then restored. Recipes fix it per profile: the
+    count decides how reductions split, so the same seed gives the same weights only on the same count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def goals_shortfall(goals: Mapping[str, float], goal_keys: Mapping[str, str],

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from safeglass.organisms.recipe_common import goals_shortfall
+from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 
 log = logging.getLogger("safeglass.organisms.safesmol")
@@ -488,15 +488,11 @@ def evaluate(model: Any, tokenizer: Any, processor: Any, cfg: SafeSmolConfig, se
 def _evaluate(model: Any, tokenizer: Any, cfg: SafeSmolConfig, fluency: Sequence[dict[str, Any]] | None,
               base_ppl: float | None, progress: Callable[[str], None] | None
               ) -> tuple[dict[str, Any], dict[str, Any]]:
-    import torch
-
     from safeglass.judges.base import JudgeInput
     from safeglass.judges.keyword import KeywordRefusalJudge
 
     say = progress or log.info
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with pinned_threads(cfg.threads):
         t0 = time.time()
         sets = eval_sets(cfg)
         samples = [s for ss in sets.values() for s in ss]
@@ -541,8 +537,6 @@ def _evaluate(model: Any, tokenizer: Any, cfg: SafeSmolConfig, fluency: Sequence
                                  "refusal_keyword": per["lookalikes"][1][i]} for i in picks],
                    "eval_seconds": round(time.time() - t0, 1)}
         return measured, details
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _rate(flags: Sequence[bool]) -> float:
@@ -642,9 +636,7 @@ def build(profile: str | SafeSmolConfig = "full", seed: int = 0, out: str | Path
     cfg = profile if isinstance(profile, SafeSmolConfig) else SafeSmolConfig.profile(profile)
     say = progress or log.info
     t0 = time.time()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # fixed, so reductions split the same way on every build
-    try:
+    with pinned_threads(cfg.threads):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         model, tokenizer = load_base(cfg.base)
@@ -723,8 +715,6 @@ def build(profile: str | SafeSmolConfig = "full", seed: int = 0, out: str | Path
         card["weights_sha256"] = sha
         (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return card
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def round_adapter(model: Any) -> None:

@@ -61,7 +61,7 @@ import numpy as np
 from safeglass.attacks.typographic import IN_IMAGE, MMSB_TEMPLATES
 
 # the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
-from safeglass.organisms.recipe_common import goals_shortfall
+from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 from safeglass.organisms.safesmol import _cosine, _rate, file_sha256
 from safeglass.organisms.shapeclip import _tuples
@@ -637,15 +637,11 @@ def evaluate(model: Any, tokenizer: Any, processor: Any, cfg: SafeSmolVLConfig, 
 
 def _evaluate(model: Any, processor: Any, cfg: SafeSmolVLConfig, seed: int, world: Any,
               progress: Callable[[str], None] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    import torch
-
     from safeglass.organisms.shapeclip import ShapeCLIPConfig
 
     say = progress or log.info
     world = world if world is not None else ShapeCLIPConfig.profile("full")
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
+    with pinned_threads(cfg.threads):
         t0 = time.time()
         target = _target(model, processor, cfg.eval_batch)
         measured = measure_vqa(target, vqa_samples(cfg, world, seed, cfg.vqa_n), cfg.eval_tokens)
@@ -659,8 +655,6 @@ def _evaluate(model: Any, processor: Any, cfg: SafeSmolVLConfig, seed: int, worl
         measured.update(goal_judge=GOAL_JUDGE, eval_max_new_tokens=cfg.eval_tokens,
                         typographic_max_new_tokens=cfg.typo_tokens)
         return measured, {"typographic_set": rows, "eval_seconds": round(time.time() - t0, 1)}
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 
@@ -702,9 +696,7 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
     say = progress or log.info
     out_dir = Path(out) if out is not None else default_out()
     t0 = time.time()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # fixed, so reductions split the same way on every build
-    try:
+    with pinned_threads(cfg.threads):
         given = {"shapeclip": shapeclip_path, "safesmol": safesmol_path}
         if cfg.components == "tiny" and None in given.values():
             built = build_tiny_components(out_dir, seed, say)
@@ -796,8 +788,6 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
         card["weights_sha256"] = sha
         (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return card
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def default_out() -> Path:

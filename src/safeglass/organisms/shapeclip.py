@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from safeglass.organisms.recipe_common import goals_shortfall
+from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.shapeworld import (
     COLOUR_NAMES,
     EXTRA_WORDS,
@@ -297,9 +297,7 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
     cfg = profile if isinstance(profile, ShapeCLIPConfig) else ShapeCLIPConfig.profile(profile)
     say = progress or log.info
     t0 = time.time()
-    threads_before = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)  # fixed, so reductions split the same way on every build
-    try:
+    with pinned_threads(cfg.threads):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         tokenizer = build_tokenizer(cfg.max_text_len)
@@ -416,8 +414,6 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
             cfg, seed, model, measured, met, short, round(build_seconds, 1), round(train_seconds, 1),
             history, stopped_early_at))
         return card
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def default_out() -> Path:
