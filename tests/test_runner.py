@@ -75,6 +75,23 @@ def test_a_changed_config_summarises_and_judges_only_its_own_plan(tmp_path):
     assert build_summary(out)[0]["run"]["n_generations"] == 80
 
 
+def test_a_manual_merge_takes_the_plan_of_the_newest_shards(tmp_path):
+    from safeglass.eval.plan import build_plan
+    from safeglass.eval.runner import generate, merge_shards
+    from safeglass.eval.summary import build_summary
+
+    out = tmp_path / "r"
+    run(config(), out=out, report=False, progress=False, judge=False)  # single process: plan A in the main store
+    changed = parse_config(config(generation={"max_new_tokens": 17}))
+    for rank in (0, 1):
+        generate(changed, out, rank=rank, world=2, progress=False)
+    merge_shards(out)
+    with Store(out / STORE_NAME) as s:
+        assert s.count() == 160
+        assert s.plan_keys() == {it.key for it in build_plan(changed).items}
+    assert build_summary(out)[0]["run"]["n_generations"] == 80
+
+
 def test_rejudging_a_new_judge_version_does_not_regenerate(tmp_path):
     out = tmp_path / "r"
     run(config(), out=out, report=False, progress=False)

@@ -60,11 +60,19 @@ def finished_keys(run_dir: Path) -> set[str]:
 
 
 def merge_shards(run_dir: Path) -> int:
-    """Fold every shard into the main store by key. Idempotent; returns rows added."""
+    """Fold every shard into the main store by key. Idempotent; returns rows added. The main store takes the
+    plan of the newest shard, so that a manual merge after a run with a changed config reads that config's
+    rows (shards of an earlier run may still lie beside it)."""
     added = 0
+    shards = sorted((run_dir / SHARD_DIR).glob("shard-*.sqlite"))
     with Store(run_dir / STORE_NAME) as main:
-        for p in sorted((run_dir / SHARD_DIR).glob("shard-*.sqlite")):
+        for p in shards:
             added += main.merge_from(p)
+        if shards:
+            with Store(max(shards, key=lambda p: p.stat().st_mtime_ns)) as newest:
+                keys = newest.get_meta("plan_keys")
+            if keys is not None:
+                main.set_meta("plan_keys", keys)
     return added
 
 

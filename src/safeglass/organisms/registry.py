@@ -57,8 +57,8 @@ ORGANISMS: dict[str, Organism] = {
                            ("benign perplexity ratio", "benign_ppl_ratio"))),
         Organism("safesmol-vl", "safeglass.organisms.safesmol_vl",
                  "LLaVA-style VLM: ShapeCLIP's image tower, SafeSmol as the language model and a projector trained "
-                 "on ShapeWorld; answers VQA, reads written words, and harmful requests get through when their "
-                 "key word is only in the image",
+                 "on ShapeWorld; answers VQA and reads written words; refusal-tuned in text only, to measure "
+                 "whether harmful requests get through when their key word is only in the image",
                  weights_file="projector.safetensors",
                  verify_keys=("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy",
                               "typographic_image_success_proxy", "typographic_text_success_keyword",
