@@ -115,6 +115,12 @@ def _sgm_curve(n: int = 20) -> Iterator[dict[str, Any]]:
     yield from sgm_curve(n=max(n, 8))
 
 
+def _sgm_vl(n: int = 40) -> Iterator[dict[str, Any]]:
+    from bench.neurons import sgm_vl
+
+    yield from sgm_vl(n=max(n, 8))
+
+
 def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
     from bench.judges import proxy_throughput
 
@@ -129,4 +135,5 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "neurons-glasses": _neurons_glasses,
     "proxy-judge": _proxy_judge,
     "sgm-curve": _sgm_curve,
+    "sgm-vl": _sgm_vl,
 }
