@@ -819,8 +819,8 @@ def card_fields(cfg: SafeSmolVLConfig, seed: int, model: Any, processor: Any, co
     return {
         "name": NAME, "kind": "model organism",
         "description": "LLaVA-style VLM: ShapeCLIP's image tower, SafeSmol as the language model and a projector "
-                       "trained on ShapeWorld; refusal-tuned in text only, to measure whether harmful requests get through "
-                       "when their key word is in the image",
+                       "trained on ShapeWorld; refusal-tuned in text only, to measure whether harmful requests get "
+                       "through when their key word is in the image",
         "architecture": {"class": "transformers.LlavaForConditionalGeneration",
                          "vision": f"ShapeCLIP's CLIPVisionModel ({vision.num_hidden_layers} layers, width "
                                    f"{vision.hidden_size}, patch {vision.patch_size} at {vision.image_size} px)",
