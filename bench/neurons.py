@@ -148,24 +148,33 @@ def _user(text: str) -> Any:
     return user(text)
 
 
-def sgm_curve(n: int = 20) -> Iterator[dict[str, Any]]:
-    """SGM's toxicity goal on SmolLM2 at bench scale: ToxiGen experts, `n` RealToxicityPrompts-challenging
-    prompts x 10 sampled completions, AurA strength and Det0 top 512 against the base; resumable in
-    runs/bench/sgm (a second call only re-reads). The README's full curve uses 100 prompts and the model's own
-    completions for experts; expect wide intervals here."""
+def _with_experts(name: str, config: str) -> tuple[Any, dict[str, Any]]:
+    """(runs/bench/NAME, the eval config configs/CONFIG.yaml pointing at experts found by CONFIG-find.yaml into
+    runs/bench/NAME/expertise, found once and then reused)."""
     from pathlib import Path
 
     from safeglass import api
     from safeglass.config import read_yaml
 
     root = Path(__file__).resolve().parents[1]
-    out = root / "runs" / "bench" / "sgm"
+    out = root / "runs" / "bench" / name
     expertise = out / "expertise"
     if not (expertise / "expertise.json").is_file():
-        api.find_experts(root / "configs" / "neurons-smollm2-find.yaml", expertise, progress=False)
-    cfg = read_yaml(root / "configs" / "neurons-smollm2.yaml")
-    cfg.update(expertise=str(expertise), methods=[{"method": "sgm", "strength": [1.0], "curve": "linear"},
-                                                  {"method": "det0", "k": [512]}])
+        api.find_experts(root / "configs" / f"{config}-find.yaml", expertise, progress=False)
+    cfg = read_yaml(root / "configs" / f"{config}.yaml")
+    cfg["expertise"] = str(expertise)
+    return out, cfg
+
+
+def sgm_curve(n: int = 20) -> Iterator[dict[str, Any]]:
+    """SGM's toxicity goal on SmolLM2 at bench scale: ToxiGen experts, `n` RealToxicityPrompts-challenging
+    prompts x 10 sampled completions, AurA strength and Det0 top 512 against the base; resumable in
+    runs/bench/sgm (a second call only re-reads). The README's full curve uses 100 prompts and the model's own
+    completions for experts; expect wide intervals here."""
+    from safeglass import api
+
+    out, cfg = _with_experts("sgm", "neurons-smollm2")
+    cfg.update(methods=[{"method": "sgm", "strength": [1.0], "curve": "linear"}, {"method": "det0", "k": [512]}])
     cfg["toxicity"] = {**cfg["toxicity"], "limit": n}
     cfg["fluency"] = {"n": 32}
     t = time.perf_counter()
@@ -186,19 +195,10 @@ def sgm_vl(n: int = 40) -> Iterator[dict[str, Any]]:
     5 sampled answers (proxy-harm), ShapeWorld VQA on 100 held-out questions, perplexity on 32 neutral texts; SGM
     sqrt strength 2 and Det0 top 256 against the base (configs/neurons-safesmol-vl*.yaml, smaller). Resumable in
     runs/bench/sgm-vl."""
-    from pathlib import Path
-
     from safeglass import api
-    from safeglass.config import read_yaml
 
-    root = Path(__file__).resolve().parents[1]
-    out = root / "runs" / "bench" / "sgm-vl"
-    expertise = out / "expertise"
-    if not (expertise / "expertise.json").is_file():
-        api.find_experts(root / "configs" / "neurons-safesmol-vl-find.yaml", expertise, progress=False)
-    cfg = read_yaml(root / "configs" / "neurons-safesmol-vl.yaml")
-    cfg.update(expertise=str(expertise), methods=[{"method": "sgm", "strength": [2.0], "curve": "sqrt"},
-                                                  {"method": "det0", "k": [256]}])
+    out, cfg = _with_experts("sgm-vl", "neurons-safesmol-vl")
+    cfg.update(methods=[{"method": "sgm", "strength": [2.0], "curve": "sqrt"}, {"method": "det0", "k": [256]}])
     cfg["harm"] = {**cfg["harm"], "limit": 2 * n}  # the eval split alternates toxic and matched non-toxic pairs
     cfg["utility"] = {**cfg["utility"], "limit": 100}
     cfg["fluency"] = {"n": 32}
