@@ -86,6 +86,10 @@ def test_mmsb_rephrasing_leaves_nothing_of_the_request_in_the_text() -> None:
     # the control: the same instruction with the word in the text
     control = attack.rephrased_in_text("bombs")
     assert "bombs" in control and control.endswith(MMSB_TEMPLATES["product"].split(". ", 1)[1])
+    from safeglass.attacks.typographic import TOPIC_TYPES
+    from safeglass.organisms.shapeclip import TOPIC_WORDS
+
+    assert set(TOPIC_TYPES) == set(TOPIC_WORDS)  # a new topic word needs its type, or it reads as an activity
     with pytest.raises(ValueError, match="rephrase"):
         TypographicAttack(rephrase="nope")
     with pytest.raises(ValueError, match="unknown types"):

@@ -96,6 +96,26 @@ def test_organism_targets_enter_result_keys_by_weights(tmp_path) -> None:
     assert "weights" not in key(a, target="tiny")["args"]  # not an organism: its args are its identity
 
 
+def test_local_model_folders_enter_result_keys_by_content(tmp_path) -> None:
+    from safeglass.config import ComponentSpec
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"a" * 100)
+    (tmp_path / "m" / "config.json").write_text("{}")
+
+    def key() -> dict:
+        return ComponentSpec("targets", "hf-lm", "t", {"model": str(tmp_path / "m")}).key_config()
+
+    before = key()
+    assert before == key() and before["args"]["weights"].startswith("files:")
+    (tmp_path / "m" / "config.json").write_text('{"x": 1}')  # not a weights file
+    assert key() == before
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"b" * 100)  # re-trained in place
+    assert key() != before
+    hub = ComponentSpec("targets", "hf-lm", "t", {"model": "Org/never-a-local-dir"}).key_config()
+    assert "weights" not in hub["args"]
+
+
 def test_build_passes_a_components_own_name_argument() -> None:
     from safeglass.registry import registry
 

@@ -53,13 +53,47 @@ class ComponentSpec:
         if isinstance(args.get("glasses"), str):
             args["glasses"] = glasses_key(args["glasses"])
         if self.kind == "targets":
-            from safeglass.organisms.registry import ORGANISMS, weights_key
-
-            if self.name in ORGANISMS and (wk := weights_key(self.name, args.get("path"))) is not None:
-                # an organism's name stays while a rebuild changes its weights; by content, as glasses are
-                args.pop("path", None)
-                args["weights"] = wk
+            args = target_weights_key(self.name, args)
         return {"name": self.name, "args": args}
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".onnx")
+
+
+def target_weights_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A target's key args with its local weights in by content: a rebuilt organism or a re-trained checkpoint
+    keeps its name or folder, and a resumed run must make its replies again rather than reuse the old ones.
+    Organisms: the card's weights hashes (the folder leaves the key, as glasses do). A local model folder or
+    file (``model``): name, size and a hash of the first and last MiB of each weights file, cheap enough for
+    multi-GB checkpoints and the same on every machine (shards on several hosts must agree). Hub ids are left
+    as they are: pin ``revision`` for that."""
+    from safeglass.organisms.registry import ORGANISMS, weights_key
+
+    if name in ORGANISMS:
+        wk = weights_key(name, args.get("path"))
+        if wk is None:
+            return args
+        return {**{k: v for k, v in args.items() if k != "path"}, "weights": wk}
+    model = args.get("model")
+    if isinstance(model, str) and Path(model).exists():
+        return {**args, "weights": _local_weights_key(Path(model))}
+    return args
+
+
+def _local_weights_key(path: Path) -> str:
+    import hashlib
+
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in WEIGHT_SUFFIXES)
+    h = hashlib.sha256()
+    for f in files:
+        size = f.stat().st_size
+        h.update(f"{f.relative_to(path) if f != path else f.name}:{size}".encode())
+        with f.open("rb") as fh:
+            h.update(fh.read(1 << 20))
+            if size > 2 << 20:
+                fh.seek(-(1 << 20), 2)
+                h.update(fh.read())
+    return "files:" + h.hexdigest()[:16]
 
 
 def glasses_key(path: str) -> str:

@@ -109,15 +109,14 @@ class MiniLMEmbedder:
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], max_tokens: int, opening_tokens: int = 0
-               ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
-        """(full, opening, rest) float32 arrays: the mean over all tokens, over the first
-        ``opening_tokens`` and over the tokens after them (zeros when the text is that short)."""
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(full, opening) float32 arrays: the mean over all tokens and, when ``opening_tokens`` is given,
+        over the first ``opening_tokens`` (else None)."""
         n = len(texts)
         full = np.zeros((n, 384), dtype=np.float32)
         opening = np.zeros((n, 384), dtype=np.float32) if opening_tokens else None
-        rest = np.zeros((n, 384), dtype=np.float32) if opening_tokens else None
         if n == 0:
-            return full, opening, rest
+            return full, opening
         # Batches of similar length waste less compute on padding; results go back in input order.
         order = sorted(range(n), key=lambda i: len(texts[i]))
         for start in range(0, n, self.batch_size):
@@ -127,13 +126,10 @@ class MiniLMEmbedder:
             hidden = self.model(**enc).last_hidden_state.float()
             mask = enc["attention_mask"].unsqueeze(-1).float()
             full[idx] = _normalize(_mean(hidden, mask))
-            if opening is not None and rest is not None:
+            if opening is not None:
                 first = (torch.arange(hidden.shape[1]) < opening_tokens + 1).view(1, -1, 1).float()  # +1: [CLS]
                 opening[idx] = _normalize(_mean(hidden, mask * first))
-                tail = mask * (1.0 - first)
-                has_tail = tail.sum((1, 2)).numpy() > 0
-                rest[idx] = np.where(has_tail[:, None], _normalize(_mean(hidden, tail)), 0.0)
-        return full, opening, rest
+        return full, opening
 
 
 def _mean(hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
@@ -175,8 +171,8 @@ class PairFeaturizer:
         return 4 + len(_KW_LABELS) + 384 * 2
 
     def __call__(self, prompts: Sequence[str], responses: Sequence[str]) -> np.ndarray:
-        p, _, _ = self.embedder.encode(prompts, PROMPT_TOKENS)
-        r, o, _ = self.embedder.encode(responses, RESPONSE_TOKENS, OPENING_TOKENS)
+        p, _ = self.embedder.encode(prompts, PROMPT_TOKENS)
+        r, o = self.embedder.encode(responses, RESPONSE_TOKENS, OPENING_TOKENS)
         assert o is not None
         kw = [self.keyword.judge_text(t) for t in responses]
         scal = np.zeros((len(responses), 4 + len(_KW_LABELS)), dtype=np.float32)

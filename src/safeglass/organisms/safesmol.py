@@ -264,8 +264,8 @@ def overlaps(prompts: Sequence[str], against: Sequence[str], embedder: Any = Non
         else:
             out.append(None)
     if embedder is not None and prompts:
-        a, _, _ = embedder.encode(list(prompts), 64)
-        b, _, _ = embedder.encode(list(against), 64)
+        a, _ = embedder.encode(list(prompts), 64)
+        b, _ = embedder.encode(list(against), 64)
         best = (a @ b.T).max(axis=1)
         out = [o if o is not None or best[i] <= threshold else "cosine" for i, o in enumerate(out)]
     return out
