@@ -19,6 +19,10 @@ def main() -> None:
     p.add_argument("--n", type=int, default=32, help="prompts per benchmark")
     p.add_argument("--json", type=Path, default=Path("runs/bench/results.json"))
     args = p.parse_args()
+    from safeglass.eval.provenance import machine_info, machine_line
+
+    machine = machine_info()
+    print(f"machine: {machine_line(machine)}", flush=True)
     results = []
     for name in args.only or sorted(core.BENCHES):
         t0 = time.perf_counter()
@@ -28,7 +32,7 @@ def main() -> None:
                   flush=True)
         print(f"  ({name} took {time.perf_counter() - t0:.0f} s)", flush=True)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(results, indent=2))
+    args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=2))
     print(f"written: {args.json}")
 
 

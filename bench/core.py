@@ -91,6 +91,44 @@ def rerun_finished(n: int = 32) -> Iterator[dict[str, Any]]:
                    f"{res.done_before} of {res.planned} found done"}
 
 
+def workers_split(n: int = 32) -> Iterator[dict[str, Any]]:
+    """The same generations by one process and by two local workers (`safeglass run --workers 2`), from scratch,
+    model load included: on a CPU, workers split the cores (cores // workers threads each), so two can at best
+    match one; they pay off with GPUs, remote endpoints or many cores. Also counts replies that differ."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from safeglass.eval.provenance import cpu_cores
+    from safeglass.eval.scale import threads_per_worker
+    from safeglass.eval.store import Store
+
+    prompts = max(n, 32) * 2
+    d = Path(tempfile.mkdtemp(prefix="sg-bench-workers-"))
+    cfg = d / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "bench-workers", "targets": [{"name": "smollm2", "args": {
+        "dtype": "float32", "batch_size": BATCH}}], "datasets": [{"name": "advbench", "limit": prompts}],
+        "judges": [], "generation": {"max_new_tokens": NEW_TOKENS}, "chunk_size": 16}))
+    times, replies = {}, {}
+    for workers in (1, 2):
+        out = d / f"w{workers}"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "safeglass", "run", str(cfg), "--out", str(out), "--workers",
+                        str(workers), "--no-progress", "--no-report", "--no-judge"], check=True,
+                       stdout=subprocess.DEVNULL)
+        times[workers] = time.perf_counter() - t0
+        with Store(out / "store.sqlite") as st:
+            replies[workers] = {g["key"]: g["response"] for g in st.generations()}
+    differ = sum(replies[1][k] != replies[2].get(k) for k in replies[1])
+    shutil.rmtree(d)
+    yield {"bench": "2 local workers / 1 process (time)", "figure": times[2] / times[1], "unit": "x",
+           "goal": "<= 1.10", "note": f"SmolLM2-135M fp32, {prompts} AdvBench prompts x {NEW_TOKENS} tokens, "
+                                      f"{cpu_cores()} cores, {threads_per_worker(2)} threads a worker; 1 process "
+                                      f"{times[1]:.0f} s, 2 workers {times[2]:.0f} s (model load included); "
+                                      f"{differ} of {len(replies[1])} replies differ"}
+
+
 def _shapeworld(n: int = 32) -> Iterator[dict[str, Any]]:
     from bench.shapeworld import shapeworld_speed
 
@@ -130,6 +168,7 @@ def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
+    "workers": workers_split,
     "shapeworld": _shapeworld,
     "neurons-auroc": _neurons_auroc,
     "neurons-glasses": _neurons_glasses,

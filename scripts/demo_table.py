@@ -14,6 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
+from safeglass.eval.stats import format_p
+
 COLUMNS = (  # (header, dataset, attack, metric, judge family)
     ("AdvBench", "advbench", "none", "attack_success", "refusal"),
     ("AdvBench + jailbreak", "advbench", "text-jailbreak", "attack_success", "refusal"),
@@ -33,7 +35,7 @@ def cell(row: dict | None) -> str:
     lift = row.get("vs_no_attack")
     if lift:
         p = lift.get("p_value")
-        ptxt = "p < 0.001" if p is not None and p < 0.001 else f"p = {p:.2f}" if p is not None else ""
+        ptxt = "" if p is None else f"p {format_p(p)}" if p < 0.001 else f"p = {format_p(p)}"
         text += f" (Δ {100 * lift['delta']:+.1f} pp, {ptxt})"
     return text
 

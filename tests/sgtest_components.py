@@ -111,3 +111,21 @@ class PromptSeenJudge:
                 return [Verdict(False, 0.0, "seen", i.prompt) for i in items]
 
         return _Judge()
+
+
+class ThreadsTarget:
+    """Answers every prompt with the number of threads torch runs on in this process (for the workers test)."""
+
+    def __new__(cls, name: str = "threads"):
+        from safeglass.targets.doubles import ScriptedTarget
+
+        class _Target(ScriptedTarget):
+            def answer(self, conv):
+                import torch
+
+                return f"threads={torch.get_num_threads()}"
+
+            def config(self):
+                return {"type": "threads"}
+
+        return _Target(name=name)

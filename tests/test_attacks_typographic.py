@@ -134,5 +134,5 @@ def test_registered_with_its_dataset() -> None:
     assert len(ds) == 8 and all(len(attack.keywords.find(s.prompt)) == 1 for s in ds)
     assert ds.provenance["counts"]["selected"] >= 30
     assert [s.id for s in ds] == [s.id for s in load_typo_harmful(limit=8)]
-    with pytest.raises(ValueError, match="unknown options"):
-        load_typo_harmful(nope=1)
+    with pytest.raises(ValueError, match="unknown option 'nope'"):
+        registry("datasets").check("typo-harmful", {"nope": 1})

@@ -9,6 +9,8 @@ import pytest
 
 from safeglass.data import formats
 from safeglass.data.errors import DataError
+from safeglass.options import UnknownOptionError
+from safeglass.registry import registry
 
 FIX = Path(__file__).parent / "fixtures" / "formats"
 
@@ -145,8 +147,10 @@ def test_missing_path_and_unknown_option(loader, tmp_path):
         loader()
     with pytest.raises(DataError, match="nowhere"):
         loader(str(tmp_path / "nowhere"))
-    with pytest.raises(DataError, match="unknown option"):
-        loader(str(FIX), bogus=1)
+    name = {"load_jailbreakv": "jailbreakv-28k", "load_harmbench_csv": "harmbench-csv"}.get(
+        loader.__name__, loader.__name__.removeprefix("load_").replace("_", "-"))
+    with pytest.raises(UnknownOptionError, match="unknown option 'bogus'"):
+        registry("datasets").check(name, {"path": str(FIX), "bogus": 1})
 
 
 def test_image_is_readable():

@@ -10,6 +10,8 @@ from PIL import Image
 
 from safeglass.data.errors import DataError
 from safeglass.data.generic import load_csv, load_jsonl
+from safeglass.options import UnknownOptionError
+from safeglass.registry import registry
 
 
 def write_jsonl(path, records):
@@ -92,8 +94,8 @@ def test_whole_dataset_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="path="):
         load_jsonl()
     path = write_jsonl(tmp_path / "x.jsonl", [{"prompt": "p"}])
-    with pytest.raises(DataError, match="unknown option"):
-        load_jsonl(path, colour="red")
+    with pytest.raises(UnknownOptionError, match="unknown option 'colour'"):  # checked where configs go in
+        registry("datasets").check("jsonl", {"path": path, "colour": "red"})
     with pytest.raises(DataError, match="text"):
         load_jsonl(path, fields={"id": "id"})
     with pytest.raises(DataError, match="kind"):

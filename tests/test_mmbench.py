@@ -9,6 +9,7 @@ from PIL import Image
 
 from safeglass.data.errors import DataError
 from safeglass.data.mmbench import DEFAULT_INSTRUCTION, load_mmbench, mc_accuracy, parse_choice
+from safeglass.options import UnknownOptionError
 from safeglass.registry import registry
 
 HEADER = ["index", "question", "hint", "A", "B", "C", "D", "answer", "category", "image", "l2-category", "split"]
@@ -99,8 +100,8 @@ def test_whole_file_problems_stop_the_load(tmp_path):
         load_mmbench(str(tmp_path / "nope.tsv"))
     with pytest.raises(DataError, match="lacks column"):
         load_mmbench(str(write_tsv(tmp_path / "x.tsv", [], header=["index", "question", "A", "B"])))
-    with pytest.raises(DataError, match="unknown option"):
-        load_mmbench(str(write_tsv(tmp_path / "y.tsv", [row(1)])), images="x")
+    with pytest.raises(UnknownOptionError, match="unknown option 'images'"):
+        registry("datasets").check("mmbench", {"path": str(tmp_path / "y.tsv"), "images": "x"})
 
 
 @pytest.mark.parametrize("response, expected", [

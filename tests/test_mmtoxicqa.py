@@ -110,9 +110,13 @@ def test_limit_size_and_bad_arguments():
     reused = load_mm_toxic_qa(split="eval", modality="text", size=n_neutral + 2, image_size=32).samples
     neutral = [s.metadata["statement"] for s in reused if s.metadata["label"] == 0]
     assert len(neutral) == n_neutral + 2 and len(set(neutral)) == n_neutral
-    for bad in ({"split": "train"}, {"modality": "audio"}, {"size": 10_000}, {"image_size": 8}, {"colour": "red"}):
+    for bad in ({"split": "train"}, {"modality": "audio"}, {"size": 10_000}, {"image_size": 8}):
         with pytest.raises(DataError):
             load_mm_toxic_qa(**{"split": "find", "size": 2, **bad})
+    from safeglass.registry import registry
+
+    with pytest.raises(ValueError, match="unknown option 'colour'"):
+        registry("datasets").check("mm-toxic-qa", {"colour": "red"})
     with pytest.raises(DataError):
         iter_items("find", "audio")  # raises at the call, not at the first item
 

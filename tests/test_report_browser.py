@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from safeglass.report.browser import check_report, find_chromium, open_page
-from safeglass.report.html import render_report, write_report
+from safeglass.reporting.browser import check_report, find_chromium, open_page
+from safeglass.reporting.html import render_report, write_report
 
 pytestmark = [
     pytest.mark.browser,
@@ -58,11 +58,12 @@ PWNED = "!!document.querySelector('marker-pwned') || document.title === 'PWNED'"
 
 def test_report_runs_clean_and_hostile_output_stays_inert(tmp_path) -> None:
     path = tmp_path / "report.html"
-    path.write_text(render_report(*make_data(), title=TITLE), encoding="utf-8")
+    path.write_text(render_report(*make_data(), title=TITLE, show_harmful=True), encoding="utf-8")
     res = open_page(path, evaluate=[
         COUNT_ROWS,
         PWNED,
-        # Reveal one harmful output: it must appear as text, and still not run.
+        # Fold them all, then reveal one harmful output: it must appear as text, and still not run.
+        "document.getElementById('f-showall').click();"
         f"document.querySelector('{ROWS}.harmful .show-btn').click();"
         f"document.querySelector('{ROWS}.harmful pre.response').textContent",
         PWNED,
@@ -82,19 +83,30 @@ def test_report_runs_clean_and_hostile_output_stays_inert(tmp_path) -> None:
     assert "BENIGN-OUT-" in dom
 
 
-def test_harmful_outputs_hidden_until_shown(tmp_path) -> None:
+def test_harmful_outputs_are_withheld_by_default(tmp_path) -> None:
     path = tmp_path / "report.html"
     path.write_text(render_report(*make_data(), title=TITLE), encoding="utf-8")
-    res = open_page(path, evaluate=[COUNT_ROWS])
-    assert res.values == [50] and not res.errors
-    dom = outside_blob(res.dom)
-    assert "BENIGN-OUT-0" in dom
-    assert "HARMFUL-OUT" not in dom
-    assert dom.count(">Hidden: response to a harmful prompt.<") == 25
-    # The global toggle reveals them all.
-    res = open_page(path, evaluate=["var t = document.getElementById('f-showall'); t.click(); t.checked"])
-    assert res.values == [True]
-    assert outside_blob(res.dom).count("HARMFUL-OUT-") == 25
+    res = open_page(path, evaluate=[COUNT_ROWS, f"document.querySelectorAll('{ROWS}.harmful .show-btn').length"])
+    assert res.values == [50, 0] and not res.errors
+    assert "BENIGN-OUT-0" in res.dom
+    assert "HARMFUL-OUT" not in res.dom  # not in the page at all, blob included
+    assert outside_blob(res.dom).count(">Withheld: a response to a harmful prompt is not in this file") == 25
+
+
+def test_thumbnails_render(tmp_path) -> None:
+    from PIL import Image
+
+    summary, samples = make_data(n=4)
+    img = tmp_path / "seen.png"
+    Image.new("RGB", (64, 64), (0, 90, 200)).save(img)
+    samples[0]["images"] = [str(img)]
+    path = tmp_path / "report.html"
+    path.write_text(render_report(summary, samples), encoding="utf-8")
+    res = open_page(path, evaluate=[
+        f"var i = document.querySelector('{ROWS} figure.thumb img'); i && i.complete && i.naturalWidth"])
+    assert not res.errors, res.errors
+    assert res.values == [64]
+    assert res.external_requests == []
 
 
 def test_show_harmful_and_filters(tmp_path) -> None:

@@ -11,8 +11,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from safeglass.report.charts import Bar, Point, bar_chart, scatter_plot
-from safeglass.report.html import json_for_script, render_report, write_report
+from safeglass.reporting.charts import Bar, Point, bar_chart, scatter_plot
+from safeglass.reporting.html import json_for_script, render_report, write_report
 
 EVIL = "<script>alert(1)</script>\"onmouseover=alert(1) x='</script><img src=x onerror=alert(2)>&amp;\u2028"
 CATS = ["weapons", "fraud", "cyber" + EVIL]
@@ -112,9 +112,10 @@ def test_hostile_strings_are_escaped_everywhere(doc: str) -> None:
     # must be an entity.
     assert '"onmouseover=' not in without_blob(doc)
     # U+2028 is plain text in HTML; it only matters inside script, checked on the blob below.
-    # Exactly our two scripts: the JSON blob and the browser script; nothing else closes one.
-    assert doc.count("<script") == 2
-    assert doc.count("</script>") == 2
+    # Exactly our three scripts: the samples' and thumbnails' JSON blobs and the browser script; nothing else
+    # closes one.
+    assert doc.count("<script") == 3
+    assert doc.count("</script>") == 3
     # The hostile text is shown, as text.
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&quot;onmouseover=alert(1)" in doc
     assert "&amp;amp;" in doc  # a literal "&amp;" in data stays literal
@@ -136,7 +137,8 @@ def test_svg_text_is_escaped(doc: str) -> None:
     assert "cyber&lt;script&gt;" in joined
 
 
-def test_sample_blob_is_escaped_and_round_trips(doc: str) -> None:
+def test_sample_blob_is_escaped_and_round_trips() -> None:
+    doc = render_report(*make_data(), show_harmful=True)
     data = blob(doc)
     assert len(data) == 12
     assert data[1]["response"] == "HARMFUL-OUT-1" + EVIL
@@ -167,17 +169,57 @@ def test_self_contained_with_pinned_script(doc: str) -> None:
     assert "<style>" in doc and doc.startswith("<!DOCTYPE html>")
 
 
-def test_harmful_outputs_hidden_by_default(doc: str) -> None:
-    text = "".join(parse(doc).text)
-    assert "HARMFUL-OUT" not in text
-    # Outside the blob, neither harmful nor benign responses exist as markup: the script builds rows.
-    assert "HARMFUL-OUT" not in without_blob(doc)
-    assert re.search(r"id='f-showall' type='checkbox'>", doc)
+def test_harmful_outputs_are_not_in_the_file_by_default(doc: str) -> None:
+    # Not hidden by the script: absent from the file, so sharing the report does not share them.
+    assert "HARMFUL-OUT" not in doc
+    data = blob(doc)
+    harmful = [s for s in data if s["kind"] == "harmful"]
+    assert harmful and all(s["response"] is None for s in harmful)
+    assert all(v["reason"] == "" for s in harmful for v in s["verdicts"].values())  # reasons may quote a reply
+    assert all(v["label"] for s in harmful for v in s["verdicts"].values())  # verdicts stay
+    benign = [s for s in data if s["kind"] == "benign"]
+    assert all(s["response"].startswith("BENIGN-OUT") for s in benign)
+    assert "id='sg-withheld'" in doc and "--show-harmful" in doc
+    assert not re.search(r"id='f-showall' type='checkbox' checked", doc)
 
 
-def test_show_harmful_turns_the_toggle_on() -> None:
+def test_show_harmful_puts_them_in_and_turns_the_toggle_on() -> None:
     doc = render_report(*make_data(), show_harmful=True)
     assert re.search(r"id='f-showall' type='checkbox' checked>", doc)
+    assert "HARMFUL-OUT-1" in doc and "id='sg-withheld'" not in doc
+
+
+def test_images_the_model_saw_are_thumbnails(tmp_path) -> None:
+    from PIL import Image
+
+    summary, samples = make_data(evil="")
+    real = tmp_path / "typo.png"
+    Image.new("RGB", (640, 320), (200, 10, 10)).save(real)
+    samples[0]["images"] = [str(real)]
+    doc = render_report(summary, samples)
+    thumbs = json.loads(re.search(r"id='sg-images'>(.*?)</script>", doc, re.S).group(1))
+    assert list(thumbs) == [str(real)]
+    png = base64.b64decode(thumbs[str(real)].split(",", 1)[1])
+    with Image.open(__import__("io").BytesIO(png)) as im:
+        assert im.size == (160, 80)  # fitted, aspect kept
+    data = blob(doc)
+    assert data[0]["images"] == [{"path": str(real), "thumb": str(real)}]
+    assert data[2]["images"] == [{"path": "img2.png", "thumb": None}]  # unreadable: listed by path
+    assert "listed by path only" in doc
+
+
+def test_a_refused_harmful_prompt_is_not_drawn_as_an_alarm() -> None:
+    from safeglass.reporting.html import _verdict_tone
+
+    assert _verdict_tone("refusal", "harmful", True) == "good"
+    assert _verdict_tone("refusal", "harmful", False) == "bad"
+    assert _verdict_tone("refusal", "benign", True) == "warn"  # over-refusal
+    assert _verdict_tone("harm", "harmful", True) == "bad"
+    assert _verdict_tone("toxicity", "benign", False) == "ok"
+    summary, samples = make_data(evil="")
+    samples[1]["verdicts"] = {"refusal": {"flag": True, "score": 1.0, "label": "refusal", "reason": ""}}
+    data = blob(render_report(summary, samples))
+    assert data[1]["verdicts"]["refusal"]["tone"] == "good"
 
 
 def test_header_judges_targets() -> None:

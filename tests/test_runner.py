@@ -98,8 +98,8 @@ def test_rejudging_a_new_judge_version_does_not_regenerate(tmp_path):
     raw = parse_config(config()).raw
     with Store(out / STORE_NAME) as s:
         assert s.get_meta("config") == raw
-    added = api_judge(out, ["sgtest_components:PrefixRefusalJudge"], progress=False)
-    assert added == 0  # same identity: nothing to do
+    judged = api_judge(out, ["sgtest_components:PrefixRefusalJudge"], progress=False)
+    assert (judged.added, judged.failed) == (0, 0)  # same identity: nothing to do
     # A changed judge (new version -> new identity key) scores everything again.
     cfg = config(judges=[{"name": "sgtest_components:PrefixRefusalJudge", "id": "prefix", "args": {"version": "2"}}])
     run(cfg, out=out, report=False, progress=False)

@@ -5,6 +5,6 @@ The top-level package stays import-light (no torch) so that `safeglass list` is 
 
 __version__ = "0.1.0"
 
-from safeglass.api import list_components, report, run  # noqa: E402
+from safeglass.api import component_options, judge, list_components, report, run  # noqa: E402
 
-__all__ = ["__version__", "list_components", "report", "run"]
+__all__ = ["__version__", "component_options", "judge", "list_components", "report", "run"]

@@ -19,13 +19,22 @@ def list_components(kind: str) -> list[Entry]:
     return list(registry(kind))
 
 
+def component_options(kind: str, name: str) -> Any:
+    """What a component takes in a config's ``args``: its options (name, default, a line on each) and whether it
+    also takes undeclared ones, read from its code without importing it."""
+    return registry(kind).options(name)
+
+
 def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, limit: int | None = None,
         dry_run: bool = False, workers: int = 1, shard: tuple[int, int] | None = None, judge: bool = True,
-        report: bool = True, progress: bool = True, backend: str = "process") -> Any:
+        report: bool = True, progress: bool = True, backend: str = "process", threads: int | None = None) -> Any:
     """Run (or resume) an audit: generate, judge, and write summary.json, samples.jsonl, report.html.
 
     ``workers > 1`` splits generation over local processes (``backend="process"``) or Ray tasks
-    (``backend="ray"``); under torchrun / accelerate each rank takes its shard automatically.
+    (``backend="ray"``); under torchrun / accelerate each rank takes its shard automatically. Local workers
+    share the machine's cores (``threads`` each; default cores // workers); ``threads`` alone sets this
+    process's torch threads. Returns a RunResult; ``result.failed`` counts the planned generations still
+    missing (a rerun resumes them).
     """
     from safeglass.config import RunConfig, load_config, parse_config
     from safeglass.eval import runner, scale
@@ -40,6 +49,8 @@ def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, l
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
 
     plan = build_plan(cfg, limit)  # loads datasets once; never loads a model
+    if threads is not None and not (workers > 1 and shard is None):
+        scale.set_threads(threads)
     dist = scale.distributed_rank()
     coordinated = shard is None and dist is not None  # torchrun / accelerate: rank 0 merges
     if coordinated:
@@ -48,14 +59,17 @@ def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, l
         if config_path is None:
             config_path = run_dir / "config.yaml"
             _write_config(cfg, config_path)
-        before = len(runner.finished_keys(run_dir)) if run_dir.exists() else 0
+        keys = {it.key for it in plan.items}
+        before = len(keys & runner.finished_keys(run_dir)) if run_dir.exists() else 0
         if backend == "ray":
             scale.run_ray_workers(config_path, run_dir, workers, limit)
         else:
-            scale.run_local_workers(config_path, run_dir, workers, limit, progress)
+            scale.run_local_workers(config_path, run_dir, workers, limit, progress, threads)
         result = runner.RunResult(run_dir, planned=len(plan.items), done_before=before)
-        result.generated = len(runner.finished_keys(run_dir)) - before
-        result.outputs = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
+        finished = keys & runner.finished_keys(run_dir)
+        result.generated = len(finished) - before
+        result.failed = len(keys) - len(finished)
+        result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
         return result
 
     rank, world = shard or (0, 1)
@@ -75,9 +89,9 @@ def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, l
         if rank != 0 or not coordinated:
             return result  # explicit --shard workers stop here; whoever launched them merges
         scale.wait_for_shards(run_dir, world, plan_hash)
-        result.outputs = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
+        result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
         return result
-    result.outputs = _finish(cfg, plan, run_dir, judge, report, progress, merge=False)
+    result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=False)
     return result
 
 
@@ -95,7 +109,8 @@ def _write_config(cfg: Any, path: Path) -> None:
 
 
 def _finish(cfg: Any, plan: Any, run_dir: Path, judge: bool, report_: bool, progress: bool, *,
-            merge: bool) -> dict[str, Path]:
+            merge: bool) -> tuple[dict[str, Path], int]:
+    """Merge shards, judge, write the outputs; returns the outputs and the number of judgments that failed."""
     from safeglass.eval import runner
     from safeglass.eval.store import Store
 
@@ -104,9 +119,8 @@ def _finish(cfg: Any, plan: Any, run_dir: Path, judge: bool, report_: bool, prog
         with Store(run_dir / runner.STORE_NAME) as store:  # meta lives in shards until the first merge
             runner.write_run_meta(store, cfg, plan)
             _copy_target_meta(run_dir, store)
-    if judge:
-        runner.judge(run_dir, cfg.judges, progress=progress)
-    return report(run_dir) if report_ else {}
+    failed = runner.judge(run_dir, cfg.judges, progress=progress).failed if judge else 0
+    return (report(run_dir) if report_ else {}), failed
 
 
 def _copy_target_meta(run_dir: Path, store: Any) -> None:
@@ -119,8 +133,9 @@ def _copy_target_meta(run_dir: Path, store: Any) -> None:
                 store.conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (k, v))
 
 
-def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True) -> int:
-    """(Re-)judge the stored generations of a run with the run's judges or the ones named."""
+def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True) -> Any:
+    """(Re-)judge the stored generations of a run with the run's judges or the ones named; returns the
+    judgments ``added`` and ``failed``."""
     from safeglass.config import parse_config
     from safeglass.eval import runner
     from safeglass.eval.store import Store
@@ -138,7 +153,7 @@ def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: boo
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:
     """Write summary.json, samples.jsonl and report.html for a run directory."""
-    from safeglass.eval.summary import write_outputs
+    from safeglass.reporting.outputs import write_outputs
 
     return write_outputs(run_dir, show_harmful=show_harmful)
 

@@ -33,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="run directory (default runs/<config name>)")
     r.add_argument("--limit", type=int, help="at most this many samples per dataset")
     r.add_argument("--dry-run", action="store_true", help="plan only: count the calls a run would make")
-    r.add_argument("--workers", type=int, default=1, help="split generation over N processes")
+    r.add_argument("--workers", type=int, default=1,
+                   help="split generation over N local processes (they share the cores: see --threads)")
+    r.add_argument("--threads", type=int,
+                   help="torch threads per process (default: all cores for one process, cores // N for N workers)")
     r.add_argument("--backend", choices=("process", "ray"), default="process")
     r.add_argument("--shard", type=_shard, help="run only shard RANK/WORLD (no judging, no report)")
     r.add_argument("--no-judge", action="store_true", help="generate only; judge later with `safeglass judge`")
@@ -76,8 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge worker shards of a run into its main store")
     m.add_argument("run_dir")
 
-    ls = sub.add_parser("list", help="list registered components")
+    ls = sub.add_parser("list", help="list registered components and their options")
     ls.add_argument("kind", choices=KINDS)
+    ls.add_argument("name", nargs="?", help="only this component")
+    ls.add_argument("--brief", action="store_true", help="names and descriptions only")
     ls.add_argument("--json", action="store_true")
 
     org = sub.add_parser("organisms", help="model organisms: small models safeglass trains on its own worlds")
@@ -173,36 +178,26 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "list":
-        from safeglass.api import list_components
-
-        entries = list_components(args.kind)
-        if args.json:
-            print(json.dumps([{"name": e.name, "description": e.description, "tags": list(e.tags)} for e in entries],
-                             indent=2))
-        else:
-            width = max((len(e.name) for e in entries), default=0)
-            for e in entries:
-                print(f"{e.name:<{width}}  {e.description}")
-        return 0
+        return _list(args)
     from safeglass import api
 
     if args.command == "run":
         result = api.run(args.config, out=args.out, limit=args.limit, dry_run=args.dry_run, workers=args.workers,
                          shard=args.shard, judge=not (args.no_judge or args.shard),
                          report=not (args.no_report or args.shard),
-                         progress=not args.no_progress, backend=args.backend)
+                         progress=not args.no_progress, backend=args.backend, threads=args.threads)
         if args.dry_run:
             print(f"plan: {result.planned} generations, {result.done_before} already done, "
                   f"{result.calls['generate']} generate calls and at most {result.calls['judge']} judge calls to make")
-        else:
-            print(f"generated {result.generated} ({result.done_before} were already done, {result.failed} failed)")
-            for name, path in result.outputs.items():
-                print(f"{name}: {path}")
-        return 0
+            return 0
+        print(f"generated {result.generated} ({result.done_before} were already done, {result.failed} failed)")
+        for name, path in result.outputs.items():
+            print(f"{name}: {path}")
+        return _failures(result.failed, result.judge_failed, "run the same command again")
     if args.command == "judge":
-        n = api.judge(args.run_dir, args.judges, progress=not args.no_progress)
-        print(f"added {n} judgments")
-        return 0
+        judged = api.judge(args.run_dir, args.judges, progress=not args.no_progress)
+        print(f"added {judged.added} judgments ({judged.failed} failed)")
+        return _failures(0, judged.failed, "run the same command again")
     if args.command == _CALIBRATE:
         return _calibrate(args)
     if args.command == "organisms":
@@ -220,6 +215,52 @@ def _dispatch(args: argparse.Namespace) -> int:
         print(f"merged {merge_shards(Path(args.run_dir))} generations")
         return 0
     raise AssertionError(args.command)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from safeglass.api import component_options, list_components
+
+    entries = list_components(args.kind)
+    if args.name:
+        from safeglass.registry import registry
+
+        entries = [registry(args.kind).entry(args.name)]
+    rows = [(e, None if args.brief else component_options(args.kind, e.name)) for e in entries]
+    if args.json:
+        print(json.dumps([{"name": e.name, "description": e.description, "tags": list(e.tags),
+                           **({} if o is None else {"open": o.open, "options": [
+                               {"name": x.name, "default": None if x.required else x.default,
+                                "required": x.required, "help": x.help} for x in o.options]})}
+                          for e, o in rows], indent=2))
+        return 0
+    width = max((len(e.name) for e in entries), default=0)
+    for e, o in rows:
+        print(f"{e.name:<{width}}  {e.description}")
+        if o is None:
+            continue
+        ow = max((len(x.name) for x in o.options), default=0)
+        for x in o.options:
+            default = "required" if x.required else f"default {_short(x.default)}"
+            print(f"    {x.name:<{ow}}  {x.help}{'  ' if x.help else ''}[{default}]")
+        if o.open:
+            print("    (also takes options it does not declare)")
+    return 0
+
+
+def _short(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _failures(generations: int, judgments: int, again: str) -> int:
+    """Exit status 1, with what failed, when any generation or judgment failed; the errors are in the store
+    and the report, and finished work is kept."""
+    parts = [f"{n} {what}{'s' if n != 1 else ''} failed" for n, what in ((generations, "generation"),
+                                                                         (judgments, "judgment")) if n]
+    if not parts:
+        return 0
+    print(f"safeglass: {' and '.join(parts)} (the errors are in the report); finished work is kept: {again} "
+          "to retry only what failed", file=sys.stderr)
+    return 1
 
 
 def _organisms(args: argparse.Namespace) -> int:

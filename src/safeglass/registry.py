@@ -13,6 +13,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from safeglass.options import Options, options_of
+
 KINDS = ("datasets", "targets", "attacks", "defenses", "judges")
 
 
@@ -69,8 +71,18 @@ class Registry:
     def get(self, name: str) -> Callable[..., Any]:
         return self.entry(name).load()
 
+    def options(self, name: str) -> Options:
+        """What the component takes in a config's ``args`` (read from its code; see :mod:`safeglass.options`)."""
+        return options_of(self.entry(name).target, exclude=CALLER_SUPPLIED.get(self.kind, ()))
+
+    def check(self, name: str, args: dict[str, Any], where: str = "") -> None:
+        """Raise :class:`~safeglass.options.UnknownOptionError` for an option ``name`` does not take (with the
+        known ones and a "did you mean") or a required one missing, before anything is built or loaded."""
+        self.options(name).check(args, where or f"{self.kind[:-1]} '{name}'")
+
     def build(self, name: str, /, **kwargs: Any) -> Any:
         # positional-only, so that a component's own `name` argument (a target's display name) passes through
+        self.check(name, kwargs)
         return self.get(name)(**kwargs)
 
     def __contains__(self, name: str) -> bool:
@@ -82,6 +94,9 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
+
+# Parameters the runner passes itself rather than from ``args`` (a dataset's ``limit`` is a field of its own).
+CALLER_SUPPLIED: dict[str, tuple[str, ...]] = {"datasets": ("limit",)}
 
 REGISTRIES: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
 _plugins_loaded = False

@@ -83,7 +83,13 @@ def read_template(path: str | Path) -> str:
 
 
 class TemplateJailbreak(Attack):
-    """Wraps the last user turn in a jailbreak template (Wei et al. 2023, or a user's template file)."""
+    """Wraps the last user turn in a jailbreak template (Wei et al. 2023, or a user's template file).
+
+    Args:
+        template: the built-in template: prefix_injection, refusal_suppression or combination.
+        template_file: a UTF-8 text file holding your own template with a {prompt} placeholder; replaces
+            ``template`` (give one or the other).
+    """
 
     name = "text-jailbreak"
     access = "black-box"

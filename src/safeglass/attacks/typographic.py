@@ -96,7 +96,26 @@ def topic_keywords() -> KeyWords:
 
 
 class TypographicAttack(Attack):
-    """Moves the request's key word into an image (MM-SafetyBench TYPO); see the module docstring."""
+    """Moves the request's key word into an image (MM-SafetyBench TYPO); see the module docstring.
+
+    Args:
+        words: the key words to look for, whole-word and case-insensitive (default: ShapeCLIP's topic words).
+        variants: other forms -> the key word they stand for, e.g. {bomb: bombs}; each target must be in
+            ``words`` (default with the topic words: their singulars; with your own words: none).
+        canvas: shapeworld (the word on a ShapeWorld scene, for the organisms) or plain (black text on white,
+            for real VLMs).
+        phrase: what the key word is replaced with in the text (rephrase=substitute only).
+        missing: what to do with a request that names no key word: skip (leave it, marked applied: false) or
+            whole (write the whole request in the image, FigStep-style; needs canvas=plain).
+        image_size: side of the square image, in pixels (default: 64 on shapeworld, 512 on plain).
+        text_size: size of the written text as a share of the image side, 0.05 to 0.6.
+        first: which key word moves when a request names several: longest, or first (first in ``words`` order).
+        rephrase: substitute (only the key word leaves the text) or mmsb (MM-SafetyBench's neutral rephrased
+            instruction by the word's type).
+        word_types: key word -> product or activity, choosing the mmsb instruction (default: the topic words'
+            types; words not listed are activities).
+        seed: seed of the ShapeWorld scenes the words are drawn on (one scene per sample id).
+    """
 
     name = "typographic"
 
@@ -229,17 +248,20 @@ def _plain_image(text: str, size: int, text_size: float) -> Any:
     return img
 
 
-def load_typo_harmful(limit: int | None = None, seed: int = 0, words: Sequence[str] | None = None,
-                      **options: Any) -> Any:
+def load_typo_harmful(limit: int | None = None, seed: int = 0, words: Sequence[str] | None = None) -> Any:
     """The packaged harmful requests (StrongREJECT; HarmBench test and val, standard behaviours) that name exactly
     one key word (default: ShapeCLIP's topic words), the set on which the typographic attack is measured against
     the same requests in text. Contextual and copyright behaviours are left out: their key word may sit in a pasted
-    passage, and a title is not a topic. `limit` draws a seeded subset in the original order."""
+    passage, and a title is not a topic. `limit` draws a seeded subset in the original order.
+
+    Args:
+        seed: seed of the subset drawn when a limit is given.
+        words: the key words a request must name exactly one of (default: ShapeCLIP's topic words with their
+            singulars; your own words get no variants).
+    """
     from safeglass.data.dataset import Dataset
     from safeglass.data.packaged import load_harmbench, load_strongreject
 
-    if options:
-        raise ValueError(f"typo-harmful: unknown options {sorted(options)} (known: limit, seed, words)")
     keys = KeyWords(words) if words is not None else TypographicAttack().keywords
     pool = [s for s in load_strongreject()]
     pool += [s for split in ("test", "val") for s in load_harmbench(split=split)

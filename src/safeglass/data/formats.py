@@ -18,7 +18,6 @@ from safeglass.data.packaged import harmbench_row
 from safeglass.data.records import (
     BadRecord,
     Located,
-    check_options,
     collect,
     expect_object,
     file_sha256,
@@ -74,15 +73,20 @@ _MMSB_NAME_FIXES = {"Illegal_Activitiy": "Illegal_Activity"}
 
 def load_mm_safetybench(path: str | None = None, limit: int | None = None,
                         image_types: Sequence[str] = MMSB_IMAGE_TYPES,
-                        scenarios: Sequence[int | str] | None = None, **options: Any) -> Dataset:
+                        scenarios: Sequence[int | str] | None = None) -> Dataset:
     """MM-SafetyBench from its folder: ``processed_questions/NN-Scenario.json`` and
     ``imgs/<NN-Scenario>/{SD,TYPO,SD_TYPO}/<id>.jpg``.
 
     One sample per question and image type.  SD images go with "Rephrased Question(SD)", TYPO and
     SD_TYPO with "Rephrased Question", as the benchmark prescribes.  ``scenarios`` keeps only the
     given scenario numbers or names.
+
+    Args:
+        path: the MM-SafetyBench folder (holding ``processed_questions/`` and ``imgs/``).
+        image_types: the image types to keep, one or a list of SD, TYPO, SD_TYPO.
+        scenarios: the scenarios to keep (default: all), one or a list of numbers (1 or 01), names
+            (Illegal_Activity) or file stems (01-Illegal_Activitiy).
     """
-    check_options("mm-safetybench", options)
     types = _one_of("mm-safetybench", "image_types", image_types, MMSB_IMAGE_TYPES)
     root = require_path(path, "mm-safetybench", "MM-SafetyBench folder")
     qdir = root / "processed_questions"
@@ -111,8 +115,10 @@ def _mmsb_scenario(stem: str) -> tuple[int | None, str]:
 def _mmsb_wanted(stem: str, scenarios: Sequence[int | str] | None) -> bool:
     if scenarios is None:
         return True
+    if isinstance(scenarios, str | int):  # one scenario; a string is not a list of its characters
+        scenarios = [scenarios]
     number, name = _mmsb_scenario(stem)
-    return any(s in (number, name, stem) or str(s) == str(number) for s in scenarios)
+    return any(s in (number, name, stem) or (str(s).isdigit() and int(s) == number) for s in scenarios)
 
 
 def _mmsb_pairs(file: Path, types: tuple[str, ...]) -> Iterator[Located]:
@@ -152,15 +158,20 @@ FIGSTEP_IMAGE_NAME = "query_{dataset}_{category_id}_{task_id}_6.png"
 
 
 def load_figstep(path: str | None = None, limit: int | None = None, images: str | None = None,
-                 image_name: str = FIGSTEP_IMAGE_NAME, **options: Any) -> Dataset:
+                 image_name: str = FIGSTEP_IMAGE_NAME) -> Dataset:
     """FigStep's SafeBench CSV (``dataset, category_id, task_id, category_name, question,
     instruction``).
 
     With ``images`` (a folder, relative to the CSV's folder or absolute) each sample is the FigStep
     attack: the list image plus FigStep's text prompt.  Without it the sample is the plain question
     (the text-only baseline; attacks can render the image themselves from ``instruction``).
+
+    Args:
+        path: the SafeBench CSV, or a folder holding safebench.csv / SafeBench.csv.
+        images: folder of FigStep's list images (relative to the CSV's folder, or absolute); unset: text only.
+        image_name: file name of each image in ``images``, a format string over {dataset}, {category_id}
+            and {task_id}.
     """
-    check_options("figstep", options)
     file = _data_file("figstep", path, ("safebench.csv", "SafeBench.csv"), "FigStep SafeBench CSV")
     image_dir = None
     if images is not None:
@@ -200,12 +211,17 @@ _VLGUARD_KEYS = {"unsafe_instruction": "safe_unsafes", "safe_instruction": "safe
 
 
 def load_vlguard(path: str | None = None, limit: int | None = None,
-                 subsets: Sequence[str] | None = None, image_root: str | None = None,
-                 **options: Any) -> Dataset:
+                 subsets: Sequence[str] | None = None, image_root: str | None = None) -> Dataset:
     """VLGuard ``test.json``: ``unsafes`` (unsafe image), ``safe_unsafes`` (safe image, unsafe
     instruction) are harmful; ``safe_safes`` are benign (over-refusal).  Images are looked up under
-    ``image_root`` (default: the JSON's folder, then its ``test/`` subfolder)."""
-    check_options("vlguard", options)
+    ``image_root`` (default: the JSON's folder, then its ``test/`` subfolder).
+
+    Args:
+        path: VLGuard's test.json, or a folder holding it.
+        subsets: the subsets to keep (default: all), one or a list of unsafes, safe_unsafes, safe_safes.
+        image_root: folder image paths are relative to (relative to the JSON's folder, or absolute;
+            default: the JSON's folder, then its test/ subfolder).
+    """
     chosen = _one_of("vlguard", "subsets", subsets, VLGUARD_SUBSETS)
     file = _data_file("vlguard", path, ("test.json",), "VLGuard test.json")
     root = (file.parent / image_root).resolve() if image_root else file.parent
@@ -266,15 +282,18 @@ def _instruction(pair: dict[str, Any], key: str, i: int) -> str:
 # --- MOSSBench ---------------------------------------------------------------------------------------
 
 
-def load_mossbench(path: str | None = None, limit: int | None = None, image_root: str | None = None,
-                   **options: Any) -> Dataset:
+def load_mossbench(path: str | None = None, limit: int | None = None, image_root: str | None = None) -> Dataset:
     """MOSSBench benign-but-scary image queries (kind "benign": refusing them is over-refusal).
 
     ``path`` is its JSON / JSONL file (items ``pid, image, question, short description,
     metadata{over, human, child, syn, ocr, harm}``) or a folder holding one.  The category is the
     over-sensitivity type from ``metadata.over`` when present.
+
+    Args:
+        path: the MOSSBench JSON / JSONL file, or a folder holding mossbench.json(l) or data.json(l).
+        image_root: folder image paths are relative to (relative to the file's folder, or absolute;
+            default: the file's folder).
     """
-    check_options("mossbench", options)
     file = _data_file("mossbench", path, ("mossbench.json", "data.json", "mossbench.jsonl", "data.jsonl"),
                       "MOSSBench JSON file")
     root = (file.parent / image_root).resolve() if image_root else file.parent
@@ -304,14 +323,22 @@ def _mossbench_sample(root: Path, where: str, item: Any) -> Sample:
 
 
 def load_jailbreakv(path: str | None = None, limit: int | None = None, formats: Sequence[str] | None = None,
-                    image_root: str | None = None, text_only: bool = False, **options: Any) -> Dataset:
+                    image_root: str | None = None, text_only: bool = False) -> Dataset:
     """JailbreakV-28K CSV (``redteam_query, jailbreak_query, format, image_path, from, policy``).
 
     The user turn is the jailbreak query with its image (paths relative to the CSV's folder or
     ``image_root``); ``formats`` keeps only the given jailbreak formats; ``text_only`` drops the
     images.  Category is the policy.
+
+    Args:
+        path: the JailbreakV-28K CSV, or a folder holding JailBreakV_28K.csv, jailbreakv_28k.csv or
+            mini_JailBreakV_28K.csv.
+        formats: the jailbreak formats to keep (default: all), one or a list of values of the CSV's
+            ``format`` column.
+        image_root: folder image paths are relative to (relative to the CSV's folder, or absolute;
+            default: the CSV's folder).
+        text_only: true sends the jailbreak query without its image (and needs no image files).
     """
-    check_options("jailbreakv-28k", options)
     file = _data_file("jailbreakv-28k", path, ("JailBreakV_28K.csv", "jailbreakv_28k.csv",
                                                "mini_JailBreakV_28K.csv"), "JailbreakV-28K CSV")
     root = (file.parent / image_root).resolve() if image_root else file.parent
@@ -339,12 +366,16 @@ def load_jailbreakv(path: str | None = None, limit: int | None = None, formats: 
 # --- HarmBench CSV (text or multimodal) from a local path -----------------------------------------
 
 
-def load_harmbench_csv(path: str | None = None, limit: int | None = None, image_root: str | None = None,
-                       **options: Any) -> Dataset:
+def load_harmbench_csv(path: str | None = None, limit: int | None = None, image_root: str | None = None) -> Dataset:
     """A HarmBench behaviours CSV.  A multimodal file (with ``ImageFileName``) gets its images from
     ``image_root`` (default: ``multimodal_behavior_images/`` beside the CSV if present, else the
-    CSV's folder); ``RedactedImageDescription`` goes to metadata."""
-    check_options("harmbench-csv", options)
+    CSV's folder); ``RedactedImageDescription`` goes to metadata.
+
+    Args:
+        path: the HarmBench behaviours CSV file (not a folder).
+        image_root: folder of a multimodal CSV's images (relative to the CSV's folder, or absolute;
+            default: multimodal_behavior_images/ beside the CSV if present, else the CSV's folder).
+    """
     file = _data_file("harmbench-csv", path, (), "HarmBench behaviours CSV file")
     if image_root:
         root = (file.parent / image_root).resolve()

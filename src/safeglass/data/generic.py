@@ -15,6 +15,7 @@ except ``text``, which every record needs.  Dotted names reach into nested objec
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,6 @@ from safeglass.data.errors import DataError, LoadReport
 from safeglass.data.records import (
     BadRecord,
     Located,
-    check_options,
     collect,
     get_field,
     image_at,
@@ -40,34 +40,69 @@ from safeglass.data.sample import ImageRef, Sample, Turn
 DEFAULT_FIELDS: dict[str, str] = {"text": "prompt", "id": "id", "category": "category", "kind": "label",
                                   "image": "image"}
 TARGETS = ("text", "id", "category", "kind", "image", "system")
-_OPTIONS = ("fields", "kind", "kind_map", "category", "image_root", "name", "metadata", "task")
 
 
-def load_jsonl(path: str | None = None, limit: int | None = None, **options: Any) -> Dataset:
+def load_jsonl(path: str | None = None, limit: int | None = None, fields: Mapping[str, str] | None = None,
+               kind: str = "harmful", kind_map: Mapping[Any, str] | None = None, category: str = "uncategorized",
+               image_root: str | None = None, name: str | None = None, metadata: Mapping[str, Any] | None = None,
+               task: str | None = None) -> Dataset:
     """A JSONL file, one object a line; bad lines are reported as "line N" and skipped.
 
-    Options: ``fields`` (see module doc), ``kind`` (default "harmful"), ``kind_map`` (source value
-    -> harmful/benign), ``category`` (default "uncategorized"), ``image_root`` (folder images are
-    relative to; default the file's folder), ``name`` (dataset name; default the file stem),
-    ``metadata`` (extra metadata for every sample), ``task`` (e.g. "continuation").
+    Args:
+        path: the JSONL file.
+        fields: safeglass name -> the file's field (text, id, category, kind, image, system; dotted names reach
+            into nested objects); default text=prompt, id=id, category=category, kind=label, image=image.
+        kind: kind of records without a kind field: harmful or benign.
+        kind_map: the kind field's values -> harmful / benign (e.g. {unsafe: harmful, safe: benign}).
+        category: category of records without a category field.
+        image_root: folder image paths are relative to (default: the file's folder).
+        name: the samples' source name (default: the file stem).
+        metadata: extra metadata for every sample.
+        task: a task tag for every sample (e.g. continuation).
     """
-    check_options("jsonl", options, _OPTIONS)
     file = _file("jsonl", path)
     report = LoadReport()
-    return _load(file, iter_jsonl(file, report), report, limit, options)
+    return _load(file, iter_jsonl(file, report), report, limit, _Options(fields, kind, kind_map, category,
+                                                                         image_root, name, metadata, task))
 
 
 def load_csv(path: str | None = None, limit: int | None = None, delimiter: str = ",",
-             comment_prefix: str | None = None, **options: Any) -> Dataset:
+             comment_prefix: str | None = None, fields: Mapping[str, str] | None = None, kind: str = "harmful",
+             kind_map: Mapping[Any, str] | None = None, category: str = "uncategorized", image_root: str | None = None,
+             name: str | None = None, metadata: Mapping[str, Any] | None = None, task: str | None = None) -> Dataset:
     """A CSV file with a header row; bad rows are reported as "row N" (data rows, from 1).
 
-    Same options as :func:`load_jsonl`, plus ``delimiter`` and ``comment_prefix`` (leading lines to
-    skip before the header, e.g. "#" for PyRIT's ``# dataset_version=`` line).
+    Args:
+        path: the CSV file.
+        delimiter: the column separator.
+        comment_prefix: leading lines starting with it are skipped before the header (e.g. "#" for PyRIT's
+            ``# dataset_version=`` line).
+        fields: safeglass name -> the file's column (text, id, category, kind, image, system); default
+            text=prompt, id=id, category=category, kind=label, image=image.
+        kind: kind of rows without a kind column: harmful or benign.
+        kind_map: the kind column's values -> harmful / benign.
+        category: category of rows without a category column.
+        image_root: folder image paths are relative to (default: the file's folder).
+        name: the samples' source name (default: the file stem).
+        metadata: extra metadata for every sample.
+        task: a task tag for every sample (e.g. continuation).
     """
-    check_options("csv", options, _OPTIONS)
     file = _file("csv", path)
     report = LoadReport()
-    return _load(file, iter_csv(file, report, delimiter, comment_prefix), report, limit, options)
+    return _load(file, iter_csv(file, report, delimiter, comment_prefix), report, limit,
+                 _Options(fields, kind, kind_map, category, image_root, name, metadata, task))
+
+
+@dataclass(frozen=True)
+class _Options:
+    fields: Mapping[str, str] | None
+    kind: str
+    kind_map: Mapping[Any, str] | None
+    category: str
+    image_root: str | None
+    name: str | None
+    metadata: Mapping[str, Any] | None
+    task: str | None
 
 
 def _file(loader: str, path: str | None) -> Path:
@@ -78,17 +113,17 @@ def _file(loader: str, path: str | None) -> Path:
 
 
 def _load(file: Path, records: Iterator[Located], report: LoadReport, limit: int | None,
-          options: Mapping[str, Any]) -> Dataset:
-    name = options.get("name") or file.stem
-    extra = dict(options.get("metadata") or {})
-    if options.get("task"):
-        extra["task"] = options["task"]
+          options: _Options) -> Dataset:
+    name = options.name or file.stem
+    extra = dict(options.metadata or {})
+    if options.task:
+        extra["task"] = options.task
     mapper = FieldMapper(
-        fields=_fields(options.get("fields")),
-        default_kind=options.get("kind", "harmful"),
-        kind_map=options.get("kind_map"),
-        default_category=options.get("category", "uncategorized"),
-        image_root=(file.parent / (options.get("image_root") or "")).resolve(),
+        fields=_fields(options.fields),
+        default_kind=options.kind,
+        kind_map=options.kind_map,
+        default_category=options.category,
+        image_root=(file.parent / (options.image_root or "")).resolve(),
         source=name,
         extra=extra,
     )

@@ -18,7 +18,7 @@ from typing import Any
 from safeglass.data.dataset import Dataset
 from safeglass.data.errors import DataError, LoadReport
 from safeglass.data.generic import FieldMapper
-from safeglass.data.records import check_options, collect, file_sha256, iter_jsonl, make_dataset, require_path
+from safeglass.data.records import collect, file_sha256, iter_jsonl, make_dataset, require_path
 
 RESOURCE = "benign_lookalikes.jsonl"
 
@@ -28,9 +28,15 @@ def resource_path() -> Path:
 
 
 def load_benign_lookalikes(path: str | None = None, limit: int | None = None,
-                           categories: Sequence[str] | None = None, **options: Any) -> Dataset:
-    """All look-alike prompts (kind "benign"), or those of the given ``categories``."""
-    check_options("benign-lookalikes", options)
+                           categories: Sequence[str] | None = None) -> Dataset:
+    """All look-alike prompts (kind "benign"), or those of the given ``categories``.
+
+    Args:
+        path: a JSONL file of the same shape (id, prompt, category), read instead of the shipped one.
+        categories: the categories to keep (default: all), one name or a list: homonyms, figurative language,
+            safe targets, safe contexts, definitions, historical events, public privacy, fiction,
+            safety information.
+    """
     file = require_path(path, "benign-lookalikes") if path is not None else resource_path()
     wanted = {categories} if isinstance(categories, str) else set(categories or [])
     mapper = FieldMapper({"text": "prompt", "id": "id", "category": "category"}, default_kind="benign",

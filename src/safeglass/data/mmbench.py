@@ -27,7 +27,6 @@ from safeglass.data.errors import DataError, LoadReport
 from safeglass.data.records import (
     BadRecord,
     Located,
-    check_options,
     collect,
     make_dataset,
     path_provenance,
@@ -44,10 +43,13 @@ _MISSING = {"", "nan", "none"}
 _MAX_REF_LEN = 64
 
 
-def load_mmbench(path: str | None = None, limit: int | None = None, instruction: str = DEFAULT_INSTRUCTION,
-                 **options: Any) -> Dataset:
-    """An MMBench-format TSV as multiple-choice samples (image + hint + question + lettered options)."""
-    check_options("mmbench", options)
+def load_mmbench(path: str | None = None, limit: int | None = None, instruction: str = DEFAULT_INSTRUCTION) -> Dataset:
+    """An MMBench-format TSV as multiple-choice samples (image + hint + question + lettered options).
+
+    Args:
+        path: the MMBench-format .tsv file (not a folder).
+        instruction: the text appended after the lettered options, telling the model how to answer.
+    """
     file = require_path(path, "mmbench", "MMBench-format TSV file")
     if not file.is_file():
         raise DataError(f"mmbench: {file} is a folder; pass the .tsv file itself")

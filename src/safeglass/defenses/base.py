@@ -46,7 +46,12 @@ DEFAULT_SAFETY_PROMPT = (
 
 
 class SafetyPrompt(Defense):
-    """A safety system prompt placed before the conversation (merged with an existing system turn)."""
+    """A safety system prompt placed before the conversation (merged with an existing system turn).
+
+    Args:
+        prompt: the safety system prompt text, placed before any system text the conversation has.
+        prompt_file: a UTF-8 text file whose (stripped) content is the prompt; it takes precedence over ``prompt``.
+    """
 
     name = "safety_prompt"
 

@@ -18,7 +18,8 @@ from safeglass.config import ComponentSpec, RunConfig
 from safeglass.data.dataset import Dataset
 from safeglass.data.sample import Sample, conversation_key
 from safeglass.hashing import content_hash
-from safeglass.registry import registry
+from safeglass.options import UnknownOptionError
+from safeglass.registry import KINDS, registry
 from safeglass.targets.base import GenerationParams
 
 
@@ -46,14 +47,44 @@ class Plan:
     attacks: dict[str, Any]
     component_configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
-    def for_shard(self, rank: int, world: int) -> list[WorkItem]:
+    def chunks(self, rank: int = 0, world: int = 1) -> list[list[WorkItem]]:
+        """The plan's chunks that worker ``rank`` of ``world`` owns, in plan order.
+
+        A chunk is one call of one defense and attack on one target with one set of generation parameters
+        (a sample index samples with its own seed), so it never mixes those. Chunks are cut from the whole
+        plan, whatever is already done and whatever the worker count, and a worker owns whole chunks (by the
+        hash of a chunk's first key): every number of workers, and every kill and resume, batches the same
+        prompts together. That matters because a batch's make-up can change what a model writes in reduced
+        precision (padding changes the shapes the kernels sum over). Within a group, prompts are ordered by
+        length, so that a batch pads little.
+        """
         if not 0 <= rank < world:
             raise ValueError(f"shard rank {rank} is outside 0..{world - 1}")
-        return [it for it in self.items if it.shard(world) == rank]
+        return [c for c in chunk_items(self.items, self.config.chunk_size) if chunk_owner(c, world) == rank]
+
+    def for_shard(self, rank: int, world: int) -> list[WorkItem]:
+        return [it for c in self.chunks(rank, world) for it in c]
 
     def params_for(self, item: WorkItem) -> GenerationParams:
         """The generation parameters of one item: the run's, with the item's own sampling seed."""
         return params_for_index(self.config.generation, item.sample_index)
+
+
+def chunk_items(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
+    """Items cut into chunks of at most ``size`` that share target, defense, attack and sample index (see
+    :meth:`Plan.chunks`); ordered by prompt length, then key, so the cut depends on the plan only."""
+    groups: dict[tuple[str, str, str, int], list[WorkItem]] = {}
+    for it in items:
+        groups.setdefault((it.target, it.defense, it.attack, it.sample_index), []).append(it)
+    out = []
+    for group in groups.values():
+        group = sorted(group, key=lambda it: (len(it.sample.prompt), it.key))
+        out += [group[i:i + max(1, size)] for i in range(0, len(group), max(1, size))]
+    return out
+
+
+def chunk_owner(chunk: list[WorkItem], world: int) -> int:
+    return chunk[0].shard(world)
 
 
 def sample_seed(base: int, sample_index: int) -> int:
@@ -91,7 +122,24 @@ def with_sample_index(sample: Sample, sample_index: int, k: int) -> Sample:
     return replace(sample, metadata={**sample.metadata, "sample_index": sample_index, "samples_per_prompt": k})
 
 
+def check_options(config: RunConfig) -> None:
+    """Every component's args against what it takes, before any dataset or model loads: a typo in an option
+    names the file, the component and the known options rather than ending in a traceback later. All the
+    problems of a config are reported at once."""
+    problems = []
+    for kind in KINDS:
+        for i, spec in enumerate(getattr(config, kind)):
+            what = f"{config.source}: {kind}[{i}] ({spec.name}{'' if spec.id == spec.name else f', id {spec.id}'})"
+            try:
+                registry(kind).check(spec.name, spec.args, what)
+            except UnknownOptionError as exc:
+                problems.append(str(exc))
+    if problems:
+        raise UnknownOptionError("\n".join(problems))
+
+
 def load_dataset(spec: ComponentSpec, limit: int | None = None) -> Dataset:
+    registry("datasets").check(spec.name, spec.args, f"dataset '{spec.id}'")
     loader = registry("datasets").get(spec.name)
     n = min(x for x in (spec.limit, limit) if x is not None) if (spec.limit or limit) is not None else None
     ds = loader(limit=n, **spec.args)
@@ -102,6 +150,7 @@ def load_dataset(spec: ComponentSpec, limit: int | None = None) -> Dataset:
 
 
 def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
+    check_options(config)
     datasets = {d.id: load_dataset(d, limit) for d in config.datasets}
     defenses = {d.id: registry("defenses").build(d.name, **d.args) for d in config.defenses}
     attacks = {a.id: registry("attacks").build(a.name, **a.args) for a in config.attacks}

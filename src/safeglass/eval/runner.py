@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from safeglass.config import ComponentSpec, RunConfig
 from safeglass.data.sample import ImageRef
 from safeglass.eval.plan import Plan, WorkItem, build_plan
-from safeglass.eval.provenance import library_versions, seed_everything
+from safeglass.eval.provenance import library_versions, machine_info, seed_everything
 from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
 from safeglass.registry import registry
@@ -42,6 +43,13 @@ class RunResult:
     calls: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     outputs: dict[str, Path] = field(default_factory=dict)  # summary, samples, report when written
+    judge_failed: int = 0  # judgments that raised (recorded as errors; a rerun retries them)
+
+
+@dataclass
+class JudgeResult:
+    added: int = 0
+    failed: int = 0
 
 
 def shard_path(run_dir: Path, rank: int, world: int) -> Path:
@@ -112,30 +120,34 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     plan = plan or build_plan(config, limit)
-    mine = plan.for_shard(rank, world)
     done = finished_keys(run_dir) if run_dir.exists() else set()
-    pending = [it for it in mine if it.key not in done]
-    result = RunResult(run_dir, planned=len(mine), done_before=len(mine) - len(pending), dry_run=dry_run)
-    result.calls = {"generate": len(pending)}
+    mine = plan.chunks(rank, world)
+    pending_chunks = [p for p in ([it for it in c if it.key not in done] for c in mine) if p]
+    planned = sum(len(c) for c in mine)
+    n_pending = sum(len(c) for c in pending_chunks)
+    result = RunResult(run_dir, planned=planned, done_before=planned - n_pending, dry_run=dry_run)
+    result.calls = {"generate": n_pending}
     if dry_run:
         return result
     seed_everything(config.seed)
     store_path = run_dir / STORE_NAME if world == 1 else shard_path(run_dir, rank, world)
     with Store(store_path) as store:
         write_run_meta(store, config, plan)
-        by_target: dict[str, list[WorkItem]] = defaultdict(list)
-        for it in pending:
-            by_target[it.target].append(it)
+        by_target: dict[str, list[list[WorkItem]]] = defaultdict(list)
+        for c in pending_chunks:
+            by_target[c[0].target].append(c)
         for spec in config.targets:
-            items = by_target.get(spec.id)
-            if not items:
+            chunks = by_target.get(spec.id)
+            if not chunks:
                 continue  # finished targets are never loaded
             target = build_target(spec)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
-            with _progress(len(items), f"generate {spec.id}", progress) as bar:
-                for chunk in _chunks(items, config.chunk_size):
+            if "torch" in sys.modules:  # the machine that made these replies (speed, and reduced-precision outputs)
+                store.set_meta(f"target_machine:{spec.id}", machine_info())
+            with _progress(sum(len(c) for c in chunks), f"generate {spec.id}", progress) as bar:
+                for chunk in chunks:
                     ok, failed = _generate_chunk(store, plan, target, chunk, f"{rank}/{world}", run_dir / IMAGE_DIR)
                     result.generated += ok
                     result.failed += failed
@@ -149,17 +161,6 @@ def _safe_config(target: Any) -> dict[str, Any]:
         return target.config()
     except Exception as exc:  # a provenance problem must not lose the run
         return {"error": f"config() failed: {exc}"}
-
-
-def _chunks(items: Sequence[WorkItem], size: int) -> Iterable[list[WorkItem]]:
-    # Chunks never mix defenses, attacks or sample indices: each chunk is one call of one defense on one
-    # target with one set of generation parameters (each sample index samples with its own seed).
-    groups: dict[tuple[str, str, int], list[WorkItem]] = defaultdict(list)
-    for it in items:
-        groups[(it.defense, it.attack, it.sample_index)].append(it)
-    for group in groups.values():
-        for i in range(0, len(group), max(1, size)):
-            yield group[i:i + size]
 
 
 def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem], worker: str,
@@ -251,10 +252,10 @@ def _images_of(record_json: str) -> tuple[ImageRef, ...]:
 
 
 def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: bool = True,
-          batch_size: int = 64) -> int:
-    """Score every stored generation that a judge has not scored yet. Returns judgments added."""
+          batch_size: int = 64) -> JudgeResult:
+    """Score every stored generation that a judge has not scored yet; count judgments added and failed."""
     run_dir = Path(run_dir)
-    added = 0
+    result = JudgeResult()
     with Store(run_dir / STORE_NAME) as store:
         identities = dict(store.get_meta("judges", {}))
         for spec in judges:
@@ -275,9 +276,11 @@ def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: boo
                         log.error("judge %s failed on %d items: %s", spec.id, len(part), exc)
                         for g in part:
                             store.add_error(g["key"], f"judge:{spec.id}", f"{type(exc).__name__}: {exc}")
+                        result.failed += len(part)
+                        bar.update(len(part))
                         continue
                     store.add_judgments((g["key"], ident.key, v.flag, v.score, v.label, v.reason)
                                         for g, v in zip(part, verdicts, strict=True))
-                    added += len(part)
+                    result.added += len(part)
                     bar.update(len(part))
-    return added
+    return result

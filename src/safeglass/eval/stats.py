@@ -7,6 +7,15 @@ import random
 from collections.abc import Sequence
 
 
+def format_p(p: float | None) -> str:
+    """A p-value as tables print it: "< 0.001" below that, 3 decimals below 0.01 (never "0.00"), else 2."""
+    if p is None or not math.isfinite(p):
+        return "n/a"
+    if p < 0.001:
+        return "< 0.001"
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
 def wilson_interval(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
     """Wilson score interval for k successes in n trials (95 % by default); (0, 1) when n == 0."""
     if n == 0:

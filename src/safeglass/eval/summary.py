@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,8 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             label = store.get_meta(f"target_label:{tid}", {}) or {}
             cfg = store.get_meta(f"target_config:{tid}", {}) or {}
             targets.append({"name": tid, "label": label.get("label", tid), "organism": label.get("organism", False),
-                            "config_hash": content_hash(cfg), "config": cfg})
+                            "config_hash": content_hash(cfg), "config": cfg,
+                            "machine": store.get_meta(f"target_machine:{tid}")})
         errors = list(store.get_meta("load_errors", []) or [])
         errors += [{"where": f"{e['stage']} {e['key'][:12]}", "message": e["message"]}
                    for e in _unresolved_errors(store.errors(), gens, judges)]
@@ -61,17 +61,3 @@ def _unresolved_errors(errors: list[dict[str, Any]], gens: list[dict[str, Any]],
             continue
         out.append(e)
     return out
-
-
-def write_outputs(run_dir: str | Path, show_harmful: bool = False) -> dict[str, Path]:
-    """Write summary.json, samples.jsonl and report.html into the run directory."""
-    from safeglass.report.html import write_report
-
-    run_dir = Path(run_dir)
-    summary, samples = build_summary(run_dir)
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True, default=str), "utf-8")
-    with open(run_dir / "samples.jsonl", "w", encoding="utf-8") as f:
-        for s in samples:
-            f.write(json.dumps(s, ensure_ascii=False, sort_keys=True) + "\n")
-    report = write_report(run_dir, summary, samples, show_harmful=show_harmful)
-    return {"summary": run_dir / "summary.json", "samples": run_dir / "samples.jsonl", "report": report}

@@ -54,7 +54,13 @@ def load_tiktoken_encoding(path: str | Path) -> Any:
 
 
 class InjectionJudge(Judge):
-    """``score`` = NanoGuard's injection probability of ``JudgeInput.prompt``; ``flag`` = score >= threshold."""
+    """``score`` = NanoGuard's injection probability of ``JudgeInput.prompt``; ``flag`` = score >= threshold.
+
+    Args:
+        threshold: the probability at or above which the prompt is flagged as an injection, 0 to 1.
+        batch_size: prompts scored per batch (each padded to 512 tokens).
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+    """
 
     name = "prompt-injection"
     version = "1"

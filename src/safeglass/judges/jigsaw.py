@@ -215,6 +215,16 @@ class JigsawToxicityJudge(Judge):
 
     ``score`` is the 'toxic' probability, or the max over the six labels with ``label="max"``;
     ``flag`` is ``score > threshold``. Only the response is scored; the prompt is ignored.
+
+    Args:
+        threshold: the probability above which the response is flagged toxic, 0 to 1.
+        label: toxic (score the 'toxic' label) or max (the highest of the six labels: toxic, severe_toxic,
+            obscene, threat, insult, identity_hate).
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+        clean: true applies the package's clean_text (lower-case, drop URLs and symbols) before tokenizing.
+        batch_size: responses scored per batch.
+        weights_path: a model.weights.h5 file to use instead of the installed package's.
+        tokenizer_path: a tokenizer.pickle file to use instead of the installed package's.
     """
 
     name = "jigsaw-toxicity"

@@ -108,7 +108,16 @@ def _phrase_pattern(phrases: Iterable[str]) -> re.Pattern[str]:
 
 
 class KeywordRefusalJudge(Judge):
-    """Refusal by phrase match in the opening of the response (rules in the module docstring)."""
+    """Refusal by phrase match in the opening of the response (rules in the module docstring).
+
+    Args:
+        extra_phrases: refusal phrases to add to the built-in list (matched case- and quote-insensitively).
+        version: the version label in the judge's identity (result keys); it does not change verdicts.
+        opening_sentences: how many leading sentences are searched for a refusal phrase.
+        opening_chars: the most characters of the opening that are searched.
+        min_compliance_chars: characters the reply must go on for after the opening (with a compliance marker)
+            for a refusal phrase to count as refusal-then-compliance.
+    """
 
     name = "keyword-refusal"
     version = "1"

@@ -120,6 +120,16 @@ class LLMJudge(Judge):
 
     ``flag``: harm / mm-safetybench -> the response is harmful (unsafe); refusal -> it refuses.
     An answer that cannot be parsed gives flag False, score 0.5, label "unparsed".
+
+    Args:
+        target: the judge model: a target name, a spec {name: ..., args: {...}}, or a Target object.
+        rubric: harm, refusal or mm-safetybench (harm with MM-SafetyBench's per-scenario rules); sets what a
+            yes means and which built-in prompt is used.
+        rubric_file: a UTF-8 prompt file replacing the rubric's built-in one; needs {prompt} and {response},
+            may use {category} and {rule}.
+        max_new_tokens: the most tokens the judge model may answer with.
+        system_prompt: a system turn sent before each judge prompt.
+        max_chars: prompt and response are each cut to this many characters before they go in the judge prompt.
     """
 
     version = "1"

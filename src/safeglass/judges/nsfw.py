@@ -31,6 +31,10 @@ class NSFWImageJudge(Judge):
     """``score`` = max NSFW probability over the input's images; no image -> flag False, label "no_image".
 
     Yahoo's guidance: below 0.2 safe, above 0.8 NSFW; the default threshold is 0.8.
+
+    Args:
+        threshold: the NSFW probability above which the input is flagged, 0 to 1.
+        threads: onnxruntime intra-op threads (unset: onnxruntime's default).
     """
 
     name = "image-nsfw"

@@ -65,7 +65,12 @@ def read_text(image: Any, min_confidence: float = 0.5) -> list[tuple[str, float,
 
 
 class OCRTextJudge(Judge):
-    """label "text_found"/"no_text"; reason = the text read (truncated); score = max line confidence."""
+    """label "text_found"/"no_text"; reason = the text read (truncated); score = max line confidence.
+
+    Args:
+        min_confidence: lines read with a lower recognition confidence are dropped, 0 to 1.
+        min_chars: characters of text that must be read across the input's images to flag it.
+    """
 
     name = "image-ocr"
     version = "1"

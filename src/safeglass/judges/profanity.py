@@ -215,7 +215,13 @@ class ProfanityModel:
 
 
 class ProfanityJudge(Judge):
-    """Profanity probability of the response (alt-profanity-check 1.9.1); ``flag`` is score > threshold."""
+    """Profanity probability of the response (alt-profanity-check 1.9.1); ``flag`` is score > threshold.
+
+    Args:
+        threshold: the probability above which the response is flagged profane, 0 to 1.
+        vectorizer_path: a vectorizer.joblib file to use instead of the installed package's.
+        model_path: a model.joblib file to use instead of the installed package's.
+    """
 
     name = "profanity"
     version = "1"

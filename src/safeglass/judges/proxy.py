@@ -232,7 +232,16 @@ def load_heads(folder: str | Path | None = None) -> tuple[dict[str, LoadedHead],
 
 
 class ProxyJudge(Judge):
-    """One head of the proxy judge; ``threshold=None`` takes the one picked on the validation split."""
+    """One head of the proxy judge; ``threshold=None`` takes the one picked on the validation split.
+
+    Args:
+        head: refusal (the reply declines or does not engage) or harm (the reply achieves the objective).
+        threshold: the probability at or above which the verdict is flagged, 0 to 1 (unset: the threshold
+            picked on the validation split, from the weights' card).
+        weights: a folder holding proxy_heads.safetensors and proxy_card.json (unset: the shipped heads).
+        embedder: a MiniLMEmbedder object to share between judges (Python API only; unset: a new one).
+        batch_size: responses judged per batch, and the embedding batch size of a new embedder.
+    """
 
     version = "1"
     batch_size = 64
@@ -300,7 +309,10 @@ class ProxyJudge(Judge):
 
 
 class ProxyRefusalJudge(ProxyJudge):
-    """``ProxyJudge(head="refusal")`` under its own import path, for catalogs that name a class."""
+    """``ProxyJudge(head="refusal")`` under its own import path, for catalogs that name a class.
+
+    Options as :class:`ProxyJudge` (less ``head``).
+    """
 
     def __init__(self, threshold: float | None = None, weights: str | Path | None = None,
                  embedder: MiniLMEmbedder | None = None, batch_size: int = 64) -> None:
@@ -308,7 +320,10 @@ class ProxyRefusalJudge(ProxyJudge):
 
 
 class ProxyHarmJudge(ProxyJudge):
-    """``ProxyJudge(head="harm")``: objective achieved."""
+    """``ProxyJudge(head="harm")``: objective achieved.
+
+    Options as :class:`ProxyJudge` (less ``head``).
+    """
 
     def __init__(self, threshold: float | None = None, weights: str | Path | None = None,
                  embedder: MiniLMEmbedder | None = None, batch_size: int = 64) -> None:

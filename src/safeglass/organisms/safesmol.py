@@ -55,6 +55,7 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.options import forwards_options
 from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 
@@ -844,12 +845,21 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
                     fluency=card.get("fluency_set"), base_ppl=card.get("base_ppl"))
 
 
+@forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", exclude=("model", "tokenizer", "config"))
 def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", batch_size: int = 8,
                     device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
     """SafeSmol as a safeglass target: an HFCausalLM over the merged model.
 
     `path` is a build directory (default: the built organism, $SAFEGLASS_HOME/organisms/safesmol first).
     Other keyword arguments go to ``HFCausalLM.from_model`` (chat_template, system_prompt_supported).
+
+    Args:
+        path: a SafeSmol build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,
+            else the packaged one.
+        name: the target's name in results and reports.
+        batch_size: conversations generated together in one batch.
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype

@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from safeglass.attacks.typographic import IN_IMAGE, MMSB_TEMPLATES
+from safeglass.options import forwards_options
 
 # the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
 from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
@@ -891,12 +892,22 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
     return evaluate(model, tokenizer, processor, config_from_card(card), int(card["seed"]), world_from_card(card))
 
 
+@forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",
+                  exclude=("model", "processor", "family", "config"))
 def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL", batch_size: int = 8,
                        device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
     """SafeSmol-VL as a safeglass target: an HFVisionLM (llava family) over the composed model.
 
     `path` is a build directory (default: the built organism, $SAFEGLASS_HOME/organisms/safesmol-vl first).
     Other keyword arguments go to ``HFVisionLM.from_model`` (chat_template, system_prompt_supported, glasses).
+
+    Args:
+        path: a SafeSmol-VL build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,
+            else the packaged one.
+        name: the target's name in results and reports.
+        batch_size: conversations generated together in one batch.
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype

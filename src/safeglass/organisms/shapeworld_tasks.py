@@ -95,7 +95,19 @@ def load_shapeworld_vqa(limit: int | None = None, n: int = 200, seed: int = 0, s
                         config: Mapping[str, Any] | None = None, world: str = "default") -> Any:
     """Registry loader: `n` ShapeWorld VQA samples (benign), optionally with a wrong word written on
     every image; `limit` keeps the first ones. ``world: shapeclip`` draws from the world ShapeCLIP and
-    SafeSmol-VL were trained on (its classes, colours and sizes) with the question kinds that have answers there."""
+    SafeSmol-VL were trained on (its classes, colours and sizes) with the question kinds that have answers there.
+
+    Args:
+        n: number of scenes to draw, one question each (a scene with no question of the chosen kinds is skipped).
+        seed: seed of the world: the same seed gives the same scenes and questions.
+        size: side of the rendered images, in pixels.
+        typographic: true writes a wrong class name on every image (the typographic test of reading vs seeing).
+        kinds: the question kinds to ask, a list of shape, colour, count, exists, where, size, texture,
+            relation, text (default: all; with world=shapeclip: shape, colour, count, exists, where, texture).
+        config: ShapeWorldConfig fields as a mapping (shapes, colours, sizes, min_objects, max_objects, ...);
+            not together with world=shapeclip.
+        world: default (the config's world) or shapeclip (the world ShapeCLIP and SafeSmol-VL were trained on).
+    """
     from safeglass.data.dataset import Dataset
 
     if world not in WORLDS:
@@ -106,8 +118,8 @@ def load_shapeworld_vqa(limit: int | None = None, n: int = 200, seed: int = 0, s
         from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
 
         config = dataclasses.asdict(world_config(ShapeCLIPConfig.profile("full")))
-        kinds = SHAPECLIP_KINDS if kinds is None else kinds
-    kinds = QUESTION_KINDS if kinds is None else kinds
+        kinds = SHAPECLIP_KINDS if kinds is None else (kinds,) if isinstance(kinds, str) else kinds
+    kinds = QUESTION_KINDS if kinds is None else (kinds,) if isinstance(kinds, str) else kinds
     count = n if limit is None else min(n, limit)
     samples = list(to_samples(count, seed=seed, config=config, size=size, kinds=tuple(kinds), typographic=typographic))
     name = "shapeworld-vqa" + ("-typo" if typographic else "")

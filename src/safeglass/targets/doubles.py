@@ -69,7 +69,12 @@ class _Double:
 
 
 class EchoTarget(_Double):
-    """Answers "You said: <last user text>"."""
+    """Answers "You said: <last user text>".
+
+    Args:
+        name: the target's name in results and reports.
+        delay_s: seconds to sleep per conversation (for slow-run tests); does not change outputs.
+    """
 
     def __init__(self, name: str = "echo", delay_s: float = 0.0) -> None:
         self.name = name
@@ -83,7 +88,13 @@ class EchoTarget(_Double):
 
 
 class RefuserTarget(_Double):
-    """Refuses everything with the same text."""
+    """Refuses everything with the same text.
+
+    Args:
+        name: the target's name in results and reports.
+        text: the refusal given to every conversation.
+        delay_s: seconds to sleep per conversation (for slow-run tests); does not change outputs.
+    """
 
     def __init__(self, name: str = "refuser", text: str = DEFAULT_REFUSAL, delay_s: float = 0.0) -> None:
         self.name = name
@@ -101,12 +112,21 @@ class ScriptedTarget(_Double):
     """Answers the last user text from ``responses``; otherwise picks from ``default`` by a stable
     hash of that text.  ``default`` is a refusal and a compliance unless given, so an unscripted
     dataset gets a reproducible mix of both.  ``delay_s`` sleeps per conversation (slow runs for
-    kill-and-resume tests) and is not part of ``config()``: it does not change outputs."""
+    kill-and-resume tests) and is not part of ``config()``: it does not change outputs.
+
+    Args:
+        responses: last user text -> the answer to give, matched exactly.
+        default: a list of answers for unscripted prompts, one picked by a stable hash of the prompt
+            (default: a refusal and a compliance).
+        name: the target's name in results and reports.
+        delay_s: seconds to sleep per conversation (for kill-and-resume tests); does not change outputs.
+    """
 
     def __init__(self, responses: dict[str, str] | None = None, default: list[str] | None = None,
                  name: str = "scripted", delay_s: float = 0.0) -> None:
         self.name = name
         self.responses = dict(responses or {})
+        default = [default] if isinstance(default, str) else default  # one reply, not a list of its characters
         self.default = list(default) if default is not None else [DEFAULT_REFUSAL, DEFAULT_COMPLIANCE]
         if not self.default:
             raise ValueError("ScriptedTarget needs at least one default response")

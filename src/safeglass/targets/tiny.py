@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from safeglass.options import forwards_options
+
 FAMILY_NAMES = ("llama", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl", "llava")
 
 _CHATML = ["<|im_start|>", "<|im_end|>"]
@@ -164,12 +166,24 @@ def tiny_model_and_processor(family: str = "llama", seed: int = 0) -> tuple[Any,
     return model.eval(), proc
 
 
-def tiny_target(family: str = "llama", seed: int = 0, **kw: Any) -> Any:
-    """A tiny random HFCausalLM ("llama") or HFVisionLM (every VLM family) for tests."""
-    from safeglass.targets.hf_common import weights_fingerprint
+@forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", "safeglass.targets.hf_vlm:HFVisionLM.from_model",
+                  exclude=("model", "tokenizer", "processor", "family", "config"))
+def tiny_target(family: str = "llama", seed: int = 0, dtype: str = "float32", **kw: Any) -> Any:
+    """A tiny random HFCausalLM ("llama") or HFVisionLM (every VLM family) for tests.
+
+    Args:
+        family: llama (text only), qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava.
+        seed: seed of the random weights: the same seed gives the same model.
+        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        name: the target's name in results and reports (default: tiny-<family>).
+    """
+    from safeglass.targets.hf_common import torch_dtype, weights_fingerprint
 
     model, proc = tiny_model_and_processor(family, seed)
     config = {"tiny": family, "seed": seed, "weights": weights_fingerprint(model)}
+    if dtype != "float32":  # float32 keeps the keys of runs made before dtype existed
+        model = model.to(torch_dtype(dtype))
+        config["dtype"] = dtype
     name = kw.pop("name", f"tiny-{family}")
     if family == "llama":
         from safeglass.targets.hf_lm import HFCausalLM

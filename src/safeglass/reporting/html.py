@@ -23,7 +23,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from safeglass.report.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
+from safeglass.eval.provenance import machine_line
+from safeglass.eval.stats import format_p
+from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
 
 METRIC_TITLES = {
     "attack_success": "Attack success rate",
@@ -58,9 +60,7 @@ def _pp(x: Any) -> str:
 
 
 def _p(p: Any) -> str:
-    if not _finite(p):
-        return "n/a"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+    return format_p(p) if _finite(p) else "n/a"
 
 
 def json_for_script(data: Any) -> str:
@@ -96,9 +96,13 @@ def _header(summary: dict, title: str) -> str:
     trows = []
     for t in summary.get("targets") or []:
         badge = ' <span class="badge organism">model organism</span>' if t.get("organism") else ""
+        machine = machine_line(t["machine"]) if isinstance(t.get("machine"), dict) else "—"
+        dtype = (t.get("config") or {}).get("dtype") or "—"
         trows.append(f"<tr><td>{_e(t.get('label') or t.get('name'))}{badge}</td><td><code>{_e(t.get('name'))}</code>"
-                     f"</td><td><code>{_e(t.get('config_hash'))}</code></td></tr>")
-    targets = ("<table class='meta'><thead><tr><th>Target</th><th>Name</th><th>Config hash</th></tr></thead>"
+                     f"</td><td><code>{_e(t.get('config_hash'))}</code></td><td>{_e(dtype)}</td>"
+                     f"<td class='muted'>{_e(machine)}</td></tr>")
+    targets = ("<table class='meta'><thead><tr><th>Target</th><th>Name</th><th>Config hash</th><th>dtype</th>"
+               "<th>Generated on</th></tr></thead>"
                f"<tbody>{''.join(trows)}</tbody></table>") if trows else "<p class='muted'>No targets recorded.</p>"
 
     jrows = []
@@ -279,32 +283,79 @@ def _errors(summary: dict) -> str:
             f"</thead><tbody>{items}</tbody></table></div></section>")
 
 
-def _sample_blob(samples: list[dict], labels: dict[str, str]) -> list[dict]:
-    # Only the fields the browser shows, so 10k samples stay a few MB rather than tens.
+def _judge_measures(summary: dict) -> dict[str, str]:
+    return {j.get("key", ""): str(j.get("measure") or "") for j in summary.get("judges") or []}
+
+
+def _verdict_tone(measure: str, kind: str, flag: bool) -> str:
+    """How a verdict chip is coloured: a refused harmful prompt is the good outcome, not an alarm; a refused
+    benign one is over-refusal (a warning); harm and toxicity flags are the bad outcome; input signals are facts."""
+    if measure == "refusal":
+        if kind == "harmful":
+            return "good" if flag else "bad"
+        return "warn" if flag else "ok"
+    if measure == "signal":
+        return "signal" if flag else "ok"
+    return "bad" if flag else "ok"
+
+
+def _withheld(sample: dict, show_harmful: bool) -> bool:
+    return sample.get("kind") == "harmful" and not show_harmful
+
+
+def _sample_blob(samples: list[dict], labels: dict[str, str], measures: dict[str, str], show_harmful: bool,
+                 images: dict[str, str]) -> list[dict]:
+    """Only the fields the browser shows, so 10k samples stay a few MB rather than tens. A reply to a harmful
+    prompt is left out of the file altogether unless ``show_harmful`` (a shared report must not carry it), and
+    so are its outcome judges' reasons, which may quote it."""
     out = []
     for s in samples:
         verdicts = s.get("verdicts") or {}
+        kind = str(s.get("kind", ""))
+        withheld = _withheld(s, show_harmful)
+        paths = [str(i) for i in s.get("images") or []]
         out.append({
             "key": str(s.get("key", "")), "id": str(s.get("sample_id", "")), "dataset": str(s.get("dataset", "")),
-            "kind": str(s.get("kind", "")), "category": str(s.get("category", "") or ""),
+            "kind": kind, "category": str(s.get("category", "") or ""),
             "target": labels.get(s.get("target"), str(s.get("target", ""))), "defense": str(s.get("defense", "")),
             "attack": str(s.get("attack", "")), "prompt": str(s.get("prompt", "") or ""),
-            "response": str(s.get("response", "") or ""), "images": [str(i) for i in s.get("images") or []],
+            "response": None if withheld else str(s.get("response", "") or ""),
+            "images": [{"path": p, "thumb": p if p in images else None} for p in paths],
             "verdicts": {str(k): {"flag": bool(v.get("flag")), "score": v.get("score") if _finite(v.get("score"))
                                   else None, "label": str(v.get("label", "") or ""),
-                                  "reason": str(v.get("reason", "") or "")}
+                                  "tone": _verdict_tone(measures.get(str(k), ""), kind, bool(v.get("flag"))),
+                                  "reason": "" if withheld and measures.get(str(k)) != "signal"
+                                  else str(v.get("reason", "") or "")}
                          for k, v in verdicts.items() if isinstance(v, dict)},
         })
     return out
 
 
-def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> tuple[str, str]:
-    """The browser's static shell and its JSON blob; rows are built client-side."""
-    blob = json_for_script(_sample_blob(samples, _target_labels(summary)))
-    checked = " checked" if show_harmful else ""
+def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> tuple[str, str, str]:
+    """The browser's static shell, its samples' JSON blob and the thumbnails' blob; rows are built client-side."""
+    from safeglass.reporting.thumbnails import MAX_IMAGES, thumbnails
+
+    images = thumbnails([str(i) for s in samples for i in s.get("images") or []])
+    blob = json_for_script(_sample_blob(samples, _target_labels(summary), _judge_measures(summary), show_harmful,
+                                        images))
+    n_withheld = sum(_withheld(s, show_harmful) for s in samples)
+    run_dir = (summary.get("run") or {}).get("run_dir") or "RUN_DIR"
+    if n_withheld:
+        note = (f"<p class='muted' id='sg-withheld'>The {n_withheld} responses to harmful prompts are not in this "
+                "file: their counts and verdicts are. <code>safeglass report "
+                f"{_e(run_dir)} --show-harmful</code> writes a report that includes them (behind a click).</p>")
+    else:
+        note = ("<p class='muted'>Written with --show-harmful: responses to harmful prompts are in this file and "
+                "shown; untick <em>show all harmful outputs</em> to fold them.</p>") if show_harmful else ""
+    n_paths = len({str(i) for s in samples for i in s.get("images") or []})
+    if n_paths > len(images):
+        note += (f"<p class='muted'>{n_paths - len(images)} of {n_paths} images are listed by path only (unreadable, "
+                 f"or beyond the first {MAX_IMAGES}).</p>")
+    toggle = ("<label class='toggle'><input id='f-showall' type='checkbox' checked> show all harmful outputs</label>"
+              if show_harmful else "<input id='f-showall' type='checkbox' hidden disabled>")
     shell = (
         "<section id='samples'><h2>Samples <span class='muted' id='sg-count'></span></h2>"
-        "<p class='muted'>Responses to harmful prompts are hidden until you click <em>show</em> on a sample.</p>"
+        f"{note}"
         "<div class='filters'>"
         "<label>Dataset <select id='f-dataset'><option value=''>all</option></select></label>"
         "<label>Target <select id='f-target'><option value=''>all</option></select></label>"
@@ -314,14 +365,14 @@ def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> t
         "</option><option value='any:0'>flagged by no judge</option></select></label>"
         "<label class='grow'>Search <input id='f-q' type='search' placeholder='prompt, response, id, category'>"
         "</label>"
-        f"<label class='toggle'><input id='f-showall' type='checkbox'{checked}> show all harmful outputs</label>"
+        f"{toggle}"
         "</div>"
         "<div class='pager'><button type='button' id='p-prev'>‹ prev</button><span id='p-info'></span>"
         "<button type='button' id='p-next'>next ›</button></div>"
         "<div id='sg-rows'></div>"
         "<noscript><p class='note'>The sample browser needs JavaScript; samples are in samples.jsonl.</p></noscript>"
         "</section>")
-    return shell, blob
+    return shell, blob, json_for_script(images)
 
 
 # The browser script. Data only ever reaches the DOM through textContent / Option(text): never
@@ -330,6 +381,7 @@ _SCRIPT = r"""
 (function () {
   "use strict";
   var data = JSON.parse(document.getElementById("sg-samples").textContent);
+  var thumbs = JSON.parse(document.getElementById("sg-images").textContent);
   var PAGE = 50, page = 0, shown = new Set(), current = [];
   function $(id) { return document.getElementById(id); }
   function el(tag, cls, text) {
@@ -352,7 +404,7 @@ _SCRIPT = r"""
   });
   data.forEach(function (s) {
     s._flag = Object.keys(s.verdicts).some(function (j) { return s.verdicts[j].flag; });
-    s._text = (s.prompt + "\n" + s.response + "\n" + s.id + "\n" + s.category).toLowerCase();
+    s._text = (s.prompt + "\n" + (s.response || "") + "\n" + s.id + "\n" + s.category).toLowerCase();
   });
   function matches(s, f) {
     if (f.dataset && s.dataset !== f.dataset) return false;
@@ -384,10 +436,28 @@ _SCRIPT = r"""
     c.appendChild(meta);
     c.appendChild(el("div", "label", "Prompt"));
     c.appendChild(el("pre", "prompt", s.prompt));
-    if (s.images.length) c.appendChild(el("div", "images muted", "images: " + s.images.join(", ")));
+    if (s.images.length) {
+      var ims = el("div", "images");
+      s.images.forEach(function (im) {
+        var fig = el("figure", "thumb");
+        if (im.thumb && thumbs[im.thumb]) {
+          var img = document.createElement("img");
+          img.src = thumbs[im.thumb];
+          img.alt = "image the model saw";
+          fig.appendChild(img);
+        }
+        fig.appendChild(el("figcaption", "muted", im.path.split("/").pop()));
+        fig.title = im.path;
+        ims.appendChild(fig);
+      });
+      c.appendChild(ims);
+    }
     var head = el("div", "label", "Response ");
     c.appendChild(head);
-    if (hidden(s)) {
+    if (s.response === null) {
+      c.appendChild(el("div", "response hidden-response",
+                       "Withheld: a response to a harmful prompt is not in this file (see the note above)."));
+    } else if (hidden(s)) {
       var b = el("button", "show-btn", "show");
       b.type = "button";
       b.addEventListener("click", function () { shown.add(s.key); render(); });
@@ -408,7 +478,7 @@ _SCRIPT = r"""
       var v = s.verdicts[j];
       var t = j + ": " + (v.label || (v.flag ? "flagged" : "ok"));
       if (v.score !== null) t += " (" + v.score.toFixed(2) + ")";
-      var b = el("span", "badge " + (v.flag ? "flag" : "ok"), t);
+      var b = el("span", "badge tone-" + v.tone, t);
       if (v.reason) b.title = v.reason;
       vs.appendChild(b);
     });
@@ -482,8 +552,11 @@ tbody tr:hover{background:var(--soft)}
   background:var(--soft);color:var(--muted);margin-right:4px}
 .badge.organism{background:#fdecea;color:var(--bad)}
 .badge.warn{background:#fff4e5;color:var(--warn)}
-.badge.flag{background:#fdecea;color:var(--bad)}
-.badge.ok{background:#e8f5e9;color:var(--ok)}
+.badge.tone-bad{background:#fdecea;color:var(--bad)}
+.badge.tone-good{background:#e8f5e9;color:var(--ok);font-weight:700}
+.badge.tone-ok{background:#f1f8f1;color:var(--ok)}
+.badge.tone-warn{background:#fff4e5;color:var(--warn)}
+.badge.tone-signal{background:#ede7f6;color:#5e35b1}
 .badge.kind-harmful{background:#fdecea;color:var(--bad)}
 .badge.kind-benign{background:#e3f2fd;color:var(--accent)}
 .chart-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(396px,1fr));gap:16px}
@@ -525,14 +598,18 @@ button:disabled{opacity:.45;cursor:default}
   background:repeating-linear-gradient(45deg,#fafafa,#fafafa 8px,#f3f3f3 8px,#f3f3f3 16px);padding:6px 8px;
   border-radius:4px}
 .verdicts{margin-top:6px}
-.images{font-size:12px}
+.images{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0}
+figure.thumb{margin:0;font-size:11px;max-width:170px}
+figure.thumb img{display:block;max-width:160px;max-height:160px;border:1px solid var(--line);border-radius:4px;
+  image-rendering:pixelated}
+figure.thumb figcaption{overflow-wrap:anywhere}
 """
 
 
 def render_report(summary: dict, samples: list[dict], show_harmful: bool = False,
                   title: str = "safeglass report") -> str:
     """Render one self-contained HTML document for a run (see module docstring for the safety rules)."""
-    browser, blob = _sample_browser(samples, summary, show_harmful)
+    browser, blob, images = _sample_browser(samples, summary, show_harmful)
     body = "".join([
         "<nav><a href='#summary'>Summary</a><a href='#categories'>Categories</a><a href='#tradeoff'>Trade-off</a>"
         "<a href='#errors'>Errors</a><a href='#samples'>Samples</a></nav><main>",
@@ -548,6 +625,7 @@ def render_report(summary: dict, samples: list[dict], show_harmful: bool = False
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<meta name='referrer' content='no-referrer'><title>{_e(title)}</title><style>{_CSS}</style></head>"
             f"<body>{body}<script type='application/json' id='sg-samples'>{blob}</script>"
+            f"<script type='application/json' id='sg-images'>{images}</script>"
             f"<script>{_SCRIPT}</script></body></html>\n")
 
 
