@@ -32,3 +32,24 @@ def test_no_api_name_is_also_a_submodule() -> None:
     __import__("safeglass.reporting.html")  # what a run imports
 
     assert callable(safeglass.report) and callable(safeglass.run) and callable(safeglass.judge)
+
+
+def test_readme_config_example_is_the_example_file_and_its_options_check() -> None:
+    import yaml
+
+    from safeglass.config import load_config, parse_config
+    from safeglass.eval.plan import check_options
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"## Running your own audit\n.*?```yaml\n(.*?)```", readme, re.S).group(1)
+    example = ROOT / "configs" / "example.yaml"
+    assert yaml.safe_load(block) == yaml.safe_load(example.read_text(encoding="utf-8"))
+    check_options(parse_config(yaml.safe_load(block), source="README"))  # every component's args are real
+    check_options(load_config(ROOT / "configs" / "demo.yaml"))
+
+
+def test_every_config_the_docs_name_exists() -> None:
+    named = set()
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        named |= set(re.findall(r"configs/[A-Za-z0-9_.-]+\.yaml", doc.read_text(encoding="utf-8")))
+    assert named and [n for n in sorted(named) if not (ROOT / n).is_file()] == []
