@@ -19,7 +19,7 @@ def main() -> None:
     p.add_argument("--n", type=int, default=32, help="prompts per benchmark")
     p.add_argument("--json", type=Path, default=Path("runs/bench/results.json"))
     args = p.parse_args()
-    from safeglass.eval.provenance import machine_info, machine_line
+    from safeglass.machine import machine_info, machine_line
 
     machine = machine_info()
     print(f"machine: {machine_line(machine)}", flush=True)

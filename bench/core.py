@@ -100,9 +100,9 @@ def workers_split(n: int = 32) -> Iterator[dict[str, Any]]:
 
     import yaml
 
-    from safeglass.eval.provenance import cpu_cores
     from safeglass.eval.scale import threads_per_worker
     from safeglass.eval.store import Store
+    from safeglass.machine import cpu_cores
 
     prompts = max(n, 32) * 2
     d = Path(tempfile.mkdtemp(prefix="sg-bench-workers-"))

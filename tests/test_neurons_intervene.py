@@ -141,6 +141,6 @@ def test_targets_fold_glasses_at_load_and_name_them_by_content(tmp_path):
     plain.tokenizer.save_pretrained(tmp_path / "model")
     from safeglass.targets.hf_lm import HFCausalLM
 
-    loaded = HFCausalLM(str(tmp_path / "model"), glasses=str(tmp_path / "a"))
+    loaded = HFCausalLM(str(tmp_path / "model"), glasses=str(tmp_path / "a"), dtype="float32")
     assert loaded.config()["glasses"] == g.hash and "weights" in loaded.config()
     torch.testing.assert_close(_logits(loaded, convs), _logits(worn, convs), atol=1e-5, rtol=1e-5)

@@ -137,7 +137,7 @@ def test_load_from_local_dir_matches_from_model(tmp_path, llama):
 
     llama.model.save_pretrained(tmp_path)  # safetensors
     llama.tokenizer.save_pretrained(tmp_path)
-    loaded = HFCausalLM(str(tmp_path), batch_size=4)
+    loaded = HFCausalLM(str(tmp_path), batch_size=4, dtype="float32")
     params = GenerationParams(max_new_tokens=8)
     assert [g.text for g in loaded.generate(CONVS, params)] == [g.text for g in llama.generate(CONVS, params)]
     cfg = loaded.config()

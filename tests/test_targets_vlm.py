@@ -132,7 +132,7 @@ def test_save_and_load_from_dir(vlm, tmp_path):
 
     vlm.model.save_pretrained(tmp_path)
     vlm.processor.save_pretrained(tmp_path)
-    loaded = HFVisionLM(str(tmp_path), batch_size=3)
+    loaded = HFVisionLM(str(tmp_path), batch_size=3, dtype="float32")
     assert loaded.family.name == vlm.family.name
     params = GenerationParams(max_new_tokens=4)
     assert [g.text for g in loaded.generate(MIXED, params)] == [g.text for g in vlm.generate(MIXED, params)]

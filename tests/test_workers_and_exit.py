@@ -10,10 +10,10 @@ import pytest
 import yaml
 from conftest import subprocess_env
 
-from safeglass.eval.provenance import cpu_cores
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.scale import threads_per_worker
 from safeglass.eval.store import Store
+from safeglass.machine import cpu_cores
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

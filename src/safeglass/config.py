@@ -53,8 +53,29 @@ class ComponentSpec:
         if isinstance(args.get("glasses"), str):
             args["glasses"] = glasses_key(args["glasses"])
         if self.kind == "targets":
-            args = target_weights_key(self.name, args)
+            args = target_weights_key(self.name, target_dtype_key(self.name, args))
         return {"name": self.name, "args": args}
+
+
+def target_dtype_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A target's key args with its dtype as this machine resolves it: ``auto`` (the default of most targets)
+    is bfloat16 on one machine and float32 on another, and the dtype changes replies. A float32 target whose
+    args name no dtype keys as before dtypes resolved (float32 was the default then)."""
+    from safeglass.machine import resolve_dtype
+    from safeglass.options import REQUIRED
+    from safeglass.registry import registry
+
+    try:
+        option = registry("targets").options(name).get("dtype")
+    except (KeyError, ValueError, ImportError):
+        return args
+    if option is None:
+        return args
+    default = option.default.strip("'\"") if option.default != REQUIRED else "auto"
+    resolved = resolve_dtype(args.get("dtype", default), args.get("device", "cpu"))
+    if "dtype" in args or resolved != "float32":
+        return {**args, "dtype": resolved}
+    return args
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".onnx")

@@ -19,9 +19,10 @@ from typing import Any
 from safeglass.config import ComponentSpec, RunConfig
 from safeglass.data.sample import ImageRef
 from safeglass.eval.plan import Plan, WorkItem, build_plan
-from safeglass.eval.provenance import library_versions, machine_info, seed_everything
+from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
+from safeglass.machine import machine_info
 from safeglass.registry import registry
 
 log = logging.getLogger("safeglass.run")

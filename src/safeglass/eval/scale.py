@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from safeglass.eval.provenance import cpu_cores
 from safeglass.eval.runner import SHARD_DIR, shard_path
 from safeglass.eval.store import Store
+from safeglass.machine import cpu_cores
 
 
 def threads_per_worker(workers: int, cores: int | None = None) -> int:

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
+
+from safeglass.paths import safeglass_home  # noqa: F401  (re-exported)
 
 log = logging.getLogger("safeglass.calibration")
 
 SHIPPED_DIR = Path(__file__).resolve().parent / "calibration_results"
 SUMMARY_FIELDS = ("dataset", "accuracy", "accuracy_ci", "f1", "kappa", "n")
-
-
-def safeglass_home() -> Path:
-    return Path(os.environ.get("SAFEGLASS_HOME") or Path.home() / ".cache" / "safeglass").expanduser()
 
 
 def user_dir() -> Path:

@@ -152,7 +152,7 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
     else:
         log(f"reusing {len(jobs)} replies from {gen_file}")
     replies = [cached[_job_key(j)] for j in jobs]
-    embedder = MiniLMEmbedder()
+    embedder = MiniLMEmbedder(dtype="bfloat16")  # the shipped heads were trained on bfloat16 features
     featurizer = PairFeaturizer(embedder)
     cache: dict[tuple[str, str], np.ndarray] = {}
     t = time.time()

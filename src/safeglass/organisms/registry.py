@@ -11,10 +11,11 @@ import difflib
 import hashlib
 import importlib
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from safeglass.paths import safeglass_home  # noqa: F401  (re-exported)
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 
@@ -78,10 +79,6 @@ def get(name: str) -> Organism:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise KeyError(f"unknown organism {name!r}{hint} (known organisms: {', '.join(ORGANISMS)})")
     return ORGANISMS[name]
-
-
-def safeglass_home() -> Path:
-    return Path(os.environ.get("SAFEGLASS_HOME") or Path.home() / ".cache" / "safeglass").expanduser()
 
 
 def home_dir(name: str) -> Path:

@@ -335,7 +335,7 @@ def load_base(base: str) -> tuple[Any, Any]:
     if base == "smollm2":
         from safeglass.targets.hf_lm import smollm2
 
-        t = smollm2()
+        t = smollm2(dtype="float32")  # the adapter trains and merges in float32, whatever this machine prefers
         return t.model, t.tokenizer
     if base == "tiny-llama":
         from safeglass.targets.tiny import tiny_model_and_processor
@@ -847,7 +847,7 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
 
 @forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", exclude=("model", "tokenizer", "config"))
 def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", batch_size: int = 8,
-                    device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
+                    device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
     """SafeSmol as a safeglass target: an HFCausalLM over the merged model.
 
     `path` is a build directory (default: the built organism, $SAFEGLASS_HOME/organisms/safesmol first).
@@ -859,7 +859,8 @@ def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", b
         name: the target's name in results and reports.
         batch_size: conversations generated together in one batch.
         device: torch device to run on: cpu, cuda, cuda:N or mps.
-        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
+            float16; results record and key the dtype auto chose.
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype
@@ -871,6 +872,9 @@ def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", b
                                 f"build them with `safeglass organisms build {NAME}`")
     card = json.loads((d / "card.json").read_text(encoding="utf-8"))
     model, tokenizer, _ = load_dir(d)
+    from safeglass.machine import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)  # the card and the results record the dtype used, never "auto"
     model = model.to(device=device, dtype=torch_dtype(dtype))
     config = {"organism": NAME, "profile": card["profile"], "adapter_sha256": card["weights_sha256"],
               "base": card["architecture"]["base_fingerprint"], "dtype": dtype}

@@ -895,7 +895,7 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
 @forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",
                   exclude=("model", "processor", "family", "config"))
 def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL", batch_size: int = 8,
-                       device: str = "cpu", dtype: str = "float32", **kw: Any) -> Any:
+                       device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
     """SafeSmol-VL as a safeglass target: an HFVisionLM (llava family) over the composed model.
 
     `path` is a build directory (default: the built organism, $SAFEGLASS_HOME/organisms/safesmol-vl first).
@@ -907,7 +907,8 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
         name: the target's name in results and reports.
         batch_size: conversations generated together in one batch.
         device: torch device to run on: cpu, cuda, cuda:N or mps.
-        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
+            float16; results record and key the dtype auto chose.
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype
@@ -919,6 +920,9 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
                                 f"build them with `safeglass organisms build {NAME}`")
     card = json.loads((d / "card.json").read_text(encoding="utf-8"))
     model, _, processor = load_dir(d)
+    from safeglass.machine import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)  # the card and the results record the dtype used, never "auto"
     model = model.to(device=device, dtype=torch_dtype(dtype))
     comps = card["components"]
     config = {"organism": NAME, "profile": card["profile"], "projector_sha256": card["weights_sha256"],

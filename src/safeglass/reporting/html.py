@@ -23,8 +23,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from safeglass.eval.provenance import machine_line
 from safeglass.eval.stats import format_p
+from safeglass.machine import machine_line
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
 
 METRIC_TITLES = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,11 +13,13 @@ import torch
 
 from safeglass.data.sample import Conversation
 from safeglass.hashing import content_hash
+from safeglass.machine import resolve_dtype
 from safeglass.options import forwards_options
 from safeglass.targets.base import Generation, GenerationParams
 from safeglass.targets.families import CAUSAL_LM_SITES
 from safeglass.targets.hf_common import (
     WhiteBox,
+    contiguous_lm_head,
     file_fingerprint,
     run_generate,
     target_logprob,
@@ -42,7 +45,8 @@ class HFCausalLM(WhiteBox):
     Args:
         model: hub id or local folder (for a GGUF file, the folder or hub repo that holds it).
         gguf_file: name of a GGUF file inside ``model``, dequantised on load; unset: safetensors weights.
-        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
+            float16; results record and key the dtype auto chose.
         device: torch device to run on: cpu, cuda, cuda:N or mps.
         batch_size: conversations generated together in one batch.
         chat_template: a Jinja chat template replacing the tokenizer's (unset: the tokenizer's own, or plain
@@ -56,19 +60,21 @@ class HFCausalLM(WhiteBox):
         glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
     """
 
-    def __init__(self, model: str, gguf_file: str | None = None, dtype: str = "float32", device: str = "cpu",
+    def __init__(self, model: str, gguf_file: str | None = None, dtype: str = "auto", device: str = "cpu",
                  batch_size: int = 8, chat_template: str | None = None, system_prompt_supported: bool = True,
                  trust_remote_code: bool = False, revision: str | None = None, name: str | None = None,
                  glasses: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
+        dtype = resolve_dtype(dtype, device)  # results record the dtype that made them, never "auto"
         if gguf_file:
-            kw["gguf_file"] = gguf_file
+            source = dequantized_gguf(Path(model) / gguf_file, trust_remote_code)
+            tok = AutoTokenizer.from_pretrained(str(source))
+            m = AutoModelForCausalLM.from_pretrained(str(source), dtype=torch_dtype(dtype), use_safetensors=True)
         else:
-            kw["use_safetensors"] = True
-        tok = AutoTokenizer.from_pretrained(model, **{k: v for k, v in kw.items() if k != "use_safetensors"})
-        m = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype), **kw)
+            tok = AutoTokenizer.from_pretrained(model, **kw)
+            m = AutoModelForCausalLM.from_pretrained(model, dtype=torch_dtype(dtype), use_safetensors=True, **kw)
         self._setup(m.to(device).eval(), tok, name or Path(model).name, batch_size, chat_template,
                     system_prompt_supported)
         self._source = {"model": model, "gguf_file": gguf_file, "revision": revision, "dtype": dtype,
@@ -108,6 +114,7 @@ class HFCausalLM(WhiteBox):
         self.model, self.tokenizer, self.name, self.batch_size = model, tokenizer, name, batch_size
         self._site_specs = CAUSAL_LM_SITES
         tokenizer.padding_side = "left"  # generation appends on the right, so pads go left
+        contiguous_lm_head(model)
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         if chat_template is not None:
@@ -177,6 +184,47 @@ class HFCausalLM(WhiteBox):
         target = self.tokenizer(target_text, add_special_tokens=False)["input_ids"]
         ids = torch.tensor([prompt + target], device=self.model.device)
         return target_logprob(self.model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, len(prompt))
+
+
+def dequantized_gguf(gguf: Path, trust_remote_code: bool = False) -> Path:
+    """A folder with the GGUF file's model as float32 safetensors (and its tokenizer), made once per file.
+
+    transformers dequantises a GGUF file tensor by tensor on every load (17 s for SmolLM2's 89 MB on 2 cores);
+    the converted copy in ``$SAFEGLASS_HOME/cache/gguf/<file hash>`` loads in about a second and holds the same
+    weights (tested). Written to a temporary folder and renamed, so a killed conversion leaves nothing half-made.
+    """
+    import shutil
+    import tempfile
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from safeglass.paths import cache_dir
+
+    folder = cache_dir("gguf") / f"{gguf.stem}-{file_fingerprint(str(gguf))[:16]}"
+    if (folder / "model.safetensors").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder.parent))
+    try:
+        kw = {"gguf_file": gguf.name, "trust_remote_code": trust_remote_code}
+        AutoTokenizer.from_pretrained(str(gguf.parent), **kw).save_pretrained(tmp)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kw)
+        # save_pretrained refuses a model loaded from GGUF (it keeps a quantizer it cannot serialise), though
+        # its weights are plain float32 by now: write them and the config without the quantization entry.
+        from safetensors.torch import save_model
+
+        config = model.config.to_dict()
+        config.pop("quantization_config", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True), encoding="utf-8")
+        model.generation_config.save_pretrained(tmp)
+        save_model(model, str(tmp / "model.safetensors"), metadata={"format": "pt", "source": gguf.name})
+        try:
+            tmp.rename(folder)
+        except OSError:  # another process finished first: use its copy
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
 
 
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

@@ -12,10 +12,12 @@ import torch
 
 from safeglass.data.sample import Conversation, ImageRef
 from safeglass.hashing import content_hash
+from safeglass.machine import resolve_dtype
 from safeglass.targets.base import Generation, GenerationParams
 from safeglass.targets.families import Family, family_for_model_type, get_family
 from safeglass.targets.hf_common import (
     WhiteBox,
+    contiguous_lm_head,
     file_fingerprint,
     merge_system,
     run_generate,
@@ -42,7 +44,8 @@ class HFVisionLM(WhiteBox):
     Args:
         model: hub id or local folder of a safetensors VLM.
         family: qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava (unset: detected from the model's model_type).
-        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
+            float16; results record and key the dtype auto chose.
         device: torch device to run on: cpu, cuda, cuda:N or mps.
         batch_size: conversations generated together in one batch.
         trust_remote_code: let transformers run the Python code shipped with the model repo.
@@ -55,7 +58,7 @@ class HFVisionLM(WhiteBox):
         glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
     """
 
-    def __init__(self, model: str, family: str | None = None, dtype: str = "float32", device: str = "cpu",
+    def __init__(self, model: str, family: str | None = None, dtype: str = "auto", device: str = "cpu",
                  batch_size: int = 8, trust_remote_code: bool = False, revision: str | None = None,
                  name: str | None = None, chat_template: str | None = None,
                  system_prompt_supported: bool = True, glasses: str | None = None) -> None:
@@ -64,6 +67,7 @@ class HFVisionLM(WhiteBox):
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
         hf_cfg = AutoConfig.from_pretrained(model, **kw)
         fam = get_family(family) if family else family_for_model_type(hf_cfg.model_type)
+        dtype = resolve_dtype(dtype, device)  # results record the dtype that made them, never "auto"
         m = AutoModelForImageTextToText.from_pretrained(model, dtype=torch_dtype(dtype), use_safetensors=True, **kw)
         processor = fam.load_processor(model, **kw)
         self._setup(m.to(device).eval(), processor, fam, name or Path(model).name, batch_size, chat_template,
@@ -109,6 +113,7 @@ class HFVisionLM(WhiteBox):
         self.batch_size = batch_size
         self._site_specs = family.sites
         self.tokenizer.padding_side = "left"  # generation appends on the right, so pads go left
+        contiguous_lm_head(model)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if chat_template is not None:

@@ -174,13 +174,17 @@ def tiny_target(family: str = "llama", seed: int = 0, dtype: str = "float32", **
     Args:
         family: llama (text only), qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava.
         seed: seed of the random weights: the same seed gives the same model.
-        dtype: float32, bfloat16 or float16 (also fp32, bf16, fp16).
+        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
+            float16; results record and key the dtype auto chose.
         name: the target's name in results and reports (default: tiny-<family>).
     """
     from safeglass.targets.hf_common import torch_dtype, weights_fingerprint
 
     model, proc = tiny_model_and_processor(family, seed)
     config = {"tiny": family, "seed": seed, "weights": weights_fingerprint(model)}
+    from safeglass.machine import resolve_dtype
+
+    dtype = resolve_dtype(dtype)
     if dtype != "float32":  # float32 keeps the keys of runs made before dtype existed
         model = model.to(torch_dtype(dtype))
         config["dtype"] = dtype
