@@ -129,6 +129,12 @@ def workers_split(n: int = 32) -> Iterator[dict[str, Any]]:
                                       f"{differ} of {len(replies[1])} replies differ"}
 
 
+def _speed(n: int = 64) -> Iterator[dict[str, Any]]:
+    from bench.speed import generation_profile
+
+    yield from generation_profile(n=max(n, 64))
+
+
 def _shapeworld(n: int = 32) -> Iterator[dict[str, Any]]:
     from bench.shapeworld import shapeworld_speed
 
@@ -169,6 +175,7 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
     "workers": workers_split,
+    "speed": _speed,
     "shapeworld": _shapeworld,
     "neurons-auroc": _neurons_auroc,
     "neurons-glasses": _neurons_glasses,

@@ -104,3 +104,37 @@ def test_converted_gguf_has_the_same_weights_and_tokens() -> None:
     text = tok_direct.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert text == tok_cached.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert tok_direct(text)["input_ids"] == tok_cached(text)["input_ids"]
+
+
+def test_runs_record_the_machine_and_dtype_per_target(tmp_path) -> None:
+    import json
+
+    from safeglass.api import run
+
+    cfg = {"targets": [{"name": "tiny", "args": {"dtype": "bfloat16"}}], "datasets": [{"name": "advbench", "limit": 2}],
+           "generation": {"max_new_tokens": 2}}
+    result = run(cfg, out=tmp_path / "r", progress=False)
+    summary = json.loads(result.outputs["summary"].read_text())
+    target = summary["targets"][0]
+    assert target["machine"]["cpu_capability"] and target["machine"]["cores"] >= 1
+    assert target["config"]["dtype"] == "bfloat16"
+    html = result.outputs["report"].read_text()
+    assert "Generated on" in html and target["machine"]["cpu_capability"] in html
+
+
+def test_finding_experts_again_reuses_them_without_loading_the_model(tmp_path, monkeypatch) -> None:
+    from safeglass.neurons.find import find, parse_find_config
+
+    raw = {"name": "tiny-find", "target": {"name": "tiny", "args": {"family": "llama"}},
+           "toxic": [{"dataset": "toxigen-200", "kind": "harmful", "limit": 6}],
+           "non_toxic": [{"dataset": "toxigen-200", "kind": "benign", "limit": 6}]}
+    first = find(parse_find_config(raw), tmp_path / "e", progress=False)
+    assert "reused" not in first
+    from safeglass.registry import registry
+
+    monkeypatch.setattr(type(registry("targets")), "build", lambda *a, **k: pytest.fail("the model was loaded"))
+    again = find(parse_find_config(raw), tmp_path / "e", progress=False)
+    assert again["reused"] and again["summary_data"]["glasses"]["hash"] == first["summary_data"]["glasses"]["hash"]
+    monkeypatch.undo()
+    changed = find(parse_find_config({**raw, "seed": 1}), tmp_path / "e", progress=False)  # another config: found again
+    assert "reused" not in changed

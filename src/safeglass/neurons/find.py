@@ -281,6 +281,11 @@ def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str
     from safeglass.neurons.recording import record
     from safeglass.registry import registry
 
+    out = Path(out)
+    key = find_key(cfg)
+    done = _finished(out, key)
+    if done is not None:  # the same config on the same weights found these already: nothing to redo
+        return done
     items, described = load_items(cfg)
     span = cfg.span
     if span == "auto":
@@ -303,7 +308,6 @@ def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str
     expertise = Expertise.compute(acts, labels, provenance)
     t_auroc = time.perf_counter() - t0
     glasses = Glasses.from_expertise(expertise, cfg.glasses["method"], **glasses_params)
-    out = Path(out)
     expertise.save(out)
     glasses.save(out / GLASSES_SUBDIR)
     summary = {
@@ -312,10 +316,34 @@ def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str
         "data": described, "expertise_hash": expertise.hash, "expertise": expertise.summary(),
         "glasses": glasses.summary(),
         "seconds": {"load": round(t_load, 3), "record": round(t_record, 3), "auroc": round(t_auroc, 3)},
+        "find_key": key,
     }
     (out / EXPERTISE_SUMMARY).write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
     return {"expertise": out, "glasses": out / GLASSES_SUBDIR, "summary": out / EXPERTISE_SUMMARY,
             "summary_data": summary}
+
+
+def find_key(cfg: FindConfig) -> str:
+    """What the expertise depends on: the config (less where it was read from) and the target's weights by
+    content, as result keys see them (a rebuilt organism or another dtype finds again)."""
+    from safeglass import __version__
+    from safeglass.config import ComponentSpec
+    from safeglass.hashing import content_hash
+
+    spec = ComponentSpec("targets", cfg.target["name"], cfg.target["name"], dict(cfg.target.get("args") or {}))
+    return content_hash({"raw": cfg.raw, "target": spec.key_config(), "version": __version__})
+
+
+def _finished(out: Path, key: str) -> dict[str, Any] | None:
+    path = out / EXPERTISE_SUMMARY
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if summary.get("find_key") != key or not (out / GLASSES_SUBDIR / "glasses.json").is_file():
+        return None
+    return {"expertise": out, "glasses": out / GLASSES_SUBDIR, "summary": path, "summary_data": summary,
+            "reused": True}
 
 
 def _check_glasses_params(cfg: FindConfig, params: dict[str, Any]) -> None:
