@@ -65,3 +65,12 @@ def test_attacked_rows_carry_the_paired_lift_over_no_attack():
     assert lift["attack"] == "none" and lift["n_pairs"] == 40
     assert abs(lift["delta"] - 0.6) < 1e-9 and lift["ci_low"] > 0.3
     assert "vs_no_attack" not in by[("none", "attack_success")]
+
+
+def test_p_values_never_print_as_zero() -> None:
+    from safeglass.eval.stats import format_p
+
+    assert format_p(0.0004) == "< 0.001"
+    assert format_p(0.004) == "0.004"  # once printed "0.00" beside cells that said "< 0.001"
+    assert format_p(0.0449) == "0.04"
+    assert format_p(0.5) == "0.50" and format_p(None) == "n/a" and format_p(float("nan")) == "n/a"

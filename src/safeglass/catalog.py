@@ -69,9 +69,11 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "Model organism SafeSmol-VL: ShapeCLIP's image tower + SafeSmol + a ShapeWorld-trained projector (LLaVA)",
      ("white-box", "image", "organism")),
     ("targets", "llama-cpp", "safeglass.targets.llama_cpp:LlamaCppTarget",
-     "A GGUF file run by llama.cpp in process (llama-cpp-python), on its quantised weights", ("black-box", "text")),
+     "A GGUF file run by llama.cpp in process (llama-cpp-python), on its quantised weights; one sequence at a time, "
+     "so slower than batched hf-lm on a CPU (docs/speed.md)", ("black-box", "text")),
     ("targets", "smollm2-llama-cpp", "safeglass.targets.llama_cpp:smollm2_llama_cpp",
-     "SmolLM2-135M-Instruct's packaged Q4_1 GGUF run by llama.cpp", ("black-box", "text", "packaged")),
+     "SmolLM2-135M-Instruct's packaged Q4_1 GGUF run by llama.cpp (8.8x slower than smollm2 batched, docs/speed.md)",
+     ("black-box", "text", "packaged")),
     ("targets", "openai", "safeglass.targets.openai_compat:OpenAICompatTarget",
      "OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp server)", ("black-box", "image")),
     ("targets", "echo", "safeglass.targets.doubles:EchoTarget",
