@@ -122,7 +122,8 @@ def generation_profile(n: int = 64) -> Iterator[dict[str, Any]]:
             Store.add_generations = original  # type: ignore[method-assign]
             shutil.rmtree(d, ignore_errors=True)
         dtype = next(model.parameters()).dtype
-        roof = matmul_gflops(dtype) * 1e9 / flops_per_token(model)
+        flops = flops_per_token(model)
+        roof = matmul_gflops(dtype) * 1e9 / flops
         tps_run, tps_bare = tokens / run_s, tokens / bare
         hf_tps[name] = tps_run
         decode = max(0.0, generate - prefill)
@@ -133,7 +134,7 @@ def generation_profile(n: int = 64) -> Iterator[dict[str, Any]]:
                "goal": ">= 0.50", "note": f"{str(dtype).split('.')[-1]}, batch {batch}, {len(convs)} prompts x "
                                            f"{NEW_TOKENS} new tokens: run {tps_run:.0f} tok/s, bare generate "
                                            f"{tps_bare:.0f} tok/s, roofline {roof:.0f} tok/s "
-                                           f"({flops_per_token(model) / 1e6:.0f} MFLOP a token); time: {share_txt}; "
+                                           f"({flops / 1e6:.0f} MFLOP a token); time: {share_txt}; "
                                            f"padding {100 * (1 - real / padded):.0f} % of prefill tokens; store "
                                            f"{store_s[0]:.2f} s; {machine_line()}"}
         if name == "smollm2":

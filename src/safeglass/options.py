@@ -81,12 +81,16 @@ class Options:
                                      f"{', '.join(repr(m) for m in missing)} (give it under args)")
 
 
-def forwards_options(*targets: str, exclude: Iterable[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def forwards_options(*targets: str, exclude: Iterable[str] = (),
+                     docs_from: Iterable[str] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare that a factory's ``**kwargs`` go to ``targets`` ("module:Qualname" strings), less ``exclude``
-    (the ones the factory sets itself). Read from the source by :func:`options_of`; the decorator only records it."""
+    (the ones the factory sets itself). The factory's own parameters without a line in its docstring take the
+    line of the same option in ``targets`` or ``docs_from`` (a wrapper need not copy what it passes on). Read
+    from the source by :func:`options_of`; the decorator only records it."""
 
     def mark(fn: Callable[..., Any]) -> Callable[..., Any]:
         fn.__forwards_options__ = (tuple(targets), tuple(exclude))  # type: ignore[attr-defined]
+        fn.__options_docs_from__ = tuple(docs_from)  # type: ignore[attr-defined]
         return fn
 
     return mark
@@ -243,15 +247,13 @@ def _default_text(module: str, node: ast.expr) -> str:
     return ast.unparse(node)
 
 
-def _forwarding(fn: ast.FunctionDef) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+def _forwarding(fn: ast.FunctionDef) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]] | None:
+    """(targets, exclude, docs_from) of a ``@forwards_options`` decorator."""
     for dec in fn.decorator_list:
         if isinstance(dec, ast.Call) and getattr(dec.func, "id", getattr(dec.func, "attr", "")) == "forwards_options":
             targets = tuple(ast.literal_eval(a) for a in dec.args)
-            exclude: tuple[str, ...] = ()
-            for kw in dec.keywords:
-                if kw.arg == "exclude":
-                    exclude = tuple(ast.literal_eval(kw.value))
-            return targets, exclude
+            kws = {kw.arg: tuple(ast.literal_eval(kw.value)) for kw in dec.keywords if kw.arg}
+            return targets, kws.get("exclude", ()), kws.get("docs_from", ())
     return None
 
 
@@ -268,8 +270,8 @@ def _function_options(module: str, fn: ast.FunctionDef, doc_helps: Mapping[str, 
     opts = [Option(a.arg, REQUIRED if d is None else _default_text(module, d), helps.get(a.arg, ""),
                    ast.unparse(a.annotation) if a.annotation is not None else "") for a, d in params]
     open_ = False
+    fwd = _forwarding(fn)
     if args.kwarg is not None:
-        fwd = _forwarding(fn)
         if fwd is None:
             open_ = True
         else:
@@ -284,6 +286,13 @@ def _function_options(module: str, fn: ast.FunctionDef, doc_helps: Mapping[str, 
                     if o.name not in own and o.name not in fwd[1]:
                         own.add(o.name)
                         opts.append(Option(o.name, o.default, helps.get(o.name, o.help), o.annotation))
+    if fwd is not None and any(not o.help for o in opts):
+        lines: dict[str, str] = {}
+        for target in (*fwd[0], *fwd[2]):  # what the kwargs go to first, then the named sources
+            sub = _from_source(target, depth + 1)
+            for o in sub.options if sub else ():
+                lines.setdefault(o.name, o.help)
+        opts = [o if o.help else Option(o.name, o.default, lines.get(o.name, ""), o.annotation) for o in opts]
     return Options(tuple(opts), open_, ast.get_docstring(fn) or "", where)
 
 

@@ -845,7 +845,8 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
                     fluency=card.get("fluency_set"), base_ppl=card.get("base_ppl"))
 
 
-@forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", exclude=("model", "tokenizer", "config"))
+@forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", exclude=("model", "tokenizer", "config"),
+                  docs_from=("safeglass.targets.hf_lm:HFCausalLM",))
 def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", batch_size: int = 8,
                     device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
     """SafeSmol as a safeglass target: an HFCausalLM over the merged model.
@@ -856,11 +857,6 @@ def safesmol_target(path: str | Path | None = None, *, name: str = "SafeSmol", b
     Args:
         path: a SafeSmol build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,
             else the packaged one.
-        name: the target's name in results and reports.
-        batch_size: conversations generated together in one batch.
-        device: torch device to run on: cpu, cuda, cuda:N or mps.
-        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
-            float16; results record and key the dtype auto chose.
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype

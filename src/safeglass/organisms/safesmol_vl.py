@@ -893,7 +893,8 @@ def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
 
 
 @forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",
-                  exclude=("model", "processor", "family", "config"))
+                  exclude=("model", "processor", "family", "config"),
+                  docs_from=("safeglass.targets.hf_vlm:HFVisionLM",))
 def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL", batch_size: int = 8,
                        device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
     """SafeSmol-VL as a safeglass target: an HFVisionLM (llava family) over the composed model.
@@ -904,11 +905,6 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
     Args:
         path: a SafeSmol-VL build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,
             else the packaged one.
-        name: the target's name in results and reports.
-        batch_size: conversations generated together in one batch.
-        device: torch device to run on: cpu, cuda, cuda:N or mps.
-        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
-            float16; results record and key the dtype auto chose.
     """
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype

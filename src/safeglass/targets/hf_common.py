@@ -20,8 +20,8 @@ from safeglass.targets.families._common import SiteSpec
 
 log = logging.getLogger("safeglass")
 
-DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-          "float16": torch.float16, "fp16": torch.float16}
+# names as safeglass.machine.resolve_dtype returns them (it maps the fp32 / bf16 / fp16 aliases and auto)
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def torch_dtype(name: str, device: str = "cpu") -> torch.dtype:

@@ -167,15 +167,14 @@ def tiny_model_and_processor(family: str = "llama", seed: int = 0) -> tuple[Any,
 
 
 @forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", "safeglass.targets.hf_vlm:HFVisionLM.from_model",
-                  exclude=("model", "tokenizer", "processor", "family", "config"))
+                  exclude=("model", "tokenizer", "processor", "family", "config"),
+                  docs_from=("safeglass.targets.hf_lm:HFCausalLM",))
 def tiny_target(family: str = "llama", seed: int = 0, dtype: str = "float32", **kw: Any) -> Any:
     """A tiny random HFCausalLM ("llama") or HFVisionLM (every VLM family) for tests.
 
     Args:
         family: llama (text only), qwen2-vl, qwen2.5-vl, qwen3-vl, internvl or llava.
         seed: seed of the random weights: the same seed gives the same model.
-        dtype: auto (bfloat16 on a GPU or a CPU with native bfloat16, float32 elsewhere), float32, bfloat16 or
-            float16; results record and key the dtype auto chose.
         name: the target's name in results and reports (default: tiny-<family>).
     """
     from safeglass.targets.hf_common import torch_dtype, weights_fingerprint
