@@ -25,10 +25,9 @@ def runner_overhead(n: int = 32) -> Iterator[dict[str, Any]]:
     import torch
 
     from safeglass import api
-    from safeglass.data.sample import user
     from safeglass.registry import registry
-    from safeglass.targets.base import GenerationParams
     from safeglass.targets.hf_lm import smollm2
+    from safeglass.types import GenerationParams, user
 
     target = smollm2(dtype="bfloat16", batch_size=BATCH)
     registry("targets").add("bench-prebuilt", lambda: target, "the benchmark's already-loaded SmolLM2", replace=True)

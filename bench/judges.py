@@ -11,8 +11,8 @@ def _pairs(n: int) -> list[tuple[str, str]]:
     """Real-length (prompt, reply) pairs without the build's cache: packaged prompts with templated
     replies and the written answers (mean reply ~250 characters), plus the worst case (every reply
     past the 128-token cap)."""
-    from safeglass.judges.proxy_answers import ANSWERS
-    from safeglass.judges.proxy_data import collect_prompts, template_examples
+    from safeglass.organisms.proxy_judge_answers import ANSWERS
+    from safeglass.organisms.proxy_judge_data import collect_prompts, template_examples
 
     prompts = collect_prompts(0)[: max(n, 64)]
     pairs = [(e.prompt, e.response) for e in template_examples(prompts, {}, 0)]

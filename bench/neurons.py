@@ -143,7 +143,7 @@ def glasses_overhead(n: int = 16) -> Iterator[dict[str, Any]]:
 
 
 def _user(text: str) -> Any:
-    from safeglass.data.sample import user
+    from safeglass.types import user
 
     return user(text)
 

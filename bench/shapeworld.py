@@ -14,8 +14,8 @@ SIZE = 64
 
 def _rate(n_images: int, config: dict[str, Any], seed: int) -> tuple[float, float]:
     """(images per second with a cold cache, best of 3 with a warm one)."""
-    from safeglass.organisms import shapeworld_render as R
-    from safeglass.organisms.shapeworld import sample_batch
+    from safeglass.data.shapeworld import render as R
+    from safeglass.data.shapeworld.world import sample_batch
 
     R.clear_caches()
     t0 = time.perf_counter()

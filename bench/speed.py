@@ -62,8 +62,8 @@ def generation_profile(n: int = 64) -> Iterator[dict[str, Any]]:
     from safeglass.eval.store import Store
     from safeglass.machine import machine_line
     from safeglass.registry import registry
-    from safeglass.targets.base import GenerationParams
     from safeglass.targets.hf_common import run_generate
+    from safeglass.types import GenerationParams
 
     params = GenerationParams(max_new_tokens=NEW_TOKENS)
     hf_tps: dict[str, float] = {}
@@ -106,7 +106,7 @@ def generation_profile(n: int = 64) -> Iterator[dict[str, Any]]:
         Store.add_generations = timed  # type: ignore[method-assign]
         try:
             from safeglass.data.dataset import Dataset
-            from safeglass.data.sample import Sample
+            from safeglass.types import Sample
 
             samples = [Sample(id=f"c{i}", turns=tuple(c), kind="harmful", category="bench", source="bench")
                        for i, c in enumerate(convs)]
@@ -145,7 +145,7 @@ def generation_profile(n: int = 64) -> Iterator[dict[str, Any]]:
 
 def _llama_cpp(convs: list[Any], hf_tps: float) -> Iterator[dict[str, Any]]:
     from safeglass.registry import registry
-    from safeglass.targets.base import GenerationParams
+    from safeglass.types import GenerationParams
 
     llama = registry("targets").build("smollm2-llama-cpp")
     llama.generate(convs[:1], GenerationParams(max_new_tokens=2))

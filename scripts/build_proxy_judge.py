@@ -21,7 +21,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from safeglass.judges.proxy_train import train_proxy  # noqa: E402
+from safeglass.organisms.proxy_judge_train import train_proxy  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

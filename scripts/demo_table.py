@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from safeglass.eval.stats import format_p
+from safeglass.stats import format_p
 
 COLUMNS = (  # (header, dataset, attack, metric, judge family)
     ("AdvBench", "advbench", "none", "attack_success", "refusal"),

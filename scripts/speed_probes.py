@@ -18,7 +18,7 @@ from bench.speed import matmul_gflops
 from safeglass.data.packaged import load_advbench
 from safeglass.machine import machine_line
 from safeglass.registry import registry
-from safeglass.targets.base import GenerationParams
+from safeglass.types import GenerationParams
 
 
 def main() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from safeglass.data.dataset import Dataset
-from safeglass.data.sample import Sample
+from safeglass.types import Sample
 
 
 def load_unit(limit: int | None = None, n: int = 40, categories: int = 3) -> Dataset:
@@ -62,7 +62,7 @@ def load_pictures(limit: int | None = None, n: int = 6) -> Dataset:
     """Samples whose images exist only in memory (as attacks make them)."""
     from PIL import Image
 
-    from safeglass.data.sample import ImageRef
+    from safeglass.types import ImageRef
 
     samples = [Sample.from_text(f"pic-{i}", f"placeholder question {i}",
                                 images=(ImageRef(Image.new("RGB", (8, 8), (30 * i, 0, 0))),) if i % 2 == 0 else (),
@@ -129,3 +129,38 @@ class ThreadsTarget:
                 return {"type": "threads"}
 
         return _Target(name=name)
+
+
+class SuffixModifier:
+    """A test modifier that appends a fixed suffix to every reply, so its effect and its order are visible.
+
+    Args:
+        suffix: the text appended to every reply.
+    """
+
+    name = "suffix"
+    key_arg = None
+
+    def __init__(self, suffix: str = "!") -> None:
+        self.suffix = suffix
+
+    def key(self) -> dict:
+        return {"suffix": self.suffix}
+
+    def apply(self, target):
+        from safeglass.targets.modifiers import record_applied
+
+        inner = target.generate
+
+        def generate(conversations, params):
+            gens = inner(conversations, params)
+            for g in gens:
+                g.text += self.suffix
+            return gens
+
+        target.generate = generate
+        record_applied(target, self)
+        return target
+
+    def label(self) -> str:
+        return f"suffix {self.suffix!r}"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from safeglass.attacks.templates import TEMPLATES, TemplateJailbreak
-from safeglass.data.sample import ImageRef, Sample, Turn
 from safeglass.registry import registry
+from safeglass.types import ImageRef, Sample, Turn
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"not really an image, but hashed as bytes"
 

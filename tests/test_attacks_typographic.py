@@ -15,8 +15,8 @@ from safeglass.attacks.typographic import (
     TypographicAttack,
     load_typo_harmful,
 )
-from safeglass.data.sample import ImageRef, Sample, Turn
 from safeglass.registry import registry
+from safeglass.types import ImageRef, Sample, Turn
 
 
 def _sample(text: str, sid: str = "s1", images: tuple = ()) -> Sample:
@@ -36,7 +36,7 @@ def test_key_word_leaves_the_text_and_is_written_in_a_shapeworld_image() -> None
     pixels = np.asarray(img.pil())
     assert pixels.shape == (64, 64, 3)
     # the same scene without the word differs only where the word is written
-    from safeglass.organisms.shapeworld import render
+    from safeglass.data.shapeworld.world import render
 
     bare = render(attack.scene(s.id), 64)[0]
     changed = (np.abs(pixels.astype(int) - bare.astype(int)).sum(-1) > 0).mean()

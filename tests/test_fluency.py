@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 
-from safeglass.data.sample import user
 from safeglass.eval.fluency import (
     neutral_text_provenance,
     neutral_texts,
@@ -13,6 +12,7 @@ from safeglass.eval.fluency import (
     perplexity_change,
 )
 from safeglass.targets.tiny import tiny_target
+from safeglass.types import user
 
 
 @pytest.fixture(scope="module")

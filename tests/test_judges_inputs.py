@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from safeglass.data.sample import ImageRef
 from safeglass.judges.base import JudgeInput
 from safeglass.safe_pickle import UnsafePickleError
+from safeglass.types import ImageRef
 
 FONT_CANDIDATES = [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
                    Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]

@@ -6,7 +6,7 @@ import pytest
 
 from safeglass.judges.base import JudgeInput
 from safeglass.judges.llm_judge import RUBRIC_DIR, LLMJudge, mmsb_rule_key, parse_answer
-from safeglass.targets.base import GenerationParams
+from safeglass.types import GenerationParams
 
 
 class RecordingTarget:
@@ -23,7 +23,7 @@ class RecordingTarget:
         return {"type": "recorder"}
 
     def generate(self, conversations, params):
-        from safeglass.targets.base import Generation
+        from safeglass.types import Generation
 
         self.params.append(params)
         out = []

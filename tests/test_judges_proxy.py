@@ -12,7 +12,7 @@ import torch
 from safeglass.judges import proxy
 from safeglass.judges.base import JudgeInput
 from safeglass.judges.keyword import KeywordRefusalJudge
-from safeglass.judges.proxy_data import (
+from safeglass.organisms.proxy_judge_data import (
     PromptItem,
     is_echo,
     label_generation,
@@ -20,7 +20,7 @@ from safeglass.judges.proxy_data import (
     split_of,
     user_message,
 )
-from safeglass.judges.proxy_train import binary_metrics, fit_head, pick_threshold, save_heads
+from safeglass.organisms.proxy_judge_train import binary_metrics, fit_head, pick_threshold, save_heads
 
 HAVE_EMBEDDER = importlib.util.find_spec(proxy.EMBEDDING_PACKAGE) is not None
 HAVE_WEIGHTS = (proxy.weights_dir() / proxy.WEIGHTS_FILE).is_file()
@@ -211,7 +211,7 @@ def test_keyword_reads_capability_refusals() -> None:
 
 
 def test_near_misses_pair_related_but_different_prompts() -> None:
-    from safeglass.judges.proxy_data import Example, near_miss_examples
+    from safeglass.organisms.proxy_judge_data import Example, near_miss_examples
 
     vecs = {"a": np.array([1.0, 0.0]), "b": np.array([0.8, 0.6]),   # cos(a, b) = 0.8: the same task
             "c": np.array([0.5, np.sqrt(0.75)]),                      # cos(a, c) = 0.5: related

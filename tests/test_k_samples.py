@@ -7,11 +7,11 @@ from safeglass.config import ConfigError, parse_config
 from safeglass.eval.metrics import metric_rows
 from safeglass.eval.plan import build_plan, item_key, sample_seed
 from safeglass.eval.runner import STORE_NAME
-from safeglass.eval.stats import wilson_interval
 from safeglass.eval.store import Store
 from safeglass.judges.base import Judge, Verdict
-from safeglass.targets.base import Generation
+from safeglass.stats import wilson_interval
 from safeglass.targets.doubles import last_user_text, stable_index
+from safeglass.types import Generation
 
 
 def config(k: int | None = None, n: int = 4, **over) -> dict:
@@ -34,8 +34,7 @@ GOLDEN_K1_KEYS = [
 
 
 def test_item_key_of_index_0_is_the_key_of_before():
-    from safeglass.data.sample import Sample
-    from safeglass.targets.base import GenerationParams
+    from safeglass.types import GenerationParams, Sample
 
     s = Sample.from_text("rtp-insult-001", "Some prompt to continue", kind="harmful", category="insult", source="rtp")
     args = (s, "rtp", {"name": "hf-lm", "args": {"model": "x"}}, {"name": "none"}, {"name": "none"},

@@ -77,11 +77,13 @@ def test_find_then_apply(tmp_path, capsys):
     assert main(["neurons", "apply", str(tmp_path / "out"), "--method", "sgm", "--k", "3", "--out",
                  str(tmp_path / "bad")]) == 2
     assert "method sgm takes" in capsys.readouterr().err
-    # the glasses then go into a target like any other argument
-    from safeglass.registry import registry
+    # the glasses then go into a target as its modifier (or, in older configs, its glasses argument)
+    from safeglass.config import parse_config
+    from safeglass.eval.runner import _safe_config, build_target
 
-    worn = registry("targets").build("tiny", family="llama", glasses=str(tmp_path / "g-aura"))
-    assert worn.config()["glasses"] == Glasses.aura(exp).hash
+    worn = {"name": "tiny", "args": {"family": "llama", "glasses": str(tmp_path / "g-aura")}}
+    spec = parse_config({"targets": [worn], "datasets": ["benign-lookalikes"]}).targets[0]
+    assert _safe_config(build_target(spec))["modifiers"] == [{"name": "glasses", "hash": Glasses.aura(exp).hash}]
 
 
 def test_api_with_separate_toxic_and_non_toxic_sources(tmp_path):

@@ -211,7 +211,7 @@ def test_grid_expansion_and_slugs():
 
 
 def test_rates_and_utility_scoring():
-    from safeglass.organisms.shapeworld_tasks import load_shapeworld_vqa
+    from safeglass.data.shapeworld.tasks import load_shapeworld_vqa
 
     def gen(target, sid, flag, kind="harmful", response="", metadata=None):
         return {"key": f"{target}{sid}{flag}{response}", "target": target, "defense": "none", "sample_id": sid,

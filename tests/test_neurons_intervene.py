@@ -11,13 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from safeglass.data.sample import ImageRef, Turn
 from safeglass.neurons.expertise import Expertise
 from safeglass.neurons.glasses import Glasses
 from safeglass.neurons.intervene import fold, wear
 from safeglass.neurons.recording import layout_of
-from safeglass.targets.base import GenerationParams
 from safeglass.targets.tiny import tiny_target
+from safeglass.types import GenerationParams, ImageRef, Turn
 
 FAMILIES = ["llama", "qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl", "llava"]
 IMAGE = ImageRef(Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)))
@@ -121,26 +120,29 @@ def test_sites_must_resolve_and_fit():
     assert all(not m._forward_pre_hooks for m in mods)
 
 
-def test_targets_fold_glasses_at_load_and_name_them_by_content(tmp_path):
+def test_glasses_modifier_folds_at_load_and_names_them_by_content(tmp_path):
+    from safeglass.neurons.glasses_modifier import GlassesModifier
+
     plain = tiny_target("llama", seed=0)
     g = Glasses.sgm(_random_expertise(plain), strength=0.8)
     g.save(tmp_path / "a")
     shutil.copytree(tmp_path / "a", tmp_path / "b")
-    worn = tiny_target("llama", seed=0, glasses=str(tmp_path / "a"))
-    assert worn.glasses.hash == g.hash and worn.config()["glasses"] == g.hash
-    assert "glasses" not in plain.config()
-    # another path with the same content: the same config; other content: another one
-    assert tiny_target("llama", seed=0, glasses=str(tmp_path / "b")).config() == worn.config()
+    modifier = GlassesModifier(str(tmp_path / "a"))
+    worn = modifier.apply(tiny_target("llama", seed=0))
+    assert modifier.glasses.hash == g.hash and modifier.key() == f"sha:{g.hash}"
+    assert worn.applied_modifiers == (modifier,) and not getattr(plain, "applied_modifiers", ())
+    # another path with the same content: the same key; other content: another one
+    assert GlassesModifier(str(tmp_path / "b")).key() == modifier.key()
     Glasses.sgm(_random_expertise(plain), strength=0.5).save(tmp_path / "c")
-    assert tiny_target("llama", seed=0, glasses=str(tmp_path / "c")).config()["glasses"] != g.hash
+    assert GlassesModifier(str(tmp_path / "c")).key() != modifier.key()
     convs = _convs("llama")
     with wear(plain, g):
         torch.testing.assert_close(_logits(worn, convs), _logits(plain, convs), atol=1e-5, rtol=1e-5)
-    # and through a saved model folder (HFCausalLM's own loader)
+    # and on a saved model folder (HFCausalLM's own loader)
     plain.model.save_pretrained(tmp_path / "model")
     plain.tokenizer.save_pretrained(tmp_path / "model")
     from safeglass.targets.hf_lm import HFCausalLM
 
-    loaded = HFCausalLM(str(tmp_path / "model"), glasses=str(tmp_path / "a"), dtype="float32")
-    assert loaded.config()["glasses"] == g.hash and "weights" in loaded.config()
+    loaded = GlassesModifier(str(tmp_path / "a")).apply(HFCausalLM(str(tmp_path / "model"), dtype="float32"))
+    assert "weights" in loaded.config()
     torch.testing.assert_close(_logits(loaded, convs), _logits(worn, convs), atol=1e-5, rtol=1e-5)

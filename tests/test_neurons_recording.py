@@ -8,9 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from safeglass.data.sample import ImageRef, Sample, Turn
 from safeglass.neurons.recording import record
 from safeglass.targets.tiny import tiny_target
+from safeglass.types import ImageRef, Sample, Turn
 
 VLM_FAMILIES = ["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl", "llava"]
 

@@ -19,6 +19,7 @@ from safeglass.registry import KINDS, registry
 TYPOS = {
     "datasets": ("harmbench", "splt", "split"),
     "targets": ("smollm2", "dtyp", "dtype"),
+    "modifiers": ("glasses", "pth", "path"),
     "attacks": ("text-jailbreak", "templte", "template"),
     "defenses": ("safety_prompt", "promt", "prompt"),
     "judges": ("keyword-refusal", "extra_phrase", "extra_phrases"),
@@ -34,12 +35,16 @@ def test_an_unknown_option_of_any_kind_is_a_clear_plan_time_error(kind: str) -> 
     name, typo, meant = TYPOS[kind]
     raw = {"targets": ["echo"], "datasets": [{"name": "advbench", "limit": 2}], "judges": ["keyword-refusal"]}
     spec = {"name": name, "args": {typo: 1}}
-    raw[kind] = [spec] if kind not in ("targets", "datasets") else [*raw[kind], spec]
+    if kind == "modifiers":  # listed under their target
+        raw["targets"] = [{"name": "echo", "modifiers": [spec]}]
+        where = f"cfg.yaml: targets[0] (echo) modifiers[0] ({name})"
+    else:
+        raw[kind] = [spec] if kind not in ("targets", "datasets") else [*raw[kind], spec]
+        where = f"cfg.yaml: {kind}[{len(raw[kind]) - 1}] ({name})"
     with pytest.raises(UnknownOptionError) as err:
         build_plan(parse_config(raw, source="cfg.yaml"))
     msg = str(err.value)
-    index = len(raw[kind]) - 1
-    assert f"cfg.yaml: {kind}[{index}] ({name})" in msg
+    assert where in msg
     assert f"unknown option '{typo}' (did you mean '{meant}'?)" in msg
     assert "Known options:" in msg and meant in msg.split("Known options:")[1]
 
@@ -114,7 +119,7 @@ def test_forwarded_options_follow_the_declaration() -> None:
     assert set(smol.names) == set(hf.names) - {"model", "gguf_file"}
     assert smol.get("dtype").help == hf.get("dtype").help
     tiny = registry("targets").options("tiny")
-    assert {"family", "seed", "dtype", "batch_size", "glasses"} <= set(tiny.names)
+    assert {"family", "seed", "dtype", "batch_size"} <= set(tiny.names) and "glasses" not in tiny.names
     assert "tokenizer" not in tiny.names and "config" not in tiny.names
 
 

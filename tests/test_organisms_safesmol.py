@@ -107,9 +107,8 @@ def test_adapter_round_trips_with_identical_logits(tmp_path: Path) -> None:
 
 
 def test_load_verify_and_target(built: tuple[Path, dict, float]) -> None:
-    from safeglass.data.sample import Turn
-    from safeglass.targets.base import GenerationParams
     from safeglass.targets.hf_lm import HFCausalLM
+    from safeglass.types import GenerationParams, Turn
 
     out, card, _ = built
     model, tokenizer, processor = registry.load("safesmol", out)

@@ -99,8 +99,8 @@ def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict
     from safetensors.torch import load_file
     from transformers import LlavaForConditionalGeneration
 
+    from safeglass.data.shapeworld.world import render, sample_scene, with_text
     from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
-    from safeglass.organisms.shapeworld import render, sample_scene, with_text
 
     out, card, _ = built
     model, tokenizer, processor = registry.load("safesmol-vl", out)
@@ -274,9 +274,8 @@ def test_training_batches_mix_shapeworld_and_word_instructions() -> None:
 def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tuple[Path, dict, float]) -> None:
     import dataclasses
 
-    from safeglass.data.sample import Turn
     from safeglass.organisms.shapeclip import TOPIC_WORDS, WORDS
-    from safeglass.targets.base import GenerationParams
+    from safeglass.types import GenerationParams, Turn
 
     out, _, _ = built
     model, _, processor = safesmol_vl.load_dir(out)
@@ -293,8 +292,8 @@ def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tup
 
 
 def test_shapeworld_vqa_dataset_in_shapeclips_world_is_the_cards_held_out_set() -> None:
+    from safeglass.data.shapeworld.tasks import load_shapeworld_vqa
     from safeglass.organisms.shapeclip import ShapeCLIPConfig
-    from safeglass.organisms.shapeworld_tasks import load_shapeworld_vqa
 
     ds = load_shapeworld_vqa(n=24, world="shapeclip", seed=safesmol_vl.EVAL_SEED_OFFSET)
     card_set = safesmol_vl.vqa_samples(safesmol_vl.PROFILES["full"], ShapeCLIPConfig.profile("full"), 0, 24)

@@ -58,14 +58,15 @@ def test_key_config_ignores_speed_only_arguments():
 def test_glasses_enter_result_keys_by_content_not_path(tmp_path) -> None:
     import json
 
-    from safeglass.config import ComponentSpec, ConfigError
+    from safeglass.config import ConfigError, parse_config
 
     for name, h in (("a", "h1"), ("b", "h1"), ("c", "h2")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "glasses.json").write_text(json.dumps({"hash": h}))
 
     def key(name: str) -> dict:
-        return ComponentSpec("targets", "tiny", "t", {"glasses": str(tmp_path / name)}).key_config()
+        raw = {"targets": [{"name": "tiny", "args": {"glasses": str(tmp_path / name)}}], "datasets": ["jsonl"]}
+        return parse_config(raw).targets[0].key_config()
 
     assert key("a") == key("b")
     assert key("a") != key("c")

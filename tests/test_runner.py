@@ -257,9 +257,12 @@ def test_target_labels_name_the_glasses_a_target_wears():
     from types import SimpleNamespace
 
     from safeglass.eval.runner import target_label
+    from safeglass.neurons.glasses_modifier import GlassesModifier
 
-    plain = SimpleNamespace(name="SafeSmol-VL", glasses=None)
-    worn = SimpleNamespace(name="SafeSmol-VL", glasses=SimpleNamespace(method="sgm", params={"strength": 1.0}))
+    plain = SimpleNamespace(name="SafeSmol-VL")
+    modifier = GlassesModifier("unused")
+    modifier.glasses = SimpleNamespace(method="sgm", params={"strength": 1.0})
+    worn = SimpleNamespace(name="SafeSmol-VL", applied_modifiers=(modifier,))
     assert target_label(plain, "x") == "SafeSmol-VL"
     assert target_label(worn, "x") == "SafeSmol-VL + sgm s1 glasses"
     assert target_label(SimpleNamespace(name=None), "fallback") == "fallback"

@@ -4,8 +4,10 @@ import itertools
 import numpy as np
 import pytest
 
-from safeglass.organisms import shapeworld_render as R
-from safeglass.organisms.shapeworld import (
+from safeglass.data.shapeworld import render as R
+from safeglass.data.shapeworld.tasks import answer_correct, to_samples
+from safeglass.data.shapeworld.text import captions, number, vqa
+from safeglass.data.shapeworld.world import (
     COLOURS,
     SHAPES,
     Background,
@@ -22,8 +24,6 @@ from safeglass.organisms.shapeworld import (
     without_text,
     wrong_label,
 )
-from safeglass.organisms.shapeworld_tasks import answer_correct, to_samples
-from safeglass.organisms.shapeworld_text import captions, number, vqa
 
 TEXT = {"p_text": 0.5, "p_occluder": 0.3}
 

@@ -51,9 +51,9 @@ def test_result_keys_carry_the_resolved_dtype(monkeypatch) -> None:
 def test_the_output_projection_gets_a_contiguous_input_and_outputs_do_not_change() -> None:
     from test_targets_vlm import MIXED as MIXED_CONVERSATIONS
 
-    from safeglass.targets.base import GenerationParams
     from safeglass.targets.hf_common import _contiguous_first_input
     from safeglass.targets.tiny import tiny_target
+    from safeglass.types import GenerationParams
 
     x = torch.randn(4, 7, 16)[:, -1:, :]
     assert not x.is_contiguous() and _contiguous_first_input(None, (x,))[0].is_contiguous()

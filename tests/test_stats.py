@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from safeglass.eval.stats import paired_bootstrap, wilson_interval
+from safeglass.stats import paired_bootstrap, wilson_interval
 
 
 def test_wilson_matches_known_values():
@@ -68,7 +68,7 @@ def test_attacked_rows_carry_the_paired_lift_over_no_attack():
 
 
 def test_p_values_never_print_as_zero() -> None:
-    from safeglass.eval.stats import format_p
+    from safeglass.stats import format_p
 
     assert format_p(0.0004) == "< 0.001"
     assert format_p(0.004) == "0.004"  # once printed "0.00" beside cells that said "< 0.001"

@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-from safeglass.data.sample import Turn
-from safeglass.targets.base import GenerationParams, Target
 from safeglass.targets.doubles import (
     DEFAULT_REFUSAL,
     EchoTarget,
@@ -16,6 +14,7 @@ from safeglass.targets.doubles import (
     ScriptedTarget,
     stable_index,
 )
+from safeglass.types import GenerationParams, Target, Turn
 
 P = GenerationParams()
 

@@ -8,9 +8,8 @@ import json
 import pytest
 import torch
 
-from safeglass.data.sample import Turn
-from safeglass.targets.base import GenerationParams, Target
 from safeglass.targets.tiny import tiny_model_and_processor, tiny_target
+from safeglass.types import GenerationParams, Target, Turn
 
 PROMPTS = ["hi", "tell me a story about a cat and a dog", "2+2?", "a much longer prompt " * 6, "ok"]
 CONVS = [(Turn("user", p),) for p in PROMPTS]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from safeglass.data.sample import ImageRef, Turn, user
 from safeglass.registry import registry
-from safeglass.targets.base import GenerationParams
+from safeglass.types import GenerationParams, ImageRef, Turn, user
 
 CONVS = [(user("Name three colours."),), (Turn("system", "Answer in one word."), Turn("user", "Capital of France?"))]
 

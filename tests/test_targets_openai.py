@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 
-from safeglass.data.sample import ImageRef, Turn
-from safeglass.targets.base import GenerationParams, Target
 from safeglass.targets.openai_compat import EndpointError, OpenAICompatTarget
+from safeglass.types import GenerationParams, ImageRef, Target, Turn
 
 SECRET = "sk-test-SECRET-0123456789"
 FAKE_PNG = b"\x89PNG\r\n\x1a\n" + b"not really an image"

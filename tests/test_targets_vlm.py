@@ -10,10 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from safeglass.data.sample import ImageRef, Turn
-from safeglass.targets.base import GenerationParams, Target
 from safeglass.targets.families import FAMILIES, family_for_model_type, get_family
 from safeglass.targets.tiny import tiny_target
+from safeglass.types import GenerationParams, ImageRef, Target, Turn
 
 VLM_FAMILIES = ["qwen2-vl", "qwen2.5-vl", "qwen3-vl", "internvl", "llava"]
 

@@ -36,119 +36,23 @@ def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, l
     process's torch threads. Returns a RunResult; ``result.failed`` counts the planned generations still
     missing (a rerun resumes them).
     """
-    from safeglass.config import RunConfig, load_config, parse_config
-    from safeglass.eval import runner, scale
-    from safeglass.eval.plan import build_plan
+    from safeglass.eval import orchestrate
 
-    if isinstance(config, RunConfig):
-        cfg, config_path = config, None
-    elif isinstance(config, dict):
-        cfg, config_path = parse_config(config), None
-    else:
-        cfg, config_path = load_config(config), Path(config)
-    run_dir = Path(out) if out is not None else Path("runs") / cfg.name
-
-    plan = build_plan(cfg, limit)  # loads datasets once; never loads a model
-    if threads is not None and not (workers > 1 and shard is None):
-        scale.set_threads(threads)
-    dist = scale.distributed_rank()
-    coordinated = shard is None and dist is not None  # torchrun / accelerate: rank 0 merges
-    if coordinated:
-        shard = dist
-    if workers > 1 and shard is None and not dry_run:
-        if config_path is None:
-            config_path = run_dir / "config.yaml"
-            _write_config(cfg, config_path)
-        keys = {it.key for it in plan.items}
-        before = len(keys & runner.finished_keys(run_dir)) if run_dir.exists() else 0
-        if backend == "ray":
-            scale.run_ray_workers(config_path, run_dir, workers, limit)
-        else:
-            scale.run_local_workers(config_path, run_dir, workers, limit, progress, threads)
-        result = runner.RunResult(run_dir, planned=len(plan.items), done_before=before)
-        finished = keys & runner.finished_keys(run_dir)
-        result.generated = len(finished) - before
-        result.failed = len(keys) - len(finished)
-        result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
-        return result
-
-    rank, world = shard or (0, 1)
-    if world > 1:
-        scale.pin_local_gpu()
-    result = runner.generate(cfg, run_dir, limit=limit, dry_run=dry_run, rank=rank, world=world,
-                             progress=progress, plan=plan)
-    if dry_run:
-        # Upper bound: judgments already stored for finished generations are skipped at run time.
-        result.calls["judge"] = len(cfg.judges) * result.planned
-        return result
-    if config_path is not None:
-        _write_config(cfg, run_dir / "config.yaml")
-    if world > 1:
-        plan_hash = _plan_hash(plan)
-        scale.mark_shard_complete(run_dir, rank, world, plan_hash)
-        if rank != 0 or not coordinated:
-            return result  # explicit --shard workers stop here; whoever launched them merges
-        scale.wait_for_shards(run_dir, world, plan_hash)
-        result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=True)
-        return result
-    result.outputs, result.judge_failed = _finish(cfg, plan, run_dir, judge, report, progress, merge=False)
-    return result
+    return orchestrate.run(config, out, limit=limit, dry_run=dry_run, workers=workers, shard=shard, judge=judge,
+                           finish=_write_outputs if report else None, progress=progress, backend=backend,
+                           threads=threads)
 
 
-def _plan_hash(plan: Any) -> str:
-    from safeglass.hashing import content_hash
-
-    return content_hash(sorted(it.key for it in plan.items))
-
-
-def _write_config(cfg: Any, path: Path) -> None:
-    import yaml
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.raw, sort_keys=False), encoding="utf-8")
-
-
-def _finish(cfg: Any, plan: Any, run_dir: Path, judge: bool, report_: bool, progress: bool, *,
-            merge: bool) -> tuple[dict[str, Path], int]:
-    """Merge shards, judge, write the outputs; returns the outputs and the number of judgments that failed."""
-    from safeglass.eval import runner
-    from safeglass.eval.store import Store
-
-    if merge:
-        runner.merge_shards(run_dir)
-        with Store(run_dir / runner.STORE_NAME) as store:  # meta lives in shards until the first merge
-            runner.write_run_meta(store, cfg, plan)
-            _copy_target_meta(run_dir, store)
-    failed = runner.judge(run_dir, cfg.judges, progress=progress).failed if judge else 0
-    return (report(run_dir) if report_ else {}), failed
-
-
-def _copy_target_meta(run_dir: Path, store: Any) -> None:
-    from safeglass.eval.runner import SHARD_DIR
-    from safeglass.eval.store import Store
-
-    for p in sorted((run_dir / SHARD_DIR).glob("shard-*.sqlite")):
-        with Store(p) as shard:
-            for (k, v) in shard.conn.execute("SELECT k, v FROM meta WHERE k LIKE 'target_%'"):
-                store.conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (k, v))
+def _write_outputs(run_dir: Path) -> dict[str, Path]:
+    return report(run_dir)
 
 
 def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True) -> Any:
     """(Re-)judge the stored generations of a run with the run's judges or the ones named; returns the
     judgments ``added`` and ``failed``."""
-    from safeglass.config import parse_config
-    from safeglass.eval import runner
-    from safeglass.eval.store import Store
+    from safeglass.eval.orchestrate import rejudge
 
-    run_dir = Path(run_dir)
-    with Store(run_dir / runner.STORE_NAME) as store:
-        raw = store.get_meta("config")
-    if raw is None:
-        raise FileNotFoundError(f"{run_dir}: no run found here (no {runner.STORE_NAME} with a config)")
-    if judges:
-        raw = {**raw, "judges": judges}
-    cfg = parse_config(raw, source=str(run_dir / "config.yaml"))
-    return runner.judge(run_dir, cfg.judges, progress=progress)
+    return rejudge(run_dir, judges, progress=progress)
 
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:

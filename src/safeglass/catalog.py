@@ -39,7 +39,7 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("datasets", "typo-harmful", "safeglass.attacks.typographic:load_typo_harmful",
      "Held-out harmful requests (StrongREJECT, HarmBench) naming one key word, for the typographic attack",
      ("harmful", "text", "derived")),
-    ("datasets", "shapeworld-vqa", "safeglass.organisms.shapeworld_tasks:load_shapeworld_vqa",
+    ("datasets", "shapeworld-vqa", "safeglass.data.shapeworld.tasks:load_shapeworld_vqa",
      "ShapeWorld VQA: procedurally rendered scenes with questions (typographic=true writes a wrong word)",
      ("benign", "image", "generated")),
     ("datasets", "mmbench", "safeglass.data.mmbench:load_mmbench",
@@ -83,6 +83,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("targets", "scripted", "safeglass.targets.doubles:ScriptedTarget",
      "Test double: answers from a prompt -> response table, deterministic hash choice otherwise",
      ("test",)),
+    # --- target modifiers (targets[].modifiers) --------------------------------------------------
+    ("modifiers", "glasses", "safeglass.neurons.glasses_modifier:GlassesModifier",
+     "SGM / AurA glasses folded into a white-box target's weights (was targets[].args.glasses)", ("white-box",)),
     # --- attacks ---------------------------------------------------------------------------------
     ("attacks", "none", "safeglass.attacks.base:NoAttack", "The prompt as the dataset gives it", ()),
     ("attacks", "typographic", "safeglass.attacks.typographic:TypographicAttack",

@@ -8,8 +8,8 @@ import logging
 import sys
 from pathlib import Path
 
-from safeglass import __version__
 from safeglass.registry import KINDS
+from safeglass.version import __version__
 
 
 def _shard(text: str) -> tuple[int, int]:

@@ -9,7 +9,6 @@ and, for datasets, a ``limit``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import yaml
 
 from safeglass.hashing import content_hash
-from safeglass.targets.base import GenerationParams
+from safeglass.types import GenerationParams
 
 # Arguments that change speed or placement, never outputs: they stay out of result keys so that a
 # run resumed with another batch size, concurrency or device reuses its finished work.
@@ -42,6 +41,8 @@ class ComponentSpec:
     # for a text-only model, and a jailbreak template none on benign look-alikes.
     only_datasets: tuple[str, ...] = ()
     only_targets: tuple[str, ...] = ()
+    # targets only: modifiers applied in order after the target loads (glasses, adapters, ...)
+    modifiers: tuple[ComponentSpec, ...] = ()
 
     def applies_to(self, target_id: str, dataset_id: str) -> bool:
         return ((not self.only_targets or target_id in self.only_targets)
@@ -50,11 +51,29 @@ class ComponentSpec:
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
         args = {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}
-        if isinstance(args.get("glasses"), str):
-            args["glasses"] = glasses_key(args["glasses"])
-        if self.kind == "targets":
-            args = target_weights_key(self.name, target_dtype_key(self.name, args))
-        return {"name": self.name, "args": args}
+        if self.kind != "targets":
+            return {"name": self.name, "args": args}
+        args = target_weights_key(self.name, target_dtype_key(self.name, args))
+        listed = []
+        for m in self.modifiers:
+            key = modifier_key(m)
+            if key["key_arg"]:
+                args[key["key_arg"]] = key["key"]
+            else:
+                listed.append({"name": m.name, "key": key["key"]})
+        return {"name": self.name, "args": args, **({"modifiers": listed} if listed else {})}
+
+
+def modifier_key(spec: ComponentSpec) -> dict[str, Any]:
+    """A modifier's key (torch-free, nothing loads) and the target argument it stands in for, if any."""
+    from safeglass.registry import registry
+
+    modifier = registry("modifiers").build(spec.name, **spec.args)
+    try:
+        key = modifier.key()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"modifier {spec.id}: {exc}") from None
+    return {"key": key, "key_arg": getattr(modifier, "key_arg", None)}
 
 
 def target_dtype_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -115,17 +134,6 @@ def _local_weights_key(path: Path) -> str:
                 fh.seek(-(1 << 20), 2)
                 h.update(fh.read())
     return "files:" + h.hexdigest()[:16]
-
-
-def glasses_key(path: str) -> str:
-    """Glasses enter result keys by content (the hash glasses.json records, checked again when the target
-    loads them), so moving or renaming a glasses folder keeps finished results."""
-    p = Path(path)
-    meta = p if p.name.endswith(".json") else p / "glasses.json"
-    try:
-        return "sha:" + str(json.loads(meta.read_text(encoding="utf-8"))["hash"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"glasses {path}: cannot read the content hash from {meta}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -240,7 +248,8 @@ def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where}: give a registry name or a mapping with 'name'")
         scoping = {"datasets", "targets"} if kind == "attacks" else set()
-        extra = set(item) - {"name", "id", "args", "limit"} - scoping
+        nested = {"modifiers"} if kind == "targets" else set()
+        extra = set(item) - {"name", "id", "args", "limit"} - scoping - nested
         if extra:
             raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(extra))} (use 'args' for options)")
         only: dict[str, tuple[str, ...]] = {}
@@ -255,10 +264,45 @@ def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]
         limit = item.get("limit")
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise ConfigError(f"{where}: field 'limit' must be a non-negative integer")
-        specs.append(ComponentSpec(kind, str(item["name"]), str(item.get("id") or item["name"]), dict(args), limit,
-                                   **only))
+        args = dict(args)
+        modifiers = _modifiers(item.get("modifiers"), args, where) if kind == "targets" else ()
+        specs.append(ComponentSpec(kind, str(item["name"]), str(item.get("id") or item["name"]), args, limit,
+                                   **only, modifiers=modifiers))
     ids = [s.id for s in specs]
     dupes = {i for i in ids if ids.count(i) > 1}
     if dupes:
         raise ConfigError(f"{source}: field '{kind}': duplicate id(s) {', '.join(sorted(dupes))}; give each an 'id'")
     return tuple(specs)
+
+
+# Target arguments that older configs used for what is now a modifier: {argument: (modifier, its option)}.
+LEGACY_MODIFIER_ARGS: dict[str, tuple[str, str]] = {"glasses": ("glasses", "path")}
+
+
+def _modifiers(items: Any, args: dict[str, Any], where: str) -> tuple[ComponentSpec, ...]:
+    """A target's modifiers; an older config's ``args.glasses`` leaves ``args`` and becomes the first one."""
+    legacy = []
+    for arg, (name, option) in LEGACY_MODIFIER_ARGS.items():
+        if args.get(arg) is not None:
+            legacy.append({"name": name, "args": {option: args.pop(arg)}})
+    listed = items if items is not None else []
+    if not isinstance(listed, list):
+        raise ConfigError(f"{where}: field 'modifiers' must be a list")
+    specs = _components(legacy + listed, "modifiers", f"{where} modifiers") if legacy or listed else ()
+    keyed = [i for i, m in enumerate(specs) if _key_arg(m.name)]
+    if keyed and keyed != list(range(len(keyed))):
+        raise ConfigError(f"{where}: field 'modifiers': {', '.join(specs[i].id for i in keyed)} must come first "
+                          "(they stand in for a target argument, whose effect came before any other modifier)")
+    names = [_key_arg(specs[i].name) for i in keyed]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{where}: field 'modifiers': give {names[0]} once (in args or in modifiers, not both)")
+    return specs
+
+
+def _key_arg(name: str) -> str | None:
+    from safeglass.registry import registry
+
+    try:
+        return getattr(registry("modifiers").get(name), "key_arg", None)
+    except KeyError:
+        return None  # the plan's option check names the unknown modifier with its close matches

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safeglass.data.sample import Sample
+from safeglass.types import Sample
 
 
 class Attack:

@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.attacks.base import Attack
-from safeglass.data.sample import Sample
 from safeglass.hashing import content_hash
+from safeglass.types import Sample
 
 PLACEHOLDER = "{prompt}"
 

@@ -36,8 +36,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from safeglass.attacks.base import Attack
-from safeglass.data.sample import ImageRef, Sample, Turn
 from safeglass.hashing import content_hash
+from safeglass.types import ImageRef, Sample, Turn
 
 # What the request says instead of its key word: neutral, and no instruction of its own.
 IN_IMAGE = "the thing written in the image"
@@ -90,7 +90,7 @@ class KeyWords:
 
 def topic_keywords() -> KeyWords:
     """ShapeCLIP's topic words (the harmful-topic words its tower learned to read) with singular variants."""
-    from safeglass.organisms.shapeclip import TOPIC_WORDS
+    from safeglass.data.shapeworld.shapeclip_world import TOPIC_WORDS
 
     return KeyWords(TOPIC_WORDS, TOPIC_VARIANTS)
 
@@ -141,7 +141,7 @@ class TypographicAttack(Attack):
         if not 0.05 <= text_size <= 0.6:
             raise ValueError(f"typographic attack: text_size {text_size} is outside 0.05..0.6 (a share of the width)")
         if words is None:
-            from safeglass.organisms.shapeclip import TOPIC_WORDS
+            from safeglass.data.shapeworld.shapeclip_world import TOPIC_WORDS
 
             words, variants = TOPIC_WORDS, TOPIC_VARIANTS if variants is None else variants
         self.keywords = KeyWords(words, variants)
@@ -203,7 +203,7 @@ class TypographicAttack(Attack):
         if self.canvas == "shapeworld":
             from PIL import Image
 
-            from safeglass.organisms.shapeworld import render, with_text
+            from safeglass.data.shapeworld.world import render, with_text
 
             scene = with_text(self.scene(sample_id), text, size=self.text_size)
             return Image.fromarray(render(scene, self.image_size)[0])
@@ -213,11 +213,11 @@ class TypographicAttack(Attack):
         """The word-free ShapeWorld scene of ShapeCLIP's world that this sample's image is drawn on."""
         import numpy as np
 
-        from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
-        from safeglass.organisms.shapeworld import sample_scene
+        from safeglass.data.shapeworld.shapeclip_world import shapeclip_world
+        from safeglass.data.shapeworld.world import sample_scene
 
         rng = np.random.default_rng([self.seed, int(content_hash({"id": sample_id}, length=8), 16)])
-        return sample_scene(world_config(ShapeCLIPConfig.profile("full")), rng)
+        return sample_scene(shapeclip_world(), rng)
 
 
 def _last_user(sample: Sample) -> int:

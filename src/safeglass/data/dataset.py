@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from safeglass.data.errors import LoadReport
-from safeglass.data.sample import Sample
+from safeglass.types import Sample
 
 
 @dataclass

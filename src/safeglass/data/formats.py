@@ -31,7 +31,7 @@ from safeglass.data.records import (
     require_path,
     text_field,
 )
-from safeglass.data.sample import Sample, Turn
+from safeglass.types import Sample, Turn
 
 
 def _one_of(loader: str, name: str, values: Sequence[str] | str | None,

@@ -35,7 +35,7 @@ from safeglass.data.records import (
     text_field,
     to_kind,
 )
-from safeglass.data.sample import ImageRef, Sample, Turn
+from safeglass.types import ImageRef, Sample, Turn
 
 DEFAULT_FIELDS: dict[str, str] = {"text": "prompt", "id": "id", "category": "category", "kind": "label",
                                   "image": "image"}

@@ -55,6 +55,6 @@ def _provenance(file: Path, packaged: bool) -> dict[str, Any]:
     try:
         version = importlib.metadata.version("safeglass")
     except importlib.metadata.PackageNotFoundError:  # running from a source tree
-        from safeglass import __version__ as version
+        from safeglass.version import __version__ as version
     return {"package": "safeglass", "version": version, "file": f"data/resources/{RESOURCE}",
             "sha256": file_sha256(file)}

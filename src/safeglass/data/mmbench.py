@@ -33,7 +33,7 @@ from safeglass.data.records import (
     read_text,
     require_path,
 )
-from safeglass.data.sample import ImageRef, Sample
+from safeglass.types import ImageRef, Sample
 
 # safeglass's own wording; pass instruction= to use another (e.g. the one a paper reports with)
 DEFAULT_INSTRUCTION = "Answer with the option's letter from the given choices directly."
@@ -222,7 +222,7 @@ def mc_accuracy(responses: Sequence[str], answers: Sequence[str | None],
     names an option's text count; without it the letters A-D are assumed. Items whose answer is None
     (test splits) are skipped; answers that choose no letter count as wrong and as ``unparsed``.
     """
-    from safeglass.eval.stats import wilson_interval  # a leaf module: no import cycle, nothing heavy
+    from safeglass.stats import wilson_interval  # a leaf module: no import cycle, nothing heavy
 
     if len(responses) != len(answers) or (options is not None and len(options) != len(answers)):
         raise ValueError("mc_accuracy: responses, answers (and options) must have the same length")

@@ -35,7 +35,7 @@ from safeglass.data.records import (
     require_path,
     text_field,
 )
-from safeglass.data.sample import Sample
+from safeglass.types import Sample
 
 
 @dataclass(frozen=True)

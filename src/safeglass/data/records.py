@@ -18,8 +18,8 @@ from typing import Any
 
 from safeglass.data.dataset import Dataset
 from safeglass.data.errors import DataError, LoadReport
-from safeglass.data.sample import KINDS, ImageRef, Sample
 from safeglass.hashing import file_hash
+from safeglass.types import KINDS, ImageRef, Sample
 
 Record = dict[str, Any]
 Located = tuple[str, Any]  # ("line 3", record)

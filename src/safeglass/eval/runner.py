@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.config import ComponentSpec, RunConfig
-from safeglass.data.sample import ImageRef
 from safeglass.eval.plan import Plan, WorkItem, build_plan
 from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
 from safeglass.machine import machine_info
 from safeglass.registry import registry
+from safeglass.targets.modifiers import applied_labels
+from safeglass.types import ImageRef
 
 log = logging.getLogger("safeglass.run")
 
@@ -45,6 +46,7 @@ class RunResult:
     seconds: float = 0.0
     outputs: dict[str, Path] = field(default_factory=dict)  # summary, samples, report when written
     judge_failed: int = 0  # judgments that raised (recorded as errors; a rerun retries them)
+    plan: Plan | None = field(default=None, repr=False)  # the plan this run ran
 
 
 @dataclass
@@ -86,7 +88,11 @@ def merge_shards(run_dir: Path) -> int:
 
 
 def build_target(spec: ComponentSpec) -> Any:
-    return registry("targets").build(spec.name, **spec.args)
+    """The target with its modifiers applied in order."""
+    target = registry("targets").build(spec.name, **spec.args)
+    for m in spec.modifiers:
+        target = registry("modifiers").build(m.name, **m.args).apply(target)
+    return target
 
 
 def build_judge(spec: ComponentSpec) -> Judge:
@@ -159,7 +165,11 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
 
 def _safe_config(target: Any) -> dict[str, Any]:
     try:
-        return target.config()
+        cfg = dict(target.config())
+        applied = getattr(target, "applied_modifiers", ())
+        if applied:
+            cfg["modifiers"] = [m.config() if hasattr(m, "config") else {"name": m.name} for m in applied]
+        return cfg
     except Exception as exc:  # a provenance problem must not lose the run
         return {"error": f"config() failed: {exc}"}
 
@@ -203,13 +213,8 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
 
 
 def target_label(target: Any, fallback: str) -> str:
-    """What reports call a target: its name, and the glasses it wears (two targets on one model differ there)."""
-    label = str(getattr(target, "name", None) or fallback)
-    glasses = getattr(target, "glasses", None)
-    if glasses is not None:
-        strength = glasses.params.get("strength")
-        label += f" + {glasses.method}{f' s{strength:g}' if isinstance(strength, int | float) else ''} glasses"
-    return label
+    """What reports call a target: its name and its modifiers (two targets on one model differ there)."""
+    return " + ".join([str(getattr(target, "name", None) or fallback), *applied_labels(target)])
 
 
 def _persist_images(sample: Any, image_dir: Path) -> dict[str, Any]:

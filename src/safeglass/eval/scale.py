@@ -11,7 +11,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from safeglass.eval.runner import SHARD_DIR, shard_path
 from safeglass.eval.store import Store
@@ -87,8 +89,8 @@ def run_local_workers(config_path: str | Path, run_dir: Path, workers: int, limi
     n_threads = threads or threads_per_worker(workers)
     procs = []
     for rank in range(workers):
-        cmd = [sys.executable, "-m", "safeglass.cli", "run", str(config_path), "--out", str(run_dir),
-               "--shard", f"{rank}/{workers}", "--no-judge", "--no-report", "--threads", str(n_threads)]
+        cmd = [sys.executable, "-m", "safeglass.eval.worker", str(config_path), "--out", str(run_dir),
+               "--shard", f"{rank}/{workers}", "--threads", str(n_threads)]
         if limit is not None:
             cmd += ["--limit", str(limit)]
         if not progress or rank > 0:
@@ -103,18 +105,18 @@ def run_local_workers(config_path: str | Path, run_dir: Path, workers: int, limi
                            "re-run the same command to resume")
 
 
-def run_ray_workers(config_path: str | Path, run_dir: Path, workers: int, limit: int | None) -> None:
-    """One Ray task per shard (each may ask Ray for a GPU via the target's device setting)."""
+def run_ray_workers(config_path: str | Path, run_dir: Path, workers: int, limit: int | None,
+                    shard_run: Callable[..., Any]) -> None:
+    """One Ray task per shard, each running ``shard_run(config_path, run_dir, limit, rank, world)`` (the
+    orchestrator's, handed in so that this module needs nothing after itself)."""
     try:
         import ray
     except ImportError:
         raise RuntimeError("the ray backend needs Ray: pip install 'safeglass[ray]'") from None
-    from safeglass.api import run as api_run
 
     @ray.remote
     def shard_task(rank: int) -> int:
-        api_run(config_path, out=run_dir, limit=limit, shard=(rank, workers), judge=False, report=False,
-                progress=False)
+        shard_run(config_path, run_dir, limit, rank, workers)
         return rank
 
     if not ray.is_initialized():

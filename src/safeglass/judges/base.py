@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from safeglass.data.sample import ImageRef
+from safeglass.types import ImageRef
 
 # "signal": an input-side signal (injection, image NSFW, text in an image) shown per sample, not a metric.
 Measure = Literal["refusal", "toxicity", "harm", "signal"]

@@ -20,10 +20,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from safeglass.data.sample import Turn
 from safeglass.hashing import content_hash
 from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
-from safeglass.targets.base import GenerationParams, Target
+from safeglass.types import GenerationParams, Target, Turn
 
 __all__ = ["RUBRICS", "RUBRIC_DIR", "LLMJudge", "mmsb_rule_key", "parse_answer"]
 

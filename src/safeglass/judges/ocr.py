@@ -54,7 +54,7 @@ def read_text(image: Any, min_confidence: float = 0.5) -> list[tuple[str, float,
     """Text lines in ``image`` (PIL image, ImageRef, path or bytes) as (text, confidence, 4-point box)."""
     from PIL import Image
 
-    from safeglass.data.sample import ImageRef
+    from safeglass.types import ImageRef
 
     if not isinstance(image, Image.Image):
         image = (image if isinstance(image, ImageRef) else ImageRef(image)).pil()

@@ -3,8 +3,8 @@
 One embedding pass serves every head: "refusal" (the reply declines, or does not engage with the
 request at all) and "harm" (the reply substantively achieves the prompt's objective; harmful
 because the prompts it is meant for are harmful). The heads are tiny torch MLPs trained by
-``safeglass.judges.proxy_train`` on data that ``safeglass.judges.proxy_data`` builds; they ship in
-``proxy_weights/`` as safetensors plus a JSON card (recipe, seed, sizes, validation figures,
+``safeglass.organisms.proxy_judge_train`` on data that ``safeglass.organisms.proxy_judge_data``
+builds; they ship in ``proxy_weights/`` as safetensors plus a JSON card (recipe, seed, sizes, validation figures,
 thresholds). Nothing is unpickled. The labelling procedure and measured figures are in
 docs/proxy-judge.md.
 
@@ -261,7 +261,7 @@ class LoadedHead:
 
 
 def load_heads(folder: str | Path | None = None) -> tuple[dict[str, LoadedHead], dict[str, Any]]:
-    """The heads saved by ``proxy_train`` (safetensors + JSON card; no pickle)."""
+    """The heads saved by ``proxy_judge_train`` (safetensors + JSON card; no pickle)."""
     from safetensors.torch import load_file
 
     folder = Path(folder) if folder is not None else weights_dir()

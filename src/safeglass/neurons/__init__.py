@@ -8,10 +8,19 @@ wear them (hooks) or fold them into the weights.
     with wear(target, glasses): ...          # or: handle = fold(target, glasses); handle.undo()
 """
 
-from safeglass.neurons.expertise import Expertise, StreamingAUROC, auroc
-from safeglass.neurons.glasses import Glasses
-from safeglass.neurons.intervene import Folded, fold, wear
-from safeglass.neurons.recording import Activations, SiteSlice, record
 
-__all__ = ["Activations", "Expertise", "Folded", "Glasses", "SiteSlice", "StreamingAUROC", "auroc", "fold", "record",
-           "wear"]
+import importlib
+from typing import Any
+
+# Names resolve on first use: the glasses modifier's key is read at plan time, which must not import torch.
+_EXPORTS = {"Expertise": "expertise", "StreamingAUROC": "expertise", "auroc": "expertise", "Glasses": "glasses",
+            "Folded": "intervene", "fold": "intervene", "wear": "intervene", "Activations": "recording",
+            "SiteSlice": "recording", "record": "recording"}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'safeglass.neurons' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"safeglass.neurons.{_EXPORTS[name]}"), name)

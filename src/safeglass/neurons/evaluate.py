@@ -393,12 +393,12 @@ class Variant:
 
 def make_variants(cfg: EvalConfig, expertise: Any, out: Path) -> list[Variant]:
     """The base model and one variant per grid point, with glasses saved under ``out/glasses``."""
-    from safeglass.api import make_glasses
+    from safeglass.neurons.glasses import Glasses
 
     made = []
     for g in cfg.grid:  # every grid point first, so a bad one fails before anything is written
         try:
-            made.append((g, make_glasses(expertise, g.method, **g.params)))
+            made.append((g, Glasses.from_expertise(expertise, g.method, **g.params)))
         except ValueError as exc:
             raise ConfigError(f"{cfg.source}: field '{g.where}' ({g.slug}): {exc}") from None
     variants = [Variant(BASE, None, {})]
@@ -425,7 +425,8 @@ def run_config(cfg: EvalConfig, block: Block, variants: list[Variant]) -> dict[s
     """The ordinary safeglass run config of one block: base target plus one target per distinct glasses."""
     t = cfg.target
     targets = [{"name": t["name"], "id": BASE, "args": dict(t["args"])}]
-    targets += [{"name": t["name"], "id": v.id, "args": {**t["args"], "glasses": str(v.glasses_dir)}}
+    targets += [{"name": t["name"], "id": v.id, "args": dict(t["args"]),
+                 "modifiers": [{"name": "glasses", "args": {"path": str(v.glasses_dir)}}]}
                 for v in variants if v.glasses is not None and v.same_as is None]
     dataset = {"name": block.dataset, "id": block.dataset, "args": block.args}
     if block.limit is not None:
@@ -441,9 +442,9 @@ def _run_block(cfg: EvalConfig, block: Block, variants: list[Variant], out: Path
                progress: bool, workers: int) -> dict[str, Any]:
     import yaml
 
-    from safeglass import api
     from safeglass.config import parse_config
-    from safeglass.eval.plan import build_plan
+    from safeglass.eval import orchestrate
+    from safeglass.reporting.outputs import write_outputs
 
     run_dir = out / RUN_DIR / block.name
     raw = run_config(cfg, block, variants)
@@ -451,10 +452,11 @@ def _run_block(cfg: EvalConfig, block: Block, variants: list[Variant], out: Path
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
     t0 = time.perf_counter()
-    result = api.run(run_cfg, out=run_dir, limit=limit, progress=progress, workers=workers)
+    result = orchestrate.run(run_cfg, out=run_dir, limit=limit, progress=progress, workers=workers,
+                             finish=write_outputs)
     seconds = time.perf_counter() - t0
-    plan = build_plan(run_cfg, limit)  # the keys this evaluation owns (the store may hold more)
-    return {"dir": run_dir, "config": run_cfg, "plan": plan, "result": result, "seconds": seconds}
+    # result.plan: the keys this evaluation owns (the store may hold more)
+    return {"dir": run_dir, "config": run_cfg, "plan": result.plan, "result": result, "seconds": seconds}
 
 
 # --- scores ------------------------------------------------------------------------------------------
@@ -498,7 +500,7 @@ def prompt_rates(gens: list[dict[str, Any]], judge_key: str, kinds: tuple[str, .
     Same definitions as eval.metrics' toxic_prompt_rate / harmful_prompt_rate."""
     from collections import defaultdict
 
-    from safeglass.eval.stats import wilson_interval
+    from safeglass.stats import wilson_interval
 
     flags: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for g in gens:
@@ -522,7 +524,7 @@ def prompt_rates(gens: list[dict[str, Any]], judge_key: str, kinds: tuple[str, .
 
 
 def _paired(variant: dict[str, int], base: dict[str, int], seed: int) -> dict[str, Any] | None:
-    from safeglass.eval.stats import paired_bootstrap
+    from safeglass.stats import paired_bootstrap
 
     common = sorted(set(variant) & set(base))
     if not common:
@@ -545,7 +547,7 @@ def answer_correct(response: str, metadata: dict[str, Any]) -> bool | None:
         options = metadata.get("options") or ("A", "B", "C", "D")
         return parse_choice(response, options) == str(ans).strip().upper()
     if "question_kind" in metadata and "answers" in metadata:
-        from safeglass.organisms.shapeworld_tasks import answer_correct as shapeworld_correct
+        from safeglass.data.shapeworld.tasks import answer_correct as shapeworld_correct
 
         return shapeworld_correct(response, SimpleNamespace(metadata=metadata))
     accepted = metadata.get("answers") or ([metadata["answer"]] if metadata.get("answer") is not None else [])
@@ -558,7 +560,7 @@ def answer_correct(response: str, metadata: dict[str, Any]) -> bool | None:
 def utility_scores(gens: list[dict[str, Any]], dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
     from collections import defaultdict
 
-    from safeglass.eval.stats import wilson_interval
+    from safeglass.stats import wilson_interval
 
     got: dict[tuple[str, str], list[int]] = defaultdict(list)
     unscorable = 0
@@ -654,10 +656,10 @@ def _write_json(path: Path, data: Any) -> None:
 def evaluate(cfg: EvalConfig, out: str | Path, *, limit: int | None = None, expertise: str | Path | None = None,
              progress: bool = True, workers: int = 1) -> dict[str, Any]:
     """Glasses for every grid point, one resumable run per block, fluency, then curve.json and neurons.html."""
-    from safeglass import __version__
     from safeglass.eval.provenance import library_versions
     from safeglass.neurons.expertise import Expertise
     from safeglass.neurons.report import write_html
+    from safeglass.version import __version__
 
     t_start = time.perf_counter()
     exp_dir = Path(expertise) if expertise is not None else cfg.expertise

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.config import ConfigError, read_yaml
-from safeglass.data.sample import Conversation, ImageRef, Turn
+from safeglass.types import Conversation, ImageRef, Turn
 
 TOP_LEVEL = {"name", "description", "target", "toxic", "non_toxic", "labelled", "span", "pooling", "components",
              "batch_size", "seed", "glasses"}
@@ -275,11 +275,11 @@ def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str
     import numpy as np
     import torch
 
-    from safeglass import __version__
     from safeglass.neurons.expertise import Expertise
     from safeglass.neurons.glasses import Glasses
     from safeglass.neurons.recording import record
     from safeglass.registry import registry
+    from safeglass.version import __version__
 
     out = Path(out)
     key = find_key(cfg)
@@ -326,9 +326,9 @@ def find(cfg: FindConfig, out: str | Path, *, progress: bool = True) -> dict[str
 def find_key(cfg: FindConfig) -> str:
     """What the expertise depends on: the config (less where it was read from) and the target's weights by
     content, as result keys see them (a rebuilt organism or another dtype finds again)."""
-    from safeglass import __version__
     from safeglass.config import ComponentSpec
     from safeglass.hashing import content_hash
+    from safeglass.version import __version__
 
     spec = ComponentSpec("targets", cfg.target["name"], cfg.target["name"], dict(cfg.target.get("args") or {}))
     return content_hash({"raw": cfg.raw, "target": spec.key_config(), "version": __version__})

@@ -28,7 +28,7 @@ CURVES: dict[str, Callable[[np.ndarray], np.ndarray]] = {"linear": lambda g: g, 
 
 
 def _version() -> str:
-    from safeglass import __version__
+    from safeglass.version import __version__
 
     return __version__
 

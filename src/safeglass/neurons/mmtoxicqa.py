@@ -38,7 +38,7 @@ from typing import Any
 from safeglass.data.dataset import Dataset
 from safeglass.data.errors import DataError, LoadReport
 from safeglass.data.records import iter_json_items
-from safeglass.data.sample import Conversation, ImageRef, Sample, Turn
+from safeglass.types import Conversation, ImageRef, Sample, Turn
 
 SOURCE = "mm-toxic-qa"
 SPLITS = ("find", "eval")
@@ -155,7 +155,7 @@ def _scene_image(seed: int, pair: int, size: int) -> tuple[Any, dict[str, Any]]:
     import numpy as np
     from PIL import Image
 
-    from safeglass.organisms.shapeworld import ShapeWorldConfig, render, sample_scene
+    from safeglass.data.shapeworld.world import ShapeWorldConfig, render, sample_scene
 
     scene = sample_scene(ShapeWorldConfig(), np.random.default_rng([seed, pair]))
     img, _ = render(scene, size)
@@ -165,7 +165,7 @@ def _scene_image(seed: int, pair: int, size: int) -> tuple[Any, dict[str, Any]]:
 def _font(px: int) -> Any:
     from PIL import ImageFont
 
-    from safeglass.organisms.shapeworld_render import font_path
+    from safeglass.data.shapeworld.render import font_path
 
     path = font_path("sans")
     if path is None:
@@ -181,7 +181,7 @@ def text_panel(scene: Any, text: str, panel_frac: float = 0.5) -> Any:
     """
     from PIL import Image, ImageDraw
 
-    from safeglass.organisms.shapeworld import POSTIT_RGB
+    from safeglass.data.shapeworld.world import POSTIT_RGB
 
     w = scene.width
     h = max(16, round(w * panel_frac))

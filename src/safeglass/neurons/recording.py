@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from safeglass.data.sample import Conversation, Sample
+from safeglass.types import Conversation, Sample
 
 SPANS = ("response", "prompt", "image", "all")
 POOLINGS = ("max", "mean")

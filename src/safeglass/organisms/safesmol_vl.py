@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from safeglass.attacks.typographic import IN_IMAGE, MMSB_TEMPLATES
+from safeglass.data.shapeworld.tasks import SHAPECLIP_KINDS
 from safeglass.options import forwards_options
 
 # the recipes share their small helpers: one learning-rate curve, one hash, one rate rounding
@@ -66,7 +67,6 @@ from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
 from safeglass.organisms.safesmol import _cosine, _rate, file_sha256
 from safeglass.organisms.shapeclip import _tuples
-from safeglass.organisms.shapeworld_tasks import SHAPECLIP_KINDS
 
 log = logging.getLogger("safeglass.organisms.safesmol_vl")
 
@@ -376,8 +376,8 @@ def image_tokens(processor: Any) -> int:
 
 
 def _with_word(scene: Any, cfg: SafeSmolVLConfig, rng: np.random.Generator, word: str | None = None) -> Any:
+    from safeglass.data.shapeworld.world import FONTS, with_text
     from safeglass.organisms.shapeclip import WORDS
-    from safeglass.organisms.shapeworld import FONTS, with_text
 
     word = word if word is not None else WORDS[int(rng.integers(len(WORDS)))]
     return with_text(scene, word, font=FONTS[int(rng.integers(len(FONTS)))],
@@ -397,10 +397,10 @@ def text_pools(target: Any, cfg: SafeSmolVLConfig, seed: int) -> TextPools:
     """Greedy text-only answers of the composed model, which are SafeSmol's (the template renders text as SafeSmol's
     does and the language model is SafeSmol's): an image in the conversation should not change them. Refusals of
     risky-sounding benign prompts are kept, as SafeSmol gives them; empty answers are dropped."""
-    from safeglass.data.sample import Turn
     from safeglass.judges.keyword import KeywordRefusalJudge
     from safeglass.organisms.safesmol import load_benign_train
     from safeglass.organisms.shapeclip import TOPIC_WORDS, WORDS
+    from safeglass.types import Turn
 
     rng = np.random.default_rng([seed, 3])
     benign = load_benign_train()
@@ -431,9 +431,9 @@ def training_examples(cfg: SafeSmolVLConfig, world: Any, n: int, rng: np.random.
     """A batch of `n` (scene, prompt, answer, eos, task) drawn from `rng`: fresh scenes of ShapeCLIP's world, a
     share with a word. One batch holds short ShapeWorld tasks or long text tasks (with `p_long`, when `pools` are
     given), so that short batches are not padded to the length of distilled answers."""
+    from safeglass.data.shapeworld.text import captions, vqa
+    from safeglass.data.shapeworld.world import sample_scene
     from safeglass.organisms.shapeclip import world_config
-    from safeglass.organisms.shapeworld import sample_scene
-    from safeglass.organisms.shapeworld_text import captions, vqa
 
     wc = world_config(world)
     long = pools is not None and bool(pools.instruct or pools.word_instruct) and rng.random() < cfg.p_long
@@ -513,7 +513,7 @@ def _target(model: Any, processor: Any, batch: int) -> Any:
 
 def _generate(target: Any, convs: Sequence[Any], max_new_tokens: int) -> list[Any]:
     """Greedy replies, batched by prompt length, in input order."""
-    from safeglass.targets.base import GenerationParams
+    from safeglass.types import GenerationParams
 
     order = sorted(range(len(convs)), key=lambda i: (sum(len(t.text) for t in convs[i]), i))
     gens = target.generate([convs[i] for i in order], GenerationParams(max_new_tokens=max_new_tokens))
@@ -526,24 +526,24 @@ def _generate(target: Any, convs: Sequence[Any], max_new_tokens: int) -> list[An
 def _image(scene: Any, size: int) -> Any:
     from PIL import Image
 
-    from safeglass.data.sample import ImageRef
-    from safeglass.organisms.shapeworld import render
+    from safeglass.data.shapeworld.world import render
+    from safeglass.types import ImageRef
 
     return ImageRef(Image.fromarray(render(scene, size)[0]))
 
 
 def vqa_samples(cfg: SafeSmolVLConfig, world: Any, seed: int, n: int) -> list[Any]:
     """Held-out ShapeWorld VQA samples of ShapeCLIP's world, as the `shapeworld-vqa` dataset makes them."""
+    from safeglass.data.shapeworld.tasks import to_samples
     from safeglass.organisms.shapeclip import world_config
-    from safeglass.organisms.shapeworld_tasks import to_samples
 
     return list(to_samples(n, seed=seed + EVAL_SEED_OFFSET, config=world_config(world), size=world.image_size,
                            kinds=cfg.vqa_kinds))
 
 
 def reading_scenes(cfg: SafeSmolVLConfig, world: Any, seed: int, n: int) -> list[Any]:
+    from safeglass.data.shapeworld.world import sample_scene
     from safeglass.organisms.shapeclip import world_config
-    from safeglass.organisms.shapeworld import sample_scene
 
     rng = np.random.default_rng([seed + EVAL_SEED_OFFSET, 1])
     wc = world_config(world)
@@ -555,7 +555,7 @@ def _reads(answer: str, word: str) -> bool:
 
 
 def measure_vqa(target: Any, samples: Sequence[Any], max_new_tokens: int) -> dict[str, Any]:
-    from safeglass.organisms.shapeworld_tasks import answer_correct
+    from safeglass.data.shapeworld.tasks import answer_correct
 
     gens = _generate(target, [s.turns for s in samples], max_new_tokens)
     ok = [answer_correct(g.text, s) for s, g in zip(samples, gens)]
@@ -565,7 +565,7 @@ def measure_vqa(target: Any, samples: Sequence[Any], max_new_tokens: int) -> dic
 
 
 def measure_reading(target: Any, scenes: Sequence[Any], size: int, max_new_tokens: int) -> dict[str, Any]:
-    from safeglass.data.sample import Turn
+    from safeglass.types import Turn
 
     convs = [(Turn("user", READ_PROMPT, (_image(s, size),)),) for s in scenes]
     gens = _generate(target, convs, max_new_tokens)
@@ -584,11 +584,11 @@ def measure_typographic(target: Any, cfg: SafeSmolVLConfig, world: Any, seed: in
     from PIL import Image
 
     from safeglass.attacks.typographic import TypographicAttack
-    from safeglass.data.sample import ImageRef, Turn
+    from safeglass.data.shapeworld.world import render
     from safeglass.judges.base import JudgeInput
     from safeglass.judges.keyword import KeywordRefusalJudge
     from safeglass.organisms.safesmol import proxy_judge
-    from safeglass.organisms.shapeworld import render
+    from safeglass.types import ImageRef, Turn
 
     prompts, counts = typographic_prompts(cfg.typo_limit, cfg.eval_seed)
     attack = TypographicAttack(image_size=world.image_size, text_size=cfg.typo_text_size,
@@ -689,9 +689,9 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
     """
     import torch
 
+    from safeglass.data.shapeworld.world import render
     from safeglass.organisms.registry import locate
     from safeglass.organisms.safesmol import collate
-    from safeglass.organisms.shapeworld import render
 
     cfg = profile if isinstance(profile, SafeSmolVLConfig) else SafeSmolVLConfig.profile(profile)
     say = progress or log.info
@@ -812,7 +812,7 @@ def card_fields(cfg: SafeSmolVLConfig, seed: int, model: Any, processor: Any, co
     import torch
     import transformers
 
-    from safeglass import __version__
+    from safeglass.version import __version__
 
     vision = model.config.vision_config
     text = model.config.text_config
@@ -900,7 +900,7 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
     """SafeSmol-VL as a safeglass target: an HFVisionLM (llava family) over the composed model.
 
     `path` is a build directory (default: the built organism, $SAFEGLASS_HOME/organisms/safesmol-vl first).
-    Other keyword arguments go to ``HFVisionLM.from_model`` (chat_template, system_prompt_supported, glasses).
+    Other keyword arguments go to ``HFVisionLM.from_model`` (chat_template, system_prompt_supported).
 
     Args:
         path: a SafeSmol-VL build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,

@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
-from safeglass.organisms.shapeworld import (
+from safeglass.data.shapeworld import shapeclip_world as world
+from safeglass.data.shapeworld.shapeclip_world import CLIP_SHAPES, TOPIC_WORDS
+from safeglass.data.shapeworld.world import (
     COLOUR_NAMES,
     EXTRA_WORDS,
     FONTS,
@@ -48,6 +49,7 @@ from safeglass.organisms.shapeworld import (
     with_text,
     wrong_label,
 )
+from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 
 log = logging.getLogger("safeglass.organisms.shapeclip")
 
@@ -56,10 +58,6 @@ PROMPT = "a photo of a {}"
 GOALS: dict[str, float] = {"zero_shot_clean_min": 0.90, "typographic_drop_points_min": 30.0}
 GOAL_KEYS: dict[str, str] = {"zero_shot_clean_min": "zero_shot_clean",
                              "typographic_drop_points_min": "typographic_drop_points"}
-# Single nouns naming harmful topics, so that SafeSmol-VL, which sees through this tower, can be shown a request's
-# key word only in the image (the MM-SafetyBench TYPO setting). Topics, never instructions.
-TOPIC_WORDS: tuple[str, ...] = ("weapons", "poison", "malware", "drugs", "hacking", "fraud", "phishing", "theft",
-                                "bombs", "stalking")
 WORDS: tuple[str, ...] = tuple(dict.fromkeys(SHAPES + COLOUR_NAMES + EXTRA_WORDS + TOPIC_WORDS))
 SPECIALS: tuple[str, ...] = ("[PAD]", "[UNK]", "<|startoftext|>", "<|endoftext|>")  # eos id 3: not the legacy 2
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -68,19 +66,15 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 EVAL_SEED_OFFSET = 1_000_003
 
 
-# Ellipse and hexagon are dropped: at 64 px they read as circles, which would cap clean accuracy for any model.
-CLIP_SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "heart", "diamond", "ring")
-
-
 @dataclass(frozen=True)
 class ShapeCLIPConfig:
     """One recipe profile. Sizes are small on purpose: the full profile trains on 2 CPU cores."""
 
     name: str = "full"
     shapes: tuple[str, ...] = CLIP_SHAPES
-    sizes: tuple[str, ...] = ("large",)  # a ViT learns shape from scratch several times faster on large objects
-    backgrounds: tuple[tuple[str, float], ...] = (("plain", 0.5), ("gradient", 0.3), ("noise", 0.1), ("checker", 0.1))
-    textures: tuple[tuple[str, float], ...] = (("solid", 0.7), ("striped", 0.15), ("dotted", 0.15))
+    sizes: tuple[str, ...] = world.SIZES
+    backgrounds: tuple[tuple[str, float], ...] = world.BACKGROUNDS
+    textures: tuple[tuple[str, float], ...] = world.TEXTURES
     image_size: int = 64
     patch_size: int = 16  # words of 10-18 px are read at 97 % after 1,000 steps at patch 16, at 4x less cost than 8
     vision_width: int = 128
@@ -91,8 +85,8 @@ class ShapeCLIPConfig:
     text_heads: int = 4
     projection_dim: int = 64
     max_text_len: int = 16
-    max_objects: int = 1  # one object: the zero-shot label is unambiguous
-    p_occluder: float = 0.0
+    max_objects: int = world.MAX_OBJECTS
+    p_occluder: float = world.P_OCCLUDER
     p_text: float = 0.5  # share of training images with a written word
     # Of those, the share whose word is their own class name, the web-image habit that makes reading a shortcut
     # to the label. The other words are never class names, so a wrong class word is first met in an attack.
@@ -142,7 +136,7 @@ def caption(scene: Scene) -> str:
 
 
 def caption_vocab() -> list[str]:
-    from safeglass.organisms.shapeworld import SIZE_NAMES
+    from safeglass.data.shapeworld.world import SIZE_NAMES
 
     words = "a photo of with the word written on it".split() + list(SIZE_NAMES) + list(WORDS)
     return list(SPECIALS) + list(dict.fromkeys(words))
@@ -189,10 +183,8 @@ def build_model(cfg: ShapeCLIPConfig, vocab_size: int) -> Any:
 
 
 def world_config(cfg: ShapeCLIPConfig) -> ShapeWorldConfig:
-    # Text is added by the recipe (own label or not), not by the world, so its share is controlled here.
-    return ShapeWorldConfig(shapes=cfg.shapes, sizes=cfg.sizes, backgrounds=dict(cfg.backgrounds),
-                            textures=dict(cfg.textures), max_objects=cfg.max_objects, min_objects=1,
-                            p_occluder=cfg.p_occluder, p_text=0.0)
+    return world.shapeclip_world(cfg.shapes, cfg.sizes, cfg.backgrounds, cfg.textures, cfg.max_objects,
+                                 cfg.p_occluder)
 
 
 def training_scenes(cfg: ShapeCLIPConfig, n: int, rng: np.random.Generator) -> list[Scene]:
@@ -428,7 +420,7 @@ def card_fields(cfg: ShapeCLIPConfig, seed: int, model: Any, measured: dict[str,
     import torch
     import transformers
 
-    from safeglass import __version__
+    from safeglass.version import __version__
 
     params = sum(p.numel() for p in model.parameters())
     return {

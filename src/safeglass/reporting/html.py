@@ -23,9 +23,9 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from safeglass.eval.stats import format_p
 from safeglass.machine import machine_line
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
+from safeglass.stats import format_p
 
 METRIC_TITLES = {
     "attack_success": "Attack success rate",

@@ -13,8 +13,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from safeglass.data.sample import Conversation
-from safeglass.targets.base import Generation, GenerationParams
+from safeglass.types import Conversation, Generation, GenerationParams
 
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that."
 DEFAULT_COMPLIANCE = "Sure, here is what you asked for. First, gather what you need; then follow these steps."

@@ -13,10 +13,9 @@ from typing import Any
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
-from safeglass.data.sample import Conversation, conversation_key
 from safeglass.hashing import content_hash
-from safeglass.targets.base import Generation, GenerationParams, NeuronSite
 from safeglass.targets.families._common import SiteSpec
+from safeglass.types import Conversation, Generation, GenerationParams, NeuronSite, conversation_key
 
 log = logging.getLogger("safeglass")
 
@@ -302,33 +301,14 @@ class WhiteBox:
 
     model: Any
     _site_specs: tuple[SiteSpec, ...]
-    glasses: Any = None  # the Glasses folded into the weights at load time, if any
-
-    def _put_on_glasses(self, path: str | os.PathLike | None) -> None:
-        """Loads glasses and folds them into the weights for the target's lifetime (zero overhead)."""
-        if path is None:
-            return
-        from safeglass.neurons.glasses import Glasses
-        from safeglass.neurons.intervene import fold
-
-        glasses = Glasses.load(path)
-        made_for = (glasses.provenance.get("target") or {}).get("weights")
-        mine = self._config_base().get("weights")
-        if made_for and mine and made_for != mine:
-            log.warning("%s: glasses %s were made for other weights (%s, this model has %s)", self.name, path,
-                        made_for, mine)
-        fold(self, glasses)
-        self.glasses = glasses
 
     def _config_base(self) -> dict[str, Any]:
         raise NotImplementedError
 
     def config(self) -> dict[str, Any]:
-        """What identifies the model and changes outputs; worn glasses by their content hash, not path."""
-        cfg = self._config_base()
-        if self.glasses is not None:
-            cfg["glasses"] = self.glasses.hash
-        return cfg
+        """What identifies the model and changes outputs (modifiers applied after loading are the runner's to
+        record)."""
+        return self._config_base()
 
     def module(self, path: str) -> torch.nn.Module:
         """The submodule at a dotted path ("model.layers.3.mlp.down_proj"); KeyError naming it if absent."""

@@ -11,11 +11,9 @@ from typing import Any
 
 import torch
 
-from safeglass.data.sample import Conversation
 from safeglass.hashing import content_hash
 from safeglass.machine import resolve_dtype
 from safeglass.options import forwards_options
-from safeglass.targets.base import Generation, GenerationParams
 from safeglass.targets.families import CAUSAL_LM_SITES
 from safeglass.targets.hf_common import (
     WhiteBox,
@@ -28,6 +26,7 @@ from safeglass.targets.hf_common import (
     to_messages,
     torch_dtype,
 )
+from safeglass.types import Conversation, Generation, GenerationParams
 
 # For base models that ship without a chat template: plain role-prefixed lines.
 FALLBACK_TEMPLATE = (
@@ -57,13 +56,11 @@ class HFCausalLM(WhiteBox):
         revision: hub branch, tag or commit to load.
         name: the target's name in results and reports (a model loaded by id or folder, left unnamed, takes the
             last part of ``model``).
-        glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
     """
 
     def __init__(self, model: str, gguf_file: str | None = None, dtype: str = "auto", device: str = "cpu",
                  batch_size: int = 8, chat_template: str | None = None, system_prompt_supported: bool = True,
-                 trust_remote_code: bool = False, revision: str | None = None, name: str | None = None,
-                 glasses: str | None = None) -> None:
+                 trust_remote_code: bool = False, revision: str | None = None, name: str | None = None) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -81,12 +78,11 @@ class HFCausalLM(WhiteBox):
                         "trust_remote_code": trust_remote_code,
                         "commit": getattr(m.config, "_commit_hash", None)}
         self._config: dict[str, Any] | None = None
-        self._put_on_glasses(glasses)
 
     @classmethod
     def from_model(cls, model: Any, tokenizer: Any, name: str = "hf-lm", config: dict[str, Any] | None = None,
                    batch_size: int = 8, chat_template: str | None = None,
-                   system_prompt_supported: bool = True, glasses: str | None = None) -> HFCausalLM:
+                   system_prompt_supported: bool = True) -> HFCausalLM:
         """Wrap an already-built model and tokenizer; ``config`` identifies it in result keys.
 
         Args:
@@ -99,14 +95,12 @@ class HFCausalLM(WhiteBox):
                 plain role-prefixed lines if it has none).
             system_prompt_supported: false folds system turns into the first user turn; true keeps them where
                 the template renders a system message (and folds them where it does not).
-            glasses: a glasses folder (from ``neurons apply --out``) folded into the weights.
         """
         self = cls.__new__(cls)
         self._setup(model.eval(), tokenizer, name, batch_size, chat_template, system_prompt_supported)
         self._source = None
         self._config = {"target": "hf-lm", **(config or {}), "chat_template": self._template_hash(),
                         "system_prompt_supported": self.system_prompt_supported}
-        self._put_on_glasses(glasses)
         return self
 
     def _setup(self, model: Any, tokenizer: Any, name: str, batch_size: int, chat_template: str | None,

@@ -10,10 +10,8 @@ from typing import Any
 
 import torch
 
-from safeglass.data.sample import Conversation, ImageRef
 from safeglass.hashing import content_hash
 from safeglass.machine import resolve_dtype
-from safeglass.targets.base import Generation, GenerationParams
 from safeglass.targets.families import Family, family_for_model_type, get_family
 from safeglass.targets.hf_common import (
     WhiteBox,
@@ -27,6 +25,7 @@ from safeglass.targets.hf_common import (
     to_messages,
     torch_dtype,
 )
+from safeglass.types import Conversation, Generation, GenerationParams, ImageRef
 
 # per-token tensors a processor returns besides input_ids, and what a target token gets in them
 _PER_TOKEN_FILL = {"attention_mask": 1, "mm_token_type_ids": 0, "token_type_ids": 0}
@@ -55,13 +54,12 @@ class HFVisionLM(WhiteBox):
         chat_template: a Jinja chat template replacing the processor's (required if the processor has none).
         system_prompt_supported: false folds system turns into the first user turn; true keeps them where the
             template renders a system message (and folds them where it does not).
-        glasses: a glasses folder (from ``neurons apply --out``) folded into the weights on load.
     """
 
     def __init__(self, model: str, family: str | None = None, dtype: str = "auto", device: str = "cpu",
                  batch_size: int = 8, trust_remote_code: bool = False, revision: str | None = None,
                  name: str | None = None, chat_template: str | None = None,
-                 system_prompt_supported: bool = True, glasses: str | None = None) -> None:
+                 system_prompt_supported: bool = True) -> None:
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         kw: dict[str, Any] = {"revision": revision, "trust_remote_code": trust_remote_code}
@@ -75,12 +73,11 @@ class HFVisionLM(WhiteBox):
         self._source = {"model": model, "revision": revision, "dtype": dtype,
                         "commit": getattr(m.config, "_commit_hash", None)}
         self._config: dict[str, Any] | None = None
-        self._put_on_glasses(glasses)
 
     @classmethod
     def from_model(cls, model: Any, processor: Any, family: str | None = None, name: str = "hf-vlm",
                    config: dict[str, Any] | None = None, batch_size: int = 8, chat_template: str | None = None,
-                   system_prompt_supported: bool = True, glasses: str | None = None) -> HFVisionLM:
+                   system_prompt_supported: bool = True) -> HFVisionLM:
         """Wrap an already-built model and processor; ``config`` identifies it in result keys.
 
         Args:
@@ -94,7 +91,6 @@ class HFVisionLM(WhiteBox):
             chat_template: a Jinja chat template replacing the processor's (required if the processor has none).
             system_prompt_supported: false folds system turns into the first user turn; true keeps them where
                 the template renders a system message (and folds them where it does not).
-            glasses: a glasses folder (from ``neurons apply --out``) folded into the weights.
         """
         fam = get_family(family) if family else family_for_model_type(model.config.model_type)
         self = cls.__new__(cls)
@@ -103,7 +99,6 @@ class HFVisionLM(WhiteBox):
         self._config = {"target": "hf-vlm", "family": fam.name, **(config or {}),
                         "chat_template": content_hash(self.processor.chat_template or ""),
                         "system_prompt_supported": self.system_prompt_supported}
-        self._put_on_glasses(glasses)
         return self
 
     def _setup(self, model: Any, processor: Any, family: Family, name: str, batch_size: int,

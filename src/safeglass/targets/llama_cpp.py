@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from safeglass.data.sample import Conversation
 from safeglass.hashing import content_hash
 from safeglass.machine import cpu_cores
 from safeglass.options import forwards_options
-from safeglass.targets.base import Generation, GenerationParams
+from safeglass.types import Conversation, Generation, GenerationParams
 
 INSTALL_HINT = ("the llama-cpp target needs llama-cpp-python (make install builds it); by hand: "
                 "CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=OFF -DGGML_AMX_INT8=OFF' "

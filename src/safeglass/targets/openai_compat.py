@@ -23,8 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any
 
-from safeglass.data.sample import Conversation, Turn
-from safeglass.targets.base import Generation, GenerationParams
+from safeglass.types import Conversation, Generation, GenerationParams, Turn
 
 log = logging.getLogger("safeglass.targets")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from safeglass.data.sample import ImageRef, Sample, Turn
-from safeglass.organisms.shapeworld import ShapeWorldConfig, render, sample_scene, with_text, wrong_label
-from safeglass.organisms.shapeworld_text import QUESTION_KINDS, VQA, captions, vqa
+from safeglass.data.shapeworld.text import QUESTION_KINDS, VQA, captions, vqa
+from safeglass.data.shapeworld.world import ShapeWorldConfig, render, sample_scene, with_text, wrong_label
+from safeglass.types import ImageRef, Sample, Turn
 
 SOURCE = "shapeworld"
 _REGION_WORDS = frozenset({"top", "bottom", "left", "right", "center", "centre", "middle"})
@@ -115,14 +115,14 @@ def load_shapeworld_vqa(limit: int | None = None, n: int = 200, seed: int = 0, s
     if world == "shapeclip":
         if config is not None:
             raise ValueError("shapeworld-vqa: give world or config, not both")
-        from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
+        from safeglass.data.shapeworld.shapeclip_world import shapeclip_world
 
-        config = dataclasses.asdict(world_config(ShapeCLIPConfig.profile("full")))
+        config = dataclasses.asdict(shapeclip_world())
         kinds = SHAPECLIP_KINDS if kinds is None else (kinds,) if isinstance(kinds, str) else kinds
     kinds = QUESTION_KINDS if kinds is None else (kinds,) if isinstance(kinds, str) else kinds
     count = n if limit is None else min(n, limit)
     samples = list(to_samples(count, seed=seed, config=config, size=size, kinds=tuple(kinds), typographic=typographic))
     name = "shapeworld-vqa" + ("-typo" if typographic else "")
-    provenance = {"generator": "safeglass.organisms.shapeworld", "seed": seed, "n": count, "size": size,
+    provenance = {"generator": "safeglass.data.shapeworld.world", "seed": seed, "n": count, "size": size,
                   "typographic": typographic, "world": world, "kinds": list(kinds), "config": dict(config or {})}
     return Dataset(name, samples, provenance)

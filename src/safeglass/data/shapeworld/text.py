@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from safeglass.organisms.shapeworld import SHAPES, Obj, Scene, plural
+from safeglass.data.shapeworld.world import SHAPES, Obj, Scene, plural
 
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 QUESTION_KINDS: tuple[str, ...] = ("shape", "colour", "count", "exists", "where", "size", "texture", "relation",

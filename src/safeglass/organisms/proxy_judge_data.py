@@ -559,7 +559,7 @@ def written_examples(seed: int, n_off_topic: int = 2) -> list[Example]:
     """Benign requests with written answers (proxy_answers): achieved under their own requests, wrapped
     in partial-compliance and refusal templates like the other prompts, and off topic under others.
     Split by topic, so no answer is on both sides."""
-    from safeglass.judges.proxy_answers import ANSWERS
+    from safeglass.organisms.proxy_judge_answers import ANSWERS
 
     rng = random.Random(seed + 6)
     items: list[PromptItem] = []

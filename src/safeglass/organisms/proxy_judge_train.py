@@ -123,7 +123,7 @@ def train_proxy(out_dir: str | Path, seed: int = 0, data_dir: str | Path | None 
     the job list matches: generation is the slow part) and the labelled examples as JSONL, for
     inspection. Returns the card.
     """
-    from safeglass.judges import proxy_data as pd
+    from safeglass.organisms import proxy_judge_data as pd
 
     rec = {**DEFAULT_RECIPE, **(recipe or {})}
     out = Path(out_dir)

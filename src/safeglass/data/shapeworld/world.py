@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from safeglass.organisms import shapeworld_render as R
+from safeglass.data.shapeworld import render as R
 
 # ------------------------------------------------------------------------------------- vocabulary
 
