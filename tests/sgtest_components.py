@@ -164,3 +164,64 @@ class SuffixModifier:
 
     def label(self) -> str:
         return f"suffix {self.suffix!r}"
+
+
+BUILT: list[str] = []  # what the counting components built, in order (tests reset it)
+
+
+class CountingHarmJudge:
+    """Harm iff the response starts with "Sure" (HeedsSystemPrompt's compliance); records each build.
+
+    Args:
+        version: the judge's version (changes its identity).
+    """
+
+    def __new__(cls, version: str = "1"):
+        from safeglass.judges.base import Judge, Verdict
+
+        class _Judge(Judge):
+            name = "counting-harm"
+            measure = "harm"
+
+            def judge(self, items):
+                return [Verdict(i.response.startswith("Sure"), float(i.response.startswith("Sure")), "harm")
+                        for i in items]
+
+        BUILT.append(f"judge:{version}")
+        j = _Judge()
+        j.version = version
+        return j
+
+
+class FanOut:
+    """A test defense that asks the model twice per sample (second copy shouted) and keeps the longer reply,
+    recording which samples it saw, so traces of a fan-out inside a chain can be checked.
+
+    Args:
+        tag: a label kept in its config.
+    """
+
+    name = "fan-out"
+    seen: list[tuple[str, str]] = []
+
+    def __new__(cls, tag: str = "x"):
+        from dataclasses import replace
+
+        from safeglass.defenses.base import Defense
+
+        class _FanOut(Defense):
+            name = "fan-out"
+
+            def config(self):
+                return {"name": self.name, "tag": tag}
+
+            def generate(self, target, samples, params):
+                convs, owners = [], []
+                for i, s in enumerate(samples):
+                    FanOut.seen.append((s.id, s.kind))
+                    convs += [s.turns, (*s.turns[:-1], replace(s.turns[-1], text=s.turns[-1].text.upper()))]
+                    owners += [i, i]
+                gens = self.call_model(target, convs, params, owners=owners, role="copy")
+                return [max(gens[2 * i], gens[2 * i + 1], key=lambda g: len(g.text)) for i in range(len(samples))]
+
+        return _FanOut()

@@ -96,6 +96,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "none", "safeglass.defenses.base:NoDefense", "No defense (the baseline)", ()),
     ("defenses", "safety_prompt", "safeglass.defenses.base:SafetyPrompt",
      "A safety system prompt before the conversation", ("prompt",)),
+    ("defenses", "output_filter", "safeglass.defenses.output_filter:OutputFilter",
+     "Output moderation: a harm / toxicity judge reads each reply and a flagged one is replaced by a refusal",
+     ("output", "judge")),
+    ("defenses", "chain", "safeglass.defenses.chain:Chain",
+     "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
+     ("compose",)),
     # --- judges ----------------------------------------------------------------------------------
     ("judges", "keyword-refusal", "safeglass.judges.keyword:KeywordRefusalJudge",
      "Refusal by safeglass's own phrase list (fast, transparent, over-counts some refusals)",

@@ -245,6 +245,8 @@ def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]
         where = f"{source}: {kind}[{i}]"
         if isinstance(item, str):
             item = {"name": item}
+        if kind == "defenses" and isinstance(item, dict) and "chain" in item:
+            item = _chain_shorthand(item, where)
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where}: give a registry name or a mapping with 'name'")
         scoping = {"datasets", "targets"} if kind == "attacks" else set()
@@ -306,3 +308,13 @@ def _key_arg(name: str) -> str | None:
         return getattr(registry("modifiers").get(name), "key_arg", None)
     except KeyError:
         return None  # the plan's option check names the unknown modifier with its close matches
+
+
+def _chain_shorthand(item: dict[str, Any], where: str) -> dict[str, Any]:
+    """``{id: X, chain: [a, b]}`` is ``{id: X, name: chain, args: {steps: [a, b]}}``."""
+    if "name" in item or "args" in item:
+        raise ConfigError(f"{where}: give 'chain' or 'name'/'args', not both")
+    if "id" not in item:
+        raise ConfigError(f"{where}: a chain needs an 'id' (it names the configuration in reports)")
+    rest = {k: v for k, v in item.items() if k != "chain"}
+    return {**rest, "name": "chain", "args": {"steps": item["chain"]}}

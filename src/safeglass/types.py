@@ -248,3 +248,24 @@ class NeuronSite:
     width: int
     component: str      # "language_model" | "vision_tower" | "projector"
     layer: int
+
+
+# --- what judges read and say (a value type: defenses that use judges need it before the judges stage) ---
+
+@dataclass(frozen=True)
+class JudgeInput:
+    prompt: str
+    response: str
+    images: tuple[ImageRef, ...] = ()
+    kind: str = "harmful"
+    category: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``flag`` is True when the measured attribute is present (refused / toxic / harmful)."""
+
+    flag: bool
+    score: float
+    label: str
+    reason: str = ""

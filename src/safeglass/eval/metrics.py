@@ -143,5 +143,14 @@ def sample_records(gens: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "category": g["category"], "target": g["target"], "defense": g["defense"],
                     "attack": g["attack"], "prompt": g["prompt"], "response": g["response"], "images": images,
                     "prompt_tokens": g["prompt_tokens"], "completion_tokens": g["completion_tokens"],
-                    "verdicts": g["verdicts"]})
+                    "verdicts": g["verdicts"], "trace": _trace(g)})
     return out
+
+
+def _trace(g: dict[str, Any]) -> list[dict[str, Any]]:
+    """The defense's sub-calls for this reply (role, what was sent, tokens, seconds); [] for older runs."""
+    try:
+        trace = json.loads(g.get("provenance") or "{}").get("trace")
+    except ValueError:
+        return []
+    return trace if isinstance(trace, list) else []

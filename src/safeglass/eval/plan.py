@@ -151,6 +151,17 @@ def load_dataset(spec: ComponentSpec, limit: int | None = None) -> Dataset:
     return ds.head(n)
 
 
+def defense_key(defense: Any) -> dict[str, Any]:
+    """A defense's config with the identity of every judge and helper target it uses (absent when it uses
+    none, so that the keys of defenses made before contexts existed stay the same)."""
+    cfg = defense.config()
+    uses = defense.uses() if hasattr(defense, "uses") else []
+    if not uses:
+        return cfg
+    return {**cfg, "uses": [{"role": u.role, **ComponentSpec(u.kind, u.name, u.name, dict(u.args)).key_config()}
+                            for u in uses]}
+
+
 def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
     check_options(config)
     datasets = {d.id: load_dataset(d, limit) for d in config.datasets}
@@ -159,17 +170,19 @@ def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
     params = config.generation.to_dict()
     k = config.samples_per_prompt
     target_cfgs = {t.id: t.key_config() for t in config.targets}
+    defense_cfgs = {i: defense_key(d) for i, d in defenses.items()}
     attack_specs = {a.id: a for a in config.attacks}
     items: list[WorkItem] = []
     for t in config.targets:
-        for defense_id, defense in defenses.items():
+        for defense_id in defenses:
             for attack_id, attack in attacks.items():
                 for ds_id, ds in datasets.items():
                     if not attack_specs[attack_id].applies_to(t.id, ds_id):
                         continue
                     for s in ds.samples:
                         for j in range(k):
-                            key = item_key(s, ds_id, target_cfgs[t.id], defense.config(), attack.config(), params, j)
+                            key = item_key(s, ds_id, target_cfgs[t.id], defense_cfgs[defense_id], attack.config(),
+                                           params, j)
                             tagged = s if k == 1 else with_sample_index(s, j, k)
                             items.append(WorkItem(key, t.id, ds_id, defense_id, attack_id, tagged, j))
     seen: set[str] = set()
@@ -180,7 +193,7 @@ def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
             unique.append(it)
     configs = {
         **{f"target:{k}": v for k, v in target_cfgs.items()},
-        **{f"defense:{k}": d.config() for k, d in defenses.items()},
+        **{f"defense:{k}": v for k, v in defense_cfgs.items()},
         **{f"attack:{k}": a.config() for k, a in attacks.items()},
         **{f"dataset:{k}": ds.provenance for k, ds in datasets.items()},
     }

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.config import ComponentSpec, RunConfig
+from safeglass.defenses.context import DefenseContext, Uses
 from safeglass.eval.plan import Plan, WorkItem, build_plan
 from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
@@ -140,6 +141,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
     store_path = run_dir / STORE_NAME if world == 1 else shard_path(run_dir, rank, world)
     with Store(store_path) as store:
         write_run_meta(store, config, plan)
+        components: dict[Any, Any] = {}  # judges and helpers defenses use, shared across targets
         by_target: dict[str, list[list[WorkItem]]] = defaultdict(list)
         for c in pending_chunks:
             by_target[c[0].target].append(c)
@@ -148,6 +150,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             if not chunks:
                 continue  # finished targets are never loaded
             target = build_target(spec)
+            set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
@@ -161,6 +164,21 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                     bar.update(len(chunk))
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def build_component(uses: Uses) -> Any:
+    """A judge or helper target a defense uses, as its context builds it."""
+    if uses.kind == "targets":
+        return build_target(ComponentSpec("targets", uses.name, uses.role or uses.name, dict(uses.args)))
+    return registry(uses.kind).build(uses.name, **uses.args)
+
+
+def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any]) -> None:
+    """Give each defense with work on this target its context (judges and helpers are built here, once)."""
+    for defense_id in sorted(defense_ids):
+        defense = plan.defenses[defense_id]
+        if hasattr(defense, "setup"):
+            defense.setup(DefenseContext(target, build_component, cache))
 
 
 def _safe_config(target: Any) -> dict[str, Any]:
@@ -179,11 +197,15 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
     defense = plan.defenses[chunk[0].defense]
     attack = plan.attacks[chunk[0].attack]
     params = plan.params_for(chunk[0])
+    ctx = getattr(defense, "ctx", None)
     try:
         attacked = [attack.apply(it.sample, target) for it in chunk]
-        gens = defense.generate(target, [s.turns for s in attacked], params)
+        if ctx is not None:
+            ctx.begin(attacked)
+        gens = defense.generate(target, attacked, params)
         if len(gens) != len(chunk):
             raise RuntimeError(f"defense returned {len(gens)} generations for {len(chunk)} conversations")
+        traces = ctx.traces if ctx is not None else [[] for _ in chunk]
     except Exception as exc:  # one failing chunk must not end the run: record, go on, retry on resume
         log.error("generation failed for %d items (%s): %s", len(chunk), type(exc).__name__, exc)
         for it in chunk:
@@ -192,16 +214,19 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
     now = time.time()
     provenance_base = {
         "target": plan.component_configs[f"target:{chunk[0].target}"],
-        "defense": defense.config(), "attack": attack.config(), "params": params.to_dict(),
+        "defense": plan.component_configs[f"defense:{chunk[0].defense}"], "attack": attack.config(),
+        "params": params.to_dict(),
         "dataset": plan.component_configs.get(f"dataset:{chunk[0].dataset}", {}),
         "config_hash": plan.config.hash, "seed": plan.config.seed,
     }
     rows = []
-    for it, s, g in zip(chunk, attacked, gens):
+    for it, s, g, trace in zip(chunk, attacked, gens, traces, strict=True):
         record = _persist_images(s, image_dir)
         prov = dict(provenance_base, dataset=plan.component_configs.get(f"dataset:{it.dataset}", {}))
         if g.extra:
             prov["extra"] = g.extra
+        if trace:
+            prov["trace"] = trace  # every sub-call of the defense: role, what was sent, tokens, seconds
         rows.append(GenerationRow(
             key=it.key, target=it.target, dataset=it.dataset, defense=it.defense, attack=it.attack,
             sample_id=it.sample.id, kind=it.sample.kind, category=it.sample.category, prompt=s.prompt,

@@ -6,29 +6,12 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from safeglass.types import ImageRef
+from safeglass.types import JudgeInput, Verdict
+
+__all__ = ["Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict"]
 
 # "signal": an input-side signal (injection, image NSFW, text in an image) shown per sample, not a metric.
 Measure = Literal["refusal", "toxicity", "harm", "signal"]
-
-
-@dataclass(frozen=True)
-class JudgeInput:
-    prompt: str
-    response: str
-    images: tuple[ImageRef, ...] = ()
-    kind: str = "harmful"
-    category: str = ""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """``flag`` is True when the measured attribute is present (refused / toxic / harmful)."""
-
-    flag: bool
-    score: float
-    label: str
-    reason: str = ""
 
 
 @dataclass(frozen=True)
