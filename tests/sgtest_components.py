@@ -225,3 +225,53 @@ class FanOut:
                 return [max(gens[2 * i], gens[2 * i + 1], key=lambda g: len(g.text)) for i in range(len(samples))]
 
         return _FanOut()
+
+
+class CountingCaps:
+    """A black-box test attack: upper-cases the prompt and counts its calls (``CountingCaps.calls``).
+
+    Args:
+        fail_on: a sample id whose batch raises (to test that a failing attack is recorded and retried).
+    """
+
+    calls: list[str] = []
+
+    def __new__(cls, fail_on: str = ""):
+        from safeglass.attacks.base import Attack
+
+        class _Caps(Attack):
+            name = "caps"
+
+            def config(self):
+                return {"name": self.name}
+
+            def apply(self, sample, target=None):
+                if sample.id == fail_on:
+                    raise RuntimeError(f"cannot attack {sample.id}")
+                CountingCaps.calls.append(sample.id)
+                last = sample.turns[-1]
+                from dataclasses import replace
+
+                return sample.with_turns((*sample.turns[:-1], replace(last, text=last.text.upper())),
+                                         metadata={**sample.metadata, "objective": sample.prompt})
+
+        return _Caps()
+
+
+class CountingWhiteBox:
+    """A white-box test attack that records which target it was given (``CountingWhiteBox.targets``)."""
+
+    targets: list[str] = []
+
+    def __new__(cls):
+        from safeglass.attacks.base import Attack
+
+        class _WB(Attack):
+            name = "wb"
+            access = "white-box"
+
+            def apply(self, sample, target=None):
+                CountingWhiteBox.targets.append(target.name)
+                return sample.with_turns(sample.turns, metadata={**sample.metadata, "seen_by": target.name})
+
+        return _WB()

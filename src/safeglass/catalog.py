@@ -92,6 +92,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "Typographic (MM-SafetyBench TYPO): the key word leaves the text and is written in an image", ("image",)),
     ("attacks", "text-jailbreak", "safeglass.attacks.templates:TemplateJailbreak",
      "Jailbreak template around the prompt (Wei et al. 2023: prefix injection, refusal suppression)", ("text",)),
+    ("attacks", "pgd", "safeglass.attacks.gradient:PGDAttack",
+     "White-box PGD (l-inf) on the input images toward a target reply (HarmBench MultiModalPGD); per target",
+     ("image", "white-box")),
     # --- defenses --------------------------------------------------------------------------------
     ("defenses", "none", "safeglass.defenses.base:NoDefense", "No defense (the baseline)", ()),
     ("defenses", "safety_prompt", "safeglass.defenses.base:SafetyPrompt",

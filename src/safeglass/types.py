@@ -166,6 +166,16 @@ class Sample:
     def with_turns(self, turns: Conversation, **changes: Any) -> Sample:
         return replace(self, turns=tuple(turns), **changes)
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Sample:
+        """The sample a stored record describes, its images read from their paths (``to_record`` after the run
+        saved in-memory images as files)."""
+        turns = tuple(Turn(t["role"], t["text"], tuple(ImageRef(Path(i["ref"])) for i in t.get("images", [])))
+                      for t in record["turns"])
+        return cls(id=record["id"], turns=turns, kind=record.get("kind", "harmful"),
+                   category=record.get("category", "uncategorized"), source=record.get("source", ""),
+                   metadata=dict(record.get("metadata") or {}))
+
     def to_record(self) -> dict[str, Any]:
         """A JSON-able description for stores and reports (images by description and hash)."""
         return {

@@ -1,16 +1,23 @@
-"""The Attack interface: a sample in, an attacked sample out (same id, recorded attack config)."""
+"""The Attack interface: samples in, attacked samples out (same ids, recorded attack config).
+
+The runner's attack stage calls ``apply_batch`` once per (sample, attack config) and, for white-box attacks,
+per target, stores the result and reuses it for every defense and on resume.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from safeglass.types import Sample
 
+# "black-box": needs nothing of the target (runs before it loads, shared by all targets); "white-box": gets the
+# loaded target (gradients, log-likelihoods) and is computed per target.
+ACCESS = ("black-box", "white-box")
+
 
 class Attack:
     name: str = "none"
-    # What the attack needs to see of the target: "black-box" attacks run before the plan is made;
-    # "white-box" ones (PGD) get the target in ``apply``.
     access: str = "black-box"
 
     def config(self) -> dict[str, Any]:
@@ -19,8 +26,13 @@ class Attack:
     def apply(self, sample: Sample, target: Any = None) -> Sample:
         return sample
 
+    def apply_batch(self, samples: Sequence[Sample], target: Any = None) -> list[Sample]:
+        """Attack several samples at once; override where batching pays (gradient attacks on a batch)."""
+        return [self.apply(s, target) for s in samples]
+
 
 class NoAttack(Attack):
     """The prompt as the dataset gives it."""
 
     name = "none"
+    stored = False  # the identity: nothing to attack, nothing to store

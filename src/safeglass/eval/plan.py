@@ -14,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from safeglass.config import ComponentSpec, RunConfig
+from safeglass.attacks.base import ACCESS
+from safeglass.config import ComponentSpec, ConfigError, RunConfig
 from safeglass.data.dataset import Dataset
 from safeglass.hashing import content_hash
 from safeglass.options import UnknownOptionError
@@ -162,11 +163,35 @@ def defense_key(defense: Any) -> dict[str, Any]:
                             for u in uses]}
 
 
+def check_access(config: RunConfig, attacks: dict[str, Any]) -> None:
+    """A white-box attack needs a target it can look inside: refused at plan time, before anything loads, for
+    targets the catalog marks black-box (endpoints, llama.cpp)."""
+    problems = []
+    for i, spec in enumerate(config.attacks):
+        access = getattr(attacks[spec.id], "access", "black-box")
+        if access not in ACCESS:
+            problems.append(f"{config.source}: attacks[{i}] ({spec.id}): access {access!r} is not one of "
+                            f"{', '.join(ACCESS)}")
+            continue
+        if access != "white-box":
+            continue
+        for t in config.targets:
+            if spec.only_targets and t.id not in spec.only_targets:
+                continue
+            if "black-box" in registry("targets").entry(t.name).tags:
+                problems.append(f"{config.source}: attacks[{i}] ({spec.id}) is white-box (it needs gradients or "
+                                f"log-likelihoods) but target {t.id} ({t.name}) is black-box; restrict the attack "
+                                "with 'targets: [...]'")
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
 def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
     check_options(config)
     datasets = {d.id: load_dataset(d, limit) for d in config.datasets}
     defenses = {d.id: registry("defenses").build(d.name, **d.args) for d in config.defenses}
     attacks = {a.id: registry("attacks").build(a.name, **a.args) for a in config.attacks}
+    check_access(config, attacks)
     params = config.generation.to_dict()
     k = config.samples_per_prompt
     target_cfgs = {t.id: t.key_config() for t in config.targets}

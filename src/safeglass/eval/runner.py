@@ -6,6 +6,7 @@ finished keys in the store (and in any worker shards) and does only the rest.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 
 from safeglass.config import ComponentSpec, RunConfig
 from safeglass.defenses.context import DefenseContext, Uses
+from safeglass.eval.attack_stage import attack_items
 from safeglass.eval.plan import Plan, WorkItem, build_plan
 from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
@@ -63,8 +65,7 @@ def shard_path(run_dir: Path, rank: int, world: int) -> Path:
 def finished_keys(run_dir: Path) -> set[str]:
     """Keys finished in the main store or in any shard, whatever worker count wrote them."""
     keys: set[str] = set()
-    paths = [run_dir / STORE_NAME, *sorted((run_dir / SHARD_DIR).glob("shard-*.sqlite"))]
-    for p in paths:
+    for p in _store_paths(run_dir):
         if p.exists():
             with Store(p) as s:
                 keys |= s.generation_keys()
@@ -149,7 +150,22 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             chunks = by_target.get(spec.id)
             if not chunks:
                 continue  # finished targets are never loaded
+            persist = functools.partial(_persist_images, image_dir=run_dir / IMAGE_DIR)
+            others = _store_paths(run_dir)
+            items = [it for c in chunks for it in c]
+            white = {it.key for it in items if getattr(plan.attacks[it.attack], "access", "") == "white-box"}
+            # black-box attacks before the target loads: shared by every target, and a failure costs no load
+            attacked, errors = attack_items([it for it in items if it.key not in white], plan, store, others, None,
+                                            persist, config.chunk_size)
             target = build_target(spec)
+            if white:
+                more, more_errors = attack_items([it for it in items if it.key in white], plan, store, others,
+                                                 target, persist, config.chunk_size)
+                attacked.update(more)
+                errors.update(more_errors)
+            for key, message in errors.items():
+                store.add_error(key, "attack", message)
+            result.failed += len(errors)
             set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
@@ -158,9 +174,12 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                 store.set_meta(f"target_machine:{spec.id}", machine_info())
             with _progress(sum(len(c) for c in chunks), f"generate {spec.id}", progress) as bar:
                 for chunk in chunks:
-                    ok, failed = _generate_chunk(store, plan, target, chunk, f"{rank}/{world}", run_dir / IMAGE_DIR)
-                    result.generated += ok
-                    result.failed += failed
+                    ready = [it for it in chunk if it.key in attacked]
+                    if ready:
+                        ok, failed = _generate_chunk(store, plan, target, ready, attacked, f"{rank}/{world}",
+                                                     run_dir / IMAGE_DIR)
+                        result.generated += ok
+                        result.failed += failed
                     bar.update(len(chunk))
     result.seconds = time.perf_counter() - t0
     return result
@@ -192,14 +211,19 @@ def _safe_config(target: Any) -> dict[str, Any]:
         return {"error": f"config() failed: {exc}"}
 
 
-def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem], worker: str,
-                    image_dir: Path) -> tuple[int, int]:
+def _store_paths(run_dir: Path) -> list[Path]:
+    """The main store and every shard: whatever worker count stored an attack or a reply, it is found."""
+    return [run_dir / STORE_NAME, *sorted((run_dir / SHARD_DIR).glob("shard-*.sqlite"))]
+
+
+def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem], attacked_by_key: dict[str, Any],
+                    worker: str, image_dir: Path) -> tuple[int, int]:
     defense = plan.defenses[chunk[0].defense]
     attack = plan.attacks[chunk[0].attack]
     params = plan.params_for(chunk[0])
     ctx = getattr(defense, "ctx", None)
     try:
-        attacked = [attack.apply(it.sample, target) for it in chunk]
+        attacked = [attacked_by_key[it.key] for it in chunk]
         if ctx is not None:
             ctx.begin(attacked)
         gens = defense.generate(target, attacked, params)

@@ -32,6 +32,9 @@ CREATE TABLE IF NOT EXISTS errors (
     key TEXT NOT NULL, stage TEXT NOT NULL, message TEXT NOT NULL, created REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attacked (
+    key TEXT PRIMARY KEY, attack TEXT NOT NULL, sample_id TEXT NOT NULL, record TEXT NOT NULL, created REAL NOT NULL
+);
 """
 
 GEN_COLUMNS = ("key", "target", "dataset", "defense", "attack", "sample_id", "kind", "category", "prompt",
@@ -102,6 +105,18 @@ class Store:
                 f"INSERT OR IGNORE INTO judgments ({','.join(JUDGE_COLUMNS)}) VALUES (?,?,?,?,?,?,?)",
                 [(k, j, int(bool(f)), float(s), lab, rea, now) for k, j, f, s, lab, rea in rows])
 
+    def add_attacked(self, rows: Iterable[tuple[str, str, str, str]]) -> None:
+        """(attack key, attack id, sample id, attacked sample record JSON), one transaction."""
+        now = time.time()
+        with self._tx():
+            self.conn.executemany("INSERT OR IGNORE INTO attacked VALUES (?,?,?,?,?)",
+                                  [(k, a, sid, rec, now) for k, a, sid, rec in rows])
+
+    def attacked(self, keys: Iterable[str]) -> dict[str, str]:
+        """Stored attacked-sample records by attack key (those of `keys` this store has)."""
+        wanted = set(keys)
+        return {k: rec for k, rec in self.conn.execute("SELECT key, record FROM attacked") if k in wanted}
+
     def add_error(self, key: str, stage: str, message: str) -> None:
         with self._tx():
             self.conn.execute("INSERT INTO errors VALUES (?,?,?,?)", (key, stage, message, time.time()))
@@ -147,7 +162,7 @@ class Store:
                 for r in self.conn.execute("SELECT * FROM errors ORDER BY created")]
 
     def count(self, table: str = "generations") -> int:
-        if table not in ("generations", "judgments", "errors"):
+        if table not in ("generations", "judgments", "errors", "attacked"):
             raise ValueError(table)
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
@@ -163,6 +178,10 @@ class Store:
                     f"INSERT OR IGNORE INTO generations SELECT {','.join(GEN_COLUMNS)} FROM shard.generations")
                 self.conn.execute(
                     f"INSERT OR IGNORE INTO judgments SELECT {','.join(JUDGE_COLUMNS)} FROM shard.judgments")
+                has_attacked = self.conn.execute(
+                    "SELECT 1 FROM shard.sqlite_master WHERE type='table' AND name='attacked'").fetchone()
+                if has_attacked:  # shards written before the attack stage have none
+                    self.conn.execute("INSERT OR IGNORE INTO attacked SELECT * FROM shard.attacked")
         finally:
             self.conn.execute("DETACH DATABASE shard")
         return self.count() - before
