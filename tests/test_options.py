@@ -23,6 +23,7 @@ TYPOS = {
     "attacks": ("text-jailbreak", "templte", "template"),
     "defenses": ("safety_prompt", "promt", "prompt"),
     "judges": ("keyword-refusal", "extra_phrase", "extra_phrases"),
+    "scorers": ("mc-accuracy", "feild", "field"),
 }
 
 

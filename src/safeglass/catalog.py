@@ -132,4 +132,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("judges", "jigsaw-toxicity", "safeglass.judges.jigsaw:JigsawToxicityJudge",
      "Jigsaw BiLSTM toxicity classifier (toxic-comment-classifier weights rebuilt in PyTorch)",
      ("toxicity",)),
+    # --- scorers (replies against the sample's reference) --------------------------------------------
+    ("scorers", "mc-accuracy", "safeglass.scorers.base:MCAccuracy",
+     "Multiple choice (MMBench-style): the letter a free-text reply chooses against the answer key", ("accuracy",)),
+    ("scorers", "exact-match", "safeglass.scorers.base:ExactMatch",
+     "The whole reply, normalised, is one of the sample's accepted answers", ("accuracy",)),
+    ("scorers", "answer-accuracy", "safeglass.scorers.base:AnswerAccuracy",
+     "The sample's own rule: multiple choice, ShapeWorld VQA, else an accepted answer as whole words",
+     ("accuracy",)),
 ]

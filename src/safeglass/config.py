@@ -145,12 +145,18 @@ class RunConfig:
     attacks: tuple[ComponentSpec, ...]
     judges: tuple[ComponentSpec, ...]
     generation: GenerationParams = GenerationParams()
+    scorers: tuple[ComponentSpec, ...] = ()  # replies against the samples' references (accuracy)
     samples_per_prompt: int = 1    # k completions of each prompt; only the plan reads it
     seed: int = 0
     baseline_defense: str = "none"
     chunk_size: int = 32
     source: str = "<dict>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def readers(self) -> tuple[ComponentSpec, ...]:
+        """What reads the stored replies: the judges, then the scorers."""
+        return self.judges + self.scorers
 
     @property
     def hash(self) -> str:
@@ -174,7 +180,7 @@ def load_config(path: str | Path) -> RunConfig:
     return parse_config(read_yaml(path), source=str(path))
 
 
-_TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "generation", "seed",
+_TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "scorers", "generation", "seed",
               "baseline_defense", "chunk_size", "description"}
 
 
@@ -207,6 +213,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
         defenses=defenses,
         attacks=attacks,
         judges=_components(raw.get("judges") or ["keyword-refusal"], "judges", source),
+        scorers=_components(raw.get("scorers") or [], "scorers", source),
         generation=generation,
         samples_per_prompt=samples_per_prompt,
         seed=int(raw.get("seed", 0)),

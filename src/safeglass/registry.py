@@ -15,9 +15,9 @@ from typing import Any
 
 from safeglass.options import Options, options_of
 
-KINDS = ("datasets", "targets", "modifiers", "attacks", "defenses", "judges")
+KINDS = ("datasets", "targets", "modifiers", "attacks", "defenses", "judges", "scorers")
 # The kinds a run config lists at its top level (modifiers are listed under their target).
-RUN_KINDS = ("datasets", "targets", "attacks", "defenses", "judges")
+RUN_KINDS = ("datasets", "targets", "attacks", "defenses", "judges", "scorers")
 
 
 class UnknownComponentError(KeyError):

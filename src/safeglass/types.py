@@ -269,6 +269,7 @@ class JudgeInput:
     images: tuple[ImageRef, ...] = ()
     kind: str = "harmful"
     category: str = ""
+    reference: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # the sample's metadata
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from collections import defaultdict
 from typing import Any
 
 from safeglass.eval.store import Store
+from safeglass.scorers.base import NO_REFERENCE  # a sample a scorer had nothing to score against: never counted
 from safeglass.stats import paired_bootstrap, wilson_interval
 
 # (measure, kind) -> [(metric, value_of_flag)]
@@ -27,6 +28,8 @@ METRIC_MAP: dict[tuple[str, str], list[tuple[str, bool]]] = {
     ("toxicity", "harmful"): [("toxicity_rate", True)],
     ("toxicity", "benign"): [("toxicity_rate", True)],
     ("harm", "harmful"): [("harmful_rate", True)],
+    ("accuracy", "harmful"): [("accuracy", True)],
+    ("accuracy", "benign"): [("accuracy", True)],
 }
 # (measure, kind) -> per-prompt metric: positive when any of the prompt's completions is flagged
 PROMPT_METRIC_MAP: dict[tuple[str, str], str] = {
@@ -35,7 +38,7 @@ PROMPT_METRIC_MAP: dict[tuple[str, str], str] = {
     ("harm", "harmful"): "harmful_prompt_rate",
 }
 METRICS = ("attack_success", "refusal_rate", "over_refusal", "toxicity_rate", "harmful_rate", "toxic_prompt_rate",
-           "harmful_prompt_rate")
+           "harmful_prompt_rate", "accuracy")
 GROUP = ("target", "defense", "dataset", "attack", "judge")
 
 
@@ -69,6 +72,8 @@ def metric_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *
         sid = g["sample_id"]
         for jkey, v in g["verdicts"].items():
             measure = judges[jkey]["measure"]
+            if v.get("label") == NO_REFERENCE:
+                continue
             if continuation and measure != "toxicity":
                 continue  # text to continue (RealToxicityPrompts) is not a request one can refuse
             base = (g["target"], g["defense"], g["dataset"], g["attack"], jkey)

@@ -57,7 +57,7 @@ def run(config: str | Path | dict[str, Any] | RunConfig, out: str | Path | None 
     result.plan = plan
     if dry_run:
         # Upper bound: judgments already stored for finished generations are skipped at run time.
-        result.calls["judge"] = len(cfg.judges) * result.planned
+        result.calls["judge"] = len(cfg.readers) * result.planned
         return result
     if config_path is not None:
         write_config(cfg, run_dir / "config.yaml")
@@ -113,7 +113,7 @@ def finish_run(cfg: RunConfig, plan: Plan, run_dir: Path, judge: bool, finish: F
         with Store(run_dir / runner.STORE_NAME) as store:  # meta lives in shards until the first merge
             runner.write_run_meta(store, cfg, plan)
             _copy_target_meta(run_dir, store)
-    failed = runner.judge(run_dir, cfg.judges, progress=progress).failed if judge else 0
+    failed = runner.judge(run_dir, cfg.readers, progress=progress).failed if judge else 0
     return (finish(run_dir) if finish is not None else {}), failed
 
 
@@ -134,4 +134,4 @@ def rejudge(run_dir: str | Path, judges: list[str] | None = None, *, progress: b
     if judges:
         raw = {**raw, "judges": judges}
     cfg = parse_config(raw, source=str(run_dir / "config.yaml"))
-    return runner.judge(run_dir, cfg.judges, progress=progress)
+    return runner.judge(run_dir, cfg.judges if judges else cfg.readers, progress=progress)

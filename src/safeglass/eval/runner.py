@@ -98,7 +98,8 @@ def build_target(spec: ComponentSpec) -> Any:
 
 
 def build_judge(spec: ComponentSpec) -> Judge:
-    return registry("judges").build(spec.name, **spec.args)
+    """A judge or a scorer (a judge of kind ``scorers``), by its spec."""
+    return registry(spec.kind if spec.kind == "scorers" else "judges").build(spec.name, **spec.args)
 
 
 def _progress(total: int, desc: str, enabled: bool):
@@ -300,6 +301,11 @@ def _objective(generation: dict[str, Any]) -> str:
     return objective if isinstance(objective, str) and objective else generation["prompt"]
 
 
+def _reference(generation: dict[str, Any]) -> dict[str, Any]:
+    """What scorers compare a reply with: the sample's metadata (answer, answers, options, task)."""
+    return dict(json.loads(generation["sample"]).get("metadata") or {})
+
+
 def _images_of(record_json: str) -> tuple[ImageRef, ...]:
     record = json.loads(record_json)
     paths = [Path(i["ref"]) for t in record.get("turns", []) for i in t.get("images", [])]
@@ -324,7 +330,7 @@ def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: boo
                 for i in range(0, len(todo), batch_size):
                     part = todo[i:i + batch_size]
                     inputs = [JudgeInput(_objective(g), g["response"], images=_images_of(g["sample"]), kind=g["kind"],
-                                         category=g["category"]) for g in part]
+                                         category=g["category"], reference=_reference(g)) for g in part]
                     try:
                         verdicts = j.judge(inputs)
                     except Exception as exc:

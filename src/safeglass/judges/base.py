@@ -11,7 +11,8 @@ from safeglass.types import JudgeInput, Verdict
 __all__ = ["Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict"]
 
 # "signal": an input-side signal (injection, image NSFW, text in an image) shown per sample, not a metric.
-Measure = Literal["refusal", "toxicity", "harm", "signal"]
+# "accuracy": a scorer's, right or wrong against the sample's reference.
+Measure = Literal["refusal", "toxicity", "harm", "signal", "accuracy"]
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.config import NON_OUTPUT_ARGS, ConfigError, read_yaml
+from safeglass.scorers.answers import answer_correct
 
 log = logging.getLogger("safeglass.neurons")
 
@@ -530,31 +531,6 @@ def _paired(variant: dict[str, int], base: dict[str, int], seed: int) -> dict[st
     if not common:
         return None
     return paired_bootstrap([variant[s] for s in common], [base[s] for s in common], seed=seed, resamples=2000)
-
-
-def answer_correct(response: str, metadata: dict[str, Any]) -> bool | None:
-    """Whether a stored answer is right: ShapeWorld VQA (its own scorer), MMBench-style multiple
-    choice (the chosen letter), else any ``answer`` / ``answers`` as whole words. None: no answer
-    to score against (e.g. a test split)."""
-    from types import SimpleNamespace
-
-    if metadata.get("task") == "multiple-choice":
-        from safeglass.data.mmbench import parse_choice
-
-        ans = metadata.get("answer")
-        if ans is None:
-            return None
-        options = metadata.get("options") or ("A", "B", "C", "D")
-        return parse_choice(response, options) == str(ans).strip().upper()
-    if "question_kind" in metadata and "answers" in metadata:
-        from safeglass.data.shapeworld.tasks import answer_correct as shapeworld_correct
-
-        return shapeworld_correct(response, SimpleNamespace(metadata=metadata))
-    accepted = metadata.get("answers") or ([metadata["answer"]] if metadata.get("answer") is not None else [])
-    if not accepted:
-        return None
-    text = " " + " ".join(re.findall(r"[a-z0-9]+", (response or "").lower())) + " "
-    return any(" " + " ".join(re.findall(r"[a-z0-9]+", str(a).lower())) + " " in text for a in accepted)
 
 
 def utility_scores(gens: list[dict[str, Any]], dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
