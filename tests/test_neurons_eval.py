@@ -15,14 +15,10 @@ from safeglass import api
 from safeglass.cli import main
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
-from safeglass.neurons.evaluate import (
-    answer_correct,
-    parse_eval_config,
-    prompt_rates,
-    slug_of,
-    utility_scores,
-)
+from safeglass.neurons.evaluate import parse_eval_config, slug_of, utility_scores
 from safeglass.neurons.glasses import Glasses
+from safeglass.scorers.answers import answer_correct
+from safeglass.study.engine import prompt_rates
 
 EVIL = "<script>alert('x')</script>"
 JUDGE = "test_neurons_eval:ParityToxicity"

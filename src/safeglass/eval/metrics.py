@@ -103,19 +103,20 @@ def metric_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *
         if key in completions:
             row["n_completions"] = completions[key]
         base_vals = obs.get((target, baseline, dataset, attack, jkey, metric, category))
-        cmp = _paired(values, base_vals, seed, resamples) if defense != baseline else None
+        cmp = paired_against(values, base_vals, seed, resamples) if defense != baseline else None
         if cmp:
             row["vs_baseline"] = {"baseline": baseline, **cmp}
         # an attack's lift: the same prompts without the attack, same target, defense and judge
         plain = obs.get((target, defense, dataset, NO_ATTACK, jkey, metric, category))
-        cmp = _paired(values, plain, seed, resamples) if attack != NO_ATTACK else None
+        cmp = paired_against(values, plain, seed, resamples) if attack != NO_ATTACK else None
         if cmp:
             row["vs_no_attack"] = {"attack": NO_ATTACK, **cmp}
         rows.append(row)
     return rows
 
 
-def _paired(values: dict[Any, int], other: dict[Any, int] | None, seed: int, resamples: int) -> dict | None:
+def paired_against(values: dict[Any, int], other: dict[Any, int] | None, seed: int = 0,
+                   resamples: int = 2000) -> dict | None:
     """Paired bootstrap of `values` against `other` over the observations both have; None when none."""
     common = sorted(set(values) & set(other or {}))
     if not common:

@@ -18,8 +18,8 @@
 A block left out is not measured; ``{}`` takes its defaults. For each grid point the glasses are
 derived from the expertise (without loading the model) and saved under ``OUT/glasses/<slug>``. Each
 generating block (toxicity, harm, utility) is ONE safeglass run under ``OUT/run/<block>`` whose
-targets are the base target (id ``base``) and one target per distinct glasses (same name and args
-plus ``glasses: <dir>``, id = slug): the runner resumes after a kill, records provenance and never
+targets are the base target (id ``base``) and one target per distinct glasses (same name and args,
+a glasses modifier, id = slug): the runner resumes after a kill, records provenance and never
 redoes a finished generation (glasses enter result keys by content hash). Glasses that dampen no
 neuron (SGM strength 0, Damp alpha 1, ...) are the base model, and glasses equal to an earlier grid
 point's are that point: both reuse those results instead of generating again.
@@ -41,7 +41,6 @@ Writes ``OUT/curve.json`` (rows and provenance) and ``OUT/neurons.html``.
 from __future__ import annotations
 
 import inspect
-import itertools
 import json
 import logging
 import math
@@ -53,6 +52,7 @@ from typing import Any
 
 from safeglass.config import NON_OUTPUT_ARGS, ConfigError, read_yaml
 from safeglass.scorers.answers import answer_correct
+from safeglass.study.engine import BlockRun, compare, expand_axes, prompt_rates, run_block
 
 log = logging.getLogger("safeglass.neurons")
 
@@ -219,17 +219,11 @@ def _grid(methods: Any, source: str) -> list[GridPoint]:
             raise ConfigError(f"{source}: field '{where}' must be a mapping with 'method' (and its parameters)")
         method = m["method"]
         params = {k: v for k, v in m.items() if k != "method"}
-        axes = []
-        for k, v in params.items():
-            if k == "layers":  # a list of layers is one value; a list of such lists is a grid
-                values = v if isinstance(v, list) and v and all(isinstance(x, list) for x in v) else [v]
-            else:
-                values = v if isinstance(v, list) else [v]
-            if not values:
-                raise ConfigError(f"{source}: field '{where}.{k}' is an empty list")
-            axes.append([(k, x) for x in values])
-        for combo in itertools.product(*axes):
-            point = dict(combo)
+        try:
+            points = expand_axes(params, where, _one_value)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+        for point in points:
             try:
                 check_params(method, point)
             except ValueError as exc:
@@ -245,6 +239,11 @@ def _grid(methods: Any, source: str) -> list[GridPoint]:
     if dupes:
         raise ConfigError(f"{source}: field 'methods': the grid lists {', '.join(dupes)} more than once")
     return grid
+
+
+def _one_value(key: str, value: Any) -> bool:
+    """A list of layers is one value; a list of such lists is the grid's axis."""
+    return key == "layers" and not (isinstance(value, list) and value and all(isinstance(x, list) for x in value))
 
 
 def _defaults(cls: Any, method: str) -> dict[str, Any]:
@@ -440,97 +439,20 @@ def run_config(cfg: EvalConfig, block: Block, variants: list[Variant]) -> dict[s
 
 
 def _run_block(cfg: EvalConfig, block: Block, variants: list[Variant], out: Path, limit: int | None,
-               progress: bool, workers: int) -> dict[str, Any]:
-    import yaml
-
-    from safeglass.config import parse_config
-    from safeglass.eval import orchestrate
+               progress: bool, workers: int) -> BlockRun:
     from safeglass.reporting.outputs import write_outputs
 
-    run_dir = out / RUN_DIR / block.name
-    raw = run_config(cfg, block, variants)
-    run_cfg = parse_config(raw, source=f"{cfg.source}: field '{block.name}' (as a run config)")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
-    t0 = time.perf_counter()
-    result = orchestrate.run(run_cfg, out=run_dir, limit=limit, progress=progress, workers=workers,
-                             finish=write_outputs)
-    seconds = time.perf_counter() - t0
-    # result.plan: the keys this evaluation owns (the store may hold more)
-    return {"dir": run_dir, "config": run_cfg, "plan": result.plan, "result": result, "seconds": seconds}
+    return run_block(block.name, run_config(cfg, block, variants), out / RUN_DIR / block.name,
+                     source=f"{cfg.source}: field '{block.name}' (as a run config)", limit=limit, progress=progress,
+                     workers=workers, finish=write_outputs)
 
 
 # --- scores ------------------------------------------------------------------------------------------
-
-def _store_view(run_dir: Path, owners: dict[str, tuple[str, str]]) -> tuple[
-        list[dict[str, Any]], dict[str, dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """(generations of the plan with verdicts, judges by spec id, store meta, unresolved errors).
-
-    ``owners`` maps each planned key to its (target id, defense id) in the current plan: a stored row
-    keeps the ids of the run that generated it, and a grid point renamed since (same glasses, same key)
-    must still find its results."""
-    from safeglass.eval.metrics import collect
-    from safeglass.eval.runner import STORE_NAME
-    from safeglass.eval.store import Store
-
-    with Store(run_dir / STORE_NAME) as store:
-        gens, judges = collect(store)
-        gens = [{**g, "target": owners[g["key"]][0], "defense": owners[g["key"]][1]} for g in gens
-                if g["key"] in owners]
-        keys = set(owners)
-        meta = {k: store.get_meta(k) for k in ("versions", "config_hash", "created", "components")}
-        for tid in {g["target"] for g in gens} | {BASE}:
-            meta[f"target_label:{tid}"] = store.get_meta(f"target_label:{tid}")
-            meta[f"target_config:{tid}"] = store.get_meta(f"target_config:{tid}")
-        done = {g["key"] for g in gens}
-        errors = [e for e in store.errors() if e["key"] in keys and e["key"] not in done]
-    by_id = {j.get("id", key): {**j, "key": key} for key, j in judges.items()}
-    return gens, by_id, meta, errors
-
 
 def _meta(g: dict[str, Any]) -> dict[str, Any]:
     if "_metadata" not in g:
         g["_metadata"] = json.loads(g["sample"]).get("metadata") or {}
     return g["_metadata"]
-
-
-def prompt_rates(gens: list[dict[str, Any]], judge_key: str, kinds: tuple[str, ...] | None
-                 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (target, defense): the per-prompt rate (>= 1 flagged of the prompt's k completions) and the
-    per-completion rate of one judge, with Wilson intervals, plus the per-prompt indicators for pairing.
-    Same definitions as eval.metrics' toxic_prompt_rate / harmful_prompt_rate."""
-    from collections import defaultdict
-
-    from safeglass.stats import wilson_interval
-
-    flags: dict[tuple[str, str], dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
-    for g in gens:
-        if kinds is not None and g["kind"] not in kinds:
-            continue
-        v = g["verdicts"].get(judge_key)
-        if v is None:
-            continue
-        flags[(g["target"], g["defense"])][g["sample_id"]].append(int(bool(v["flag"])))
-    out = {}
-    for key, by_prompt in flags.items():
-        per_prompt = {sid: int(any(vals)) for sid, vals in by_prompt.items()}
-        n, k = len(per_prompt), sum(per_prompt.values())
-        nc, kc = sum(len(v) for v in by_prompt.values()), sum(sum(v) for v in by_prompt.values())
-        lo, hi = wilson_interval(k, n)
-        clo, chi = wilson_interval(kc, nc)
-        out[key] = {"rate": k / n if n else None, "ci_low": lo, "ci_high": hi, "k": k, "n": n,
-                    "completion_rate": kc / nc if nc else None, "completion_ci_low": clo, "completion_ci_high": chi,
-                    "k_completions": kc, "n_completions": nc, "_per_prompt": per_prompt}
-    return out
-
-
-def _paired(variant: dict[str, int], base: dict[str, int], seed: int) -> dict[str, Any] | None:
-    from safeglass.stats import paired_bootstrap
-
-    common = sorted(set(variant) & set(base))
-    if not common:
-        return None
-    return paired_bootstrap([variant[s] for s in common], [base[s] for s in common], seed=seed, resamples=2000)
 
 
 def utility_scores(gens: list[dict[str, Any]], dataset: str) -> dict[tuple[str, str], dict[str, Any]]:
@@ -662,8 +584,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, limit: int | None = None, expe
     meta: dict[str, Any] = {}
     for name, block in cfg.blocks.items():
         r = _run_block(cfg, block, variants, out, limit, progress, workers)
-        owners = {it.key: (it.target, it.defense) for it in r["plan"].items}
-        gens, judges, bmeta, berrs = _store_view(r["dir"], owners)
+        gens, judges, bmeta, berrs = r.gens, r.judges, r.meta, r.errors
         meta = meta or bmeta
         for e in berrs[:5]:
             errors.append({"block": name, "stage": e["stage"], "key": e["key"], "message": e["message"]})
@@ -675,13 +596,9 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, limit: int | None = None, expe
         else:
             scored = {jid: {"identity": judges.get(jid), "rates": prompt_rates(gens, judges[jid]["key"], block.kinds)
                             if jid in judges else {}} for jid in ids}
-        res = r["result"]
-        runs[name] = {"dir": str(r["dir"]), "planned": res.planned, "done_before": res.done_before,
-                      "generated": res.generated, "failed": res.failed, "seconds": round(r["seconds"], 3),
-                      "n_prompts": sum(len(ds.samples) for ds in r["plan"].datasets.values()),
-                      "dataset_provenance": r["plan"].component_configs.get(f"dataset:{block.dataset}", {}),
-                      "judges": [judges.get(j) for j in ids], "config_hash": r["config"].hash,
-                      "errors": len(berrs)}
+        runs[name] = {**r.provenance(),
+                      "dataset_provenance": r.plan.component_configs.get(f"dataset:{block.dataset}", {}),
+                      "judges": [judges.get(j) for j in ids]}
         scores[name] = scored
 
     fluency = measure_fluency(cfg, variants, out, limit) if cfg.fluency is not None else None
@@ -756,8 +673,7 @@ def _rows(cfg: EvalConfig, variants: list[Variant], scores: dict[str, Any],
                     entry = {k: val for k, val in r.items() if not k.startswith("_")}
                     entry["judge_key"] = (s["identity"] or {}).get("key")
                     entry["measure"] = (s["identity"] or {}).get("measure")
-                    entry["vs_base"] = (_paired(r["_per_prompt"], b["_per_prompt"], cfg.seed)
-                                        if b is not None and key != base_key else None)
+                    entry["vs_base"] = compare(s["rates"], key, base_key, cfg.seed)
                     entry["reduction_factor"] = (b["rate"] / r["rate"] if b is not None and r["rate"] else None)
                     per_judge[jid] = entry
                 headline = _headline(name, scores[name])
