@@ -1,6 +1,7 @@
 """The runner end to end on test doubles: plan, generate, resume, judge, metrics, outputs."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -97,7 +98,8 @@ def test_rejudging_a_new_judge_version_does_not_regenerate(tmp_path):
     run(config(), out=out, report=False, progress=False)
     raw = parse_config(config()).raw
     with Store(out / STORE_NAME) as s:
-        assert s.get_meta("config") == raw
+        stored = s.get_meta("config")
+    assert {k: v for k, v in stored.items() if k != "base_dir"} == raw and Path(stored["base_dir"]).is_absolute()
     judged = api_judge(out, ["sgtest_components:PrefixRefusalJudge"], progress=False)
     assert (judged.added, judged.failed) == (0, 0)  # same identity: nothing to do
     # A changed judge (new version -> new identity key) scores everything again.

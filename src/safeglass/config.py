@@ -18,6 +18,9 @@ import yaml
 from safeglass.hashing import content_hash
 from safeglass.types import GenerationParams
 
+# The lists of components, whose options may hold paths.
+RUN_LISTS = ("targets", "datasets", "defenses", "attacks", "judges", "scorers")
+
 # Arguments that change speed or placement, never outputs: they stay out of result keys so that a
 # run resumed with another batch size, concurrency or device reuses its finished work.
 NON_OUTPUT_ARGS = frozenset({
@@ -152,6 +155,7 @@ class RunConfig:
     chunk_size: int = 32
     source: str = "<dict>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
+    base_dir: str | None = None  # where relative paths were read from (None: the working directory)
 
     @property
     def readers(self) -> tuple[ComponentSpec, ...]:
@@ -160,7 +164,7 @@ class RunConfig:
 
     @property
     def hash(self) -> str:
-        return content_hash({k: v for k, v in self.raw.items() if k not in ("chunk_size",)})
+        return content_hash({k: v for k, v in self.raw.items() if k not in _UNHASHED})
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -176,30 +180,99 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
+# --- the one reader of every config kind (run, neurons find, neurons eval, studies) -----------------------
+
+# Option and field names whose string values are paths: resolved against the config file's folder. (image_root
+# is not among them: it is relative to its data file, as the loaders document.)
+PATH_KEYS = frozenset({"path", "prompt_file", "template_file", "rubric_file", "weights",
+                       "weights_path", "tokenizer_path", "vectorizer_path", "model_path", "expertise", "jsonl",
+                       "glasses", "model"})
+
+
+def read_config(path: str | Path, what: str, known: set[str] | frozenset[str]) -> tuple[dict[str, Any], str, Path]:
+    """(raw mapping, source name, folder its relative paths are read from) of a config file of kind `what`;
+    a file that is not a mapping, or names unknown top-level fields, is a ConfigError naming the file."""
+    path = Path(path)
+    raw = read_yaml(path)
+    check_fields(raw, known, str(path), what)
+    base = raw.get("base_dir") if isinstance(raw, dict) else None
+    return raw, str(path), Path(base) if isinstance(base, str) else path.resolve().parent
+
+
+def check_fields(raw: Any, known: set[str] | frozenset[str], source: str, what: str) -> None:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: a {what} config is a mapping, not {type(raw).__name__}")
+    unknown = set(raw) - set(known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+
+
+def resolve_path(value: str, base_dir: Path | None, *, must_exist: bool = False) -> str:
+    """A relative path read against the config file's folder. Older configs meant the working directory: a
+    path that exists only there keeps meaning it (with a warning). With ``must_exist`` (``model``, which may be
+    a hub id), a path found in neither place is left as given."""
+    p = Path(value).expanduser()
+    if base_dir is None or p.is_absolute():
+        return str(p) if value.startswith("~") else value
+    beside = base_dir / p
+    if beside.exists():
+        return str(beside)
+    if p.exists():
+        import logging
+
+        logging.getLogger("safeglass").warning(
+            "%s is read from the working directory; config paths are relative to the config file (%s) now: "
+            "write it relative to that folder", value, base_dir)
+        return value
+    return value if must_exist else str(beside)
+
+
+def resolve_paths(value: Any, base_dir: Path | None) -> Any:
+    """`value` (a config or a part of one) with every path-valued option resolved (see PATH_KEYS)."""
+    if base_dir is None:
+        return value
+    if isinstance(value, list):
+        return [resolve_paths(v, base_dir) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for k, v in value.items():
+        if k in PATH_KEYS and isinstance(v, str):
+            out[k] = resolve_path(v, base_dir, must_exist=k == "model")
+        else:
+            out[k] = resolve_paths(v, base_dir)
+    return out
+
+
 def load_config(path: str | Path) -> RunConfig:
-    return parse_config(read_yaml(path), source=str(path))
+    raw, source, base_dir = read_config(path, "run", _TOP_LEVEL)
+    return parse_config(raw, source=source, base_dir=base_dir)
 
 
 _TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "scorers", "generation", "seed",
-              "baseline_defense", "chunk_size", "description"}
+              "baseline_defense", "chunk_size", "description", "base_dir"}
+# Fields that change no output, so no result and not the config hash (base_dir: where the file's relative paths
+# were read from, written into the copies a run makes of its config).
+_UNHASHED = ("chunk_size", "base_dir")
 
 
-def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a run config is a mapping, not {type(raw).__name__}")
-    unknown = set(raw) - _TOP_LEVEL
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP_LEVEL))}")
+def parse_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RunConfig:
+    """A validated RunConfig. Relative paths in component options are read against ``base_dir`` (the config
+    file's folder when loaded from a file; the ``base_dir`` field when the config gives one)."""
+    check_fields(raw, _TOP_LEVEL, source, "run")
+    if isinstance(raw.get("base_dir"), str):
+        base_dir = raw["base_dir"]
+    base = Path(base_dir) if base_dir is not None else None
+    resolved = {k: resolve_paths(v, base) if k in RUN_LISTS else v for k, v in raw.items()}
     for required in ("targets", "datasets"):
         if not raw.get(required):
             raise ConfigError(f"{source}: field '{required}' is required and must list at least one entry")
     generation, samples_per_prompt = _generation(raw.get("generation"), source)
-    defenses = _components(raw.get("defenses") or ["none"], "defenses", source)
+    defenses = _components(resolved.get("defenses") or ["none"], "defenses", source)
     baseline = str(raw.get("baseline_defense", "none"))
-    targets = _components(raw["targets"], "targets", source)
-    datasets = _components(raw["datasets"], "datasets", source)
-    attacks = _components(raw.get("attacks") or ["none"], "attacks", source)
+    targets = _components(resolved["targets"], "targets", source)
+    datasets = _components(resolved["datasets"], "datasets", source)
+    attacks = _components(resolved.get("attacks") or ["none"], "attacks", source)
     for i, a in enumerate(attacks):
         for field_name, ids, known in (("datasets", a.only_datasets, datasets), ("targets", a.only_targets, targets)):
             unknown = sorted(set(ids) - {k.id for k in known})
@@ -212,8 +285,8 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
         datasets=datasets,
         defenses=defenses,
         attacks=attacks,
-        judges=_components(raw.get("judges") or ["keyword-refusal"], "judges", source),
-        scorers=_components(raw.get("scorers") or [], "scorers", source),
+        judges=_components(resolved.get("judges") or ["keyword-refusal"], "judges", source),
+        scorers=_components(resolved.get("scorers") or [], "scorers", source),
         generation=generation,
         samples_per_prompt=samples_per_prompt,
         seed=int(raw.get("seed", 0)),
@@ -221,6 +294,7 @@ def parse_config(raw: Any, source: str = "<dict>") -> RunConfig:
         chunk_size=int(raw.get("chunk_size", 32)),
         source=source,
         raw=raw,
+        base_dir=str(base) if base is not None else None,
     )
 
 

@@ -99,10 +99,16 @@ def shard_run(config_path: str | Path, run_dir: str | Path, limit: int | None, r
 
 
 def write_config(cfg: RunConfig, path: Path) -> None:
+    """A copy of the config that reads its relative paths where the original did (``base_dir``), wherever
+    the copy lies: workers and later re-judging load it from the run directory."""
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(cfg.raw, sort_keys=False), encoding="utf-8")
+    path.write_text(yaml.safe_dump(with_base_dir(cfg), sort_keys=False), encoding="utf-8")
+
+
+def with_base_dir(cfg: RunConfig) -> dict[str, Any]:
+    return {**cfg.raw, "base_dir": str(Path(cfg.base_dir or Path.cwd()).resolve())}
 
 
 def finish_run(cfg: RunConfig, plan: Plan, run_dir: Path, judge: bool, finish: Finisher | None, progress: bool, *,

@@ -109,7 +109,8 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def write_run_meta(store: Store, config: RunConfig, plan: Plan) -> None:
-    store.set_meta("config", config.raw)
+    # with the folder its relative paths were read from, so that re-judging later finds the same files
+    store.set_meta("config", {**config.raw, "base_dir": str(Path(config.base_dir or Path.cwd()).resolve())})
     store.set_meta("config_hash", config.hash)
     store.set_meta("name", config.name)
     store.set_meta("seed", config.seed)

@@ -1,7 +1,7 @@
 """`neurons eval`: glasses over a suppression-strength curve, measured by the resumable runner.
 
     name: smollm2-curve                    # optional
-    expertise: runs/smollm2/expertise      # the --out of `neurons find` (relative: to the working dir)
+    expertise: ../runs/smollm2/expertise   # the --out of `neurons find` (relative: to this file's folder)
     target: {name: smollm2}                # or {name: tiny, args: {family: llama}}
     methods:                               # lists expand into a grid (layers: a list of lists)
       - {method: sgm, strength: [0.25, 0.5, 0.75, 1.0], curve: linear}
@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeglass.config import NON_OUTPUT_ARGS, ConfigError, read_yaml
+from safeglass.config import NON_OUTPUT_ARGS, ConfigError, check_fields, read_config, resolve_paths
 from safeglass.scorers.answers import answer_correct
 from safeglass.study.engine import BlockRun, compare, expand_axes, prompt_rates, run_block
 
@@ -130,22 +130,18 @@ class EvalConfig:
 
 
 def load_eval_config(path: str | Path) -> EvalConfig:
-    path = Path(path)
-    raw = read_yaml(path)
-    return parse_eval_config(raw, source=str(path))
+    raw, source, base_dir = read_config(path, "neurons eval", TOP_LEVEL)
+    return parse_eval_config(raw, source=source, base_dir=base_dir)
 
 
-def parse_eval_config(raw: Any, source: str = "<dict>") -> EvalConfig:
+def parse_eval_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> EvalConfig:
     """A validated EvalConfig; every error names the file and the field. Component names are checked
-    against the registry here, before anything slow."""
+    against the registry here, before anything slow. Relative paths are read against ``base_dir`` (the
+    config file's folder when loaded from a file)."""
     from safeglass.registry import registry
 
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a neurons eval config is a mapping, not {type(raw).__name__}")
-    unknown = set(raw) - TOP_LEVEL
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(TOP_LEVEL))}")
+    check_fields(raw, TOP_LEVEL, source, "neurons eval")
+    original, raw = raw, resolve_paths(raw, Path(base_dir) if base_dir is not None else None)
     expertise = raw.get("expertise")
     if expertise is not None and not isinstance(expertise, str):
         raise ConfigError(f"{source}: field 'expertise' must be a folder path (the --out of `neurons find`)")
@@ -174,7 +170,7 @@ def parse_eval_config(raw: Any, source: str = "<dict>") -> EvalConfig:
         raise ConfigError(f"{source}: field 'seed' must be an integer >= 0, not {seed!r}")
     return EvalConfig(name=str(raw.get("name") or Path(source).stem), expertise=Path(expertise) if expertise else None,
                       target=target, grid=grid, blocks=blocks, fluency=fluency, defenses=list(defenses), seed=seed,
-                      source=source, raw=raw)
+                      source=source, raw=original)
 
 
 def _known(reg: Any, name: str, where: str) -> None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from safeglass.config import ConfigError, read_yaml
+from safeglass.config import ConfigError, check_fields, read_config, resolve_paths
 from safeglass.types import Conversation, ImageRef, Turn
 
 TOP_LEVEL = {"name", "description", "target", "toxic", "non_toxic", "labelled", "span", "pooling", "components",
@@ -70,22 +70,16 @@ class LabelledItem:
 
 
 def load_find_config(path: str | Path) -> FindConfig:
-    path = Path(path)
-    raw = read_yaml(path)
-    return parse_find_config(raw, source=str(path), base_dir=path.resolve().parent)
+    raw, source, base_dir = read_config(path, "neurons", TOP_LEVEL)
+    return parse_find_config(raw, source=source, base_dir=base_dir)
 
 
 def parse_find_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> FindConfig:
     """A validated FindConfig; every error names the file and the field."""
     from safeglass.neurons.recording import COMPONENTS, POOLINGS, SPANS
 
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a neurons config is a mapping, not {type(raw).__name__}")
-    unknown = set(raw) - TOP_LEVEL
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(TOP_LEVEL))}")
-    target = raw.get("target")
+    check_fields(raw, TOP_LEVEL, source, "neurons")
+    target = resolve_paths(raw.get("target"), Path(base_dir) if base_dir is not None else None)
     if isinstance(target, str):
         target = {"name": target}
     if not isinstance(target, dict) or not isinstance(target.get("name"), str):
