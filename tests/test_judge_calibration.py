@@ -1,4 +1,4 @@
-"""`safeglass judge calibrate`: metrics vs sklearn, bootstrap intervals, label readers, CLI, store, summary."""
+"""`safeglass judges calibrate`: metrics vs sklearn, bootstrap intervals, label readers, CLI, store, summary."""
 
 import json
 from pathlib import Path
@@ -145,7 +145,7 @@ def test_generic_readers_with_a_mapping():
 
 
 def test_cli_json_end_to_end(home, capsys):
-    assert main(["judge", "calibrate", "--judge", "keyword-refusal", "--labels", str(FIX / "pyrit_refusal_small.csv"),
+    assert main(["judges", "calibrate", "--judge", "keyword-refusal", "--labels", str(FIX / "pyrit_refusal_small.csv"),
                  "--label-kind", "refusal", "--json"]) == 0
     [res] = json.loads(capsys.readouterr().out)
     ident = KeywordRefusalJudge().identity()
@@ -164,7 +164,7 @@ def test_cli_json_end_to_end(home, capsys):
 
 
 def test_cli_table_and_generic_mapping(home, capsys):
-    assert main(["judge", "calibrate", "--judge", "keyword-refusal", "--labels", str(FIX / "generic_refusal.jsonl"),
+    assert main(["judges", "calibrate", "--judge", "keyword-refusal", "--labels", str(FIX / "generic_refusal.jsonl"),
                  "--label-kind", "refusal", "--field", "prompt=question", "--field", "response=answer",
                  "--field", "label=is_refusal", "--field", "category=topic", "--no-save"]) == 0
     out = capsys.readouterr().out
@@ -175,7 +175,7 @@ def test_cli_table_and_generic_mapping(home, capsys):
 def test_toxicity_judge_is_a_clear_error(home, capsys):
     with pytest.raises(ValueError, match="toxicity judge cannot be calibrated"):
         api.calibrate(ToxicJudge(), "pyrit:refusal")
-    assert main(["judge", "calibrate", "--judge", "test_judge_calibration:ToxicJudge",
+    assert main(["judges", "calibrate", "--judge", "test_judge_calibration:ToxicJudge",
                  "--labels", "pyrit:refusal"]) == 2
     assert "toxicity judge cannot be calibrated" in capsys.readouterr().err
 
@@ -217,9 +217,10 @@ def test_summary_picks_up_the_stored_calibration(home, tmp_path, capsys):
     other = KeywordRefusalJudge(version="2")
     assert calibration_store.find(other.identity().key) == {}
 
-    # `safeglass judge RUN_DIR` still works next to `judge calibrate`
-    assert main(["judge", str(run_dir), "--no-progress"]) == 0
+    # re-judging a run is `rejudge`; the older spelling says what replaced it
+    assert main(["rejudge", str(run_dir), "--no-progress"]) == 0
     assert "added 0 judgments" in capsys.readouterr().out
+    assert main(["judge", str(run_dir)]) == 2 and "is now `safeglass rejudge RUN_DIR`" in capsys.readouterr().err
 
 
 def test_shipped_results_are_found(home, tmp_path, monkeypatch):

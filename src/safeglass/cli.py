@@ -43,15 +43,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-report", action="store_true")
     r.add_argument("--no-progress", action="store_true")
 
-    j = sub.add_parser("judge", help="(re-)judge a run's stored generations, or `judge calibrate` a judge",
-                       epilog="To measure a judge against human labels: safeglass judge calibrate -h")
-    j.add_argument("run_dir", help="a run directory (or the word `calibrate`, see below)")
-    j.add_argument("--judges", nargs="+", help="judge names (default: the run config's)")
+    j = sub.add_parser("rejudge", help="(re-)judge a run's stored generations without regenerating")
+    j.add_argument("run_dir", help="a run directory")
+    j.add_argument("--judges", nargs="+", help="judge names (default: the run config's judges and scorers)")
     j.add_argument("--no-progress", action="store_true")
 
-    c = sub.add_parser(
-        _CALIBRATE, help="measure a judge against human labels (`safeglass judge calibrate`)",
-        prog="safeglass judge calibrate",
+    jg = sub.add_parser("judges", help="judges: measure one against human labels")
+    jsub = jg.add_subparsers(dest="judges_command", required=True)
+    c = jsub.add_parser(
+        "calibrate", help="measure a judge against human labels",
         description="Run a judge over human-labelled responses and report accuracy, precision, recall, F1 and "
                     "Cohen's kappa with bootstrap 95 percent intervals; the result is saved to "
                     "$SAFEGLASS_HOME/calibration/<judge key>/<labels name>.json, where run reports find it.",
@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.add_argument("--show-harmful", action="store_true",
                      help="show model outputs on harmful prompts without a click (hidden by default)")
+    rep.add_argument("--check", action="store_true",
+                     help="open the report in headless Chromium and fail on console errors or network requests")
 
     m = sub.add_parser("merge", help="merge worker shards of a run into its main store")
     m.add_argument("run_dir")
@@ -142,26 +144,18 @@ def _neurons_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print the curve as JSON")
 
 
-_CALIBRATE = "judge-calibrate"
-
-
-def _route(argv: list[str]) -> list[str]:
-    """`judge calibrate ...` goes to its own parser; `judge RUN_DIR` stays as it was.
-
-    argparse cannot give one subcommand both a positional run dir and a sub-subcommand, so the two
-    words are joined before parsing. A run directory literally named "calibrate" is reachable as ./calibrate.
-    """
-    for i, tok in enumerate(argv):
-        if tok.startswith("-"):
-            continue
-        if tok == "judge" and i + 1 < len(argv) and argv[i + 1] == "calibrate":
-            return [*argv[:i], _CALIBRATE, *argv[i + 2:]]
-        break
-    return argv
+# Spellings of earlier versions, answered with the one that replaced them (one spelling per command).
+RENAMED = {"judge": "`safeglass rejudge RUN_DIR` (re-judge a run) or `safeglass judges calibrate` (measure a judge)",
+           "judge-calibrate": "`safeglass judges calibrate`"}
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(_route(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in RENAMED:
+        print(f"safeglass: `{command}` is now {RENAMED[command]}", file=sys.stderr)
+        return 2
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -194,11 +188,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         for name, path in result.outputs.items():
             print(f"{name}: {path}")
         return _failures(result.failed, result.judge_failed, "run the same command again")
-    if args.command == "judge":
+    if args.command == "rejudge":
         judged = api.judge(args.run_dir, args.judges, progress=not args.no_progress)
         print(f"added {judged.added} judgments ({judged.failed} failed)")
         return _failures(0, judged.failed, "run the same command again")
-    if args.command == _CALIBRATE:
+    if args.command == "judges":
         return _calibrate(args)
     if args.command == "organisms":
         return _organisms(args)
@@ -208,7 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         for name, path in paths.items():
             print(f"{name}: {path}")
-        return 0
+        return _check_report(paths["report"]) if args.check else 0
     if args.command == "merge":
         from safeglass.eval.runner import merge_shards
 
@@ -245,6 +239,20 @@ def _list(args: argparse.Namespace) -> int:
         if o.open:
             print("    (also takes options it does not declare)")
     return 0
+
+
+def _check_report(path: Path) -> int:
+    """Exit 1 with each problem when the report logs a console error or makes a network request."""
+    from safeglass.reporting.browser import BrowserError, check_report
+
+    try:
+        problems = check_report(path)
+    except BrowserError as exc:
+        raise RuntimeError(f"report --check needs headless Chromium: {exc}") from None
+    for problem in problems:
+        print(f"safeglass: {path}: {problem}", file=sys.stderr)
+    print(f"report check: {'clean' if not problems else f'{len(problems)} problem(s)'}")
+    return 1 if problems else 0
 
 
 def _short(text: str, limit: int = 60) -> str:

@@ -1,6 +1,6 @@
 """How far to trust a judge: its agreement with human labels, with bootstrap intervals.
 
-``safeglass judge calibrate --judge NAME --labels pyrit:refusal`` runs a judge over a labelled set
+``safeglass judges calibrate --judge NAME --labels pyrit:refusal`` runs a judge over a labelled set
 (:mod:`safeglass.judges.labels`) and reports accuracy, precision, recall, F1 and Cohen's kappa, each
 with a seeded percentile-bootstrap 95 % interval, plus the confusion matrix, per-category accuracy,
 the judge's identity and the labels' file hashes.

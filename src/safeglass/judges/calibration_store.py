@@ -3,7 +3,7 @@
 Results are JSON files ``<dir>/<judge key>/<labels name>.json``. Two directories are searched:
 
 1. the user's: ``$SAFEGLASS_HOME/calibration`` (``SAFEGLASS_HOME`` defaults to ``~/.cache/safeglass``),
-   where ``safeglass judge calibrate`` saves;
+   where ``safeglass judges calibrate`` saves;
 2. the project's: ``safeglass/judges/calibration_results/`` (package data), so figures measured
    by the project ship with it.
 
