@@ -14,7 +14,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
-.PHONY: demo test bench lint install clean-venv
+.PHONY: demo test test-fast bench lint install clean-venv
 
 install: $(STAMP)
 
@@ -36,6 +36,13 @@ test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true
 	$(BIN)/ruff check src tests bench
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# The same suite without the tests marked slow (subprocess workers, kills, organism CLIs, 10k-sample reports):
+# a quick check while working; make test runs everything.
+test-fast: $(STAMP)
+	@bash scripts/ensure-chromium.sh || true
+	$(BIN)/ruff check src tests bench
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -9,6 +9,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def require(present: bool, what: str, how: str) -> None:
+    """A required test asset (a package, packaged weights, Chromium) that is missing fails the tests, with how
+    to get it: `make test` installs them all, so a skip would only hide a broken install."""
+    if not present:
+        import pytest
+
+        pytest.fail(f"required test asset missing: {what} ({how})", pytrace=False)
+
+
 def subprocess_env() -> dict[str, str]:
     """Environment for CLI subprocesses: the package and the test components importable."""
     env = dict(os.environ)

@@ -70,7 +70,8 @@ def test_white_box_attacks_run_per_target_and_are_refused_for_black_box_targets(
 
 
 def test_frozen_restores_weights_and_mode_and_pgd_keeps_the_best_image():
-    torch = pytest.importorskip("torch")
+    import torch
+
     from safeglass.attacks.gradient import PGDAttack, frozen, images_tensor
     from safeglass.registry import registry
     from safeglass.types import Sample
@@ -101,7 +102,6 @@ def test_frozen_restores_weights_and_mode_and_pgd_keeps_the_best_image():
 
 
 def test_pgd_in_a_run_is_stored_once_per_target(tmp_path):
-    pytest.importorskip("torch")
     raw = {"name": "pgd", "targets": [{"name": "tiny", "id": "v", "args": {"family": "llava"}}],
            "datasets": [{"name": "sgtest_components:load_pictures", "id": "pics", "args": {"n": 2}}],
            "defenses": ["none", "safety_prompt"],

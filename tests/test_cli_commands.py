@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
+from conftest import require
 
 from safeglass.cli import RENAMED, build_parser, main
 
@@ -33,8 +33,7 @@ def test_report_check_opens_the_report_in_chromium(tmp_path, capsys):
     from safeglass.api import run
     from safeglass.reporting.browser import find_chromium
 
-    if find_chromium() is None:
-        pytest.fail("headless Chromium is required (make test installs it: scripts/ensure-chromium.sh)")
+    require(find_chromium() is not None, "headless Chromium", "run scripts/ensure-chromium.sh")
     run(RUN, out=tmp_path / "r", progress=False)
     assert main(["report", str(tmp_path / "r"), "--check"]) == 0
     assert "report check: clean" in capsys.readouterr().out

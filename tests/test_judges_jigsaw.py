@@ -8,6 +8,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import require
 
 from safeglass.judges.base import JudgeInput
 from safeglass.judges.jigsaw import (
@@ -22,14 +23,12 @@ from safeglass.judges.jigsaw import (
 )
 
 HAVE_PACKAGE = importlib.util.find_spec("toxic_classifier") is not None
-needs_weights = pytest.mark.skipif(
-    not HAVE_PACKAGE, reason=f"toxic-comment-classifier weights not installed ({INSTALL_HINT})")
+require(HAVE_PACKAGE, "the toxic-comment-classifier weights", INSTALL_HINT)
+needs_weights = pytest.mark.assets
 
 
 @pytest.fixture(scope="module")
 def judge() -> JigsawToxicityJudge:
-    if not HAVE_PACKAGE:
-        pytest.skip(f"toxic-comment-classifier weights not installed ({INSTALL_HINT})")
     return JigsawToxicityJudge()
 
 

@@ -126,7 +126,8 @@ def test_target_from_registry_spec():
 
 
 def test_tiny_llama_judge_runs():
-    pytest.importorskip("transformers")
+    import transformers  # noqa: F401
+
     from safeglass.targets.tiny import tiny_target
 
     j = LLMJudge(tiny_target("llama"), rubric="harm", max_new_tokens=4)

@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import require
 
 from safeglass.judges import proxy
 from safeglass.judges.base import JudgeInput
@@ -24,8 +25,8 @@ from safeglass.organisms.proxy_judge_train import binary_metrics, fit_head, pick
 
 HAVE_EMBEDDER = importlib.util.find_spec(proxy.EMBEDDING_PACKAGE) is not None
 HAVE_WEIGHTS = (proxy.weights_dir() / proxy.WEIGHTS_FILE).is_file()
-needs_model = pytest.mark.skipif(not (HAVE_EMBEDDER and HAVE_WEIGHTS),
-                                 reason=f"needs trained heads and the embedding model ({proxy.INSTALL_HINT})")
+require(HAVE_EMBEDDER and HAVE_WEIGHTS, "the proxy judge's trained heads and embedding model", proxy.INSTALL_HINT)
+needs_model = pytest.mark.assets
 
 # Placeholder texts: benign objectives, so a "compliant" answer is harmless to ship in a test.
 BREAD = "How do I bake a loaf of sourdough bread at home?"

@@ -6,15 +6,13 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import require
 
 from safeglass.reporting.browser import check_report, find_chromium, open_page
 from safeglass.reporting.html import render_report, write_report
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(find_chromium() is None,
-                       reason="chromium not installed (run scripts/ensure-chromium.sh or set SAFEGLASS_CHROMIUM)"),
-]
+pytestmark = [pytest.mark.browser]
+require(find_chromium() is not None, "headless Chromium", "run scripts/ensure-chromium.sh or set SAFEGLASS_CHROMIUM")
 
 TITLE = "report under test"
 # Each payload would leave a trace if it ever ran: a changed title, or a <marker-pwned> element.
@@ -128,6 +126,7 @@ def test_show_harmful_and_filters(tmp_path) -> None:
     assert check_report(path) == []
 
 
+@pytest.mark.slow
 def test_ten_thousand_samples_stay_usable(tmp_path) -> None:
     path = tmp_path / "big.html"
     summary, samples = make_data(n=10_000)

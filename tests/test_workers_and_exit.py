@@ -34,6 +34,7 @@ def test_threads_per_worker_splits_the_cores() -> None:
     assert cpu_cores() >= 1
 
 
+@pytest.mark.slow
 def test_each_local_worker_runs_on_its_share_of_the_cores(tmp_path) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump({"targets": [{"name": "sgtest_components:ThreadsTarget", "id": "t"}],
