@@ -380,6 +380,10 @@ def test_capability_sections_go_after_the_plots() -> None:
     assert "<section id='early' class='folded'><details><summary><h2>Early</h2></summary>" in doc
     assert "<a href='#late'>Late &lt;script&gt;" in doc  # in the nav, escaped
     assert "<script>alert(1)" not in doc
+    with pytest.raises(ValueError, match="distinct anchors"):
+        render_report(summary, samples, sections=[Section("Mine", "", anchor="finding")])
+    with pytest.raises(ValueError, match="distinct anchors"):
+        render_report(summary, samples, sections=[Section("Mine", "", anchor="finding")])
 
 
 def test_capabilities_use_only_the_public_interface() -> None:

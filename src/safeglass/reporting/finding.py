@@ -122,7 +122,7 @@ def _cell(r: dict | None, where: str, metric: str, gap: bool) -> str:
             f"<b>{escape(pct(r.get('value')))}</b><span>{escape(interval)}</span></td>")
 
 
-def _block(rows: list[dict], metric: str, defenses: list[Any]) -> tuple[list[tuple], dict]:
+def _block(rows: list[dict], defenses: list[Any]) -> tuple[list[tuple], dict]:
     cols = [(d, a, f) for d, a in _columns(rows) for f in defenses]
     index = {(r.get("target"), r.get("defense"), r.get("dataset"), r.get("attack")): r for r in rows}
     return cols, index
@@ -191,8 +191,8 @@ def finding_section(summary: dict, choice: Choice | None = None) -> Section:
                 "have what was.</p>")
         return Section("Finding", body, anchor="finding")
     defenses = _defenses(summary, harm + benign)
-    hcols, hidx = _block(harm, c.metric or "", defenses)
-    bcols, bidx = _block(benign, BENIGN_METRIC, defenses)
+    hcols, hidx = _block(harm, defenses)
+    bcols, bidx = _block(benign, defenses)
     title = {"attack_success": "Attack success on harmful prompts",
              "harmful_rate": "Harmful outputs on harmful prompts"}.get(c.metric or "", "")
     h_top, h_mid, h_low = _heads(title, hcols, len(defenses), False)

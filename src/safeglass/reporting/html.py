@@ -184,8 +184,8 @@ def _metric_table(metric: str, rows: list[dict], summary: dict, attacked: bool) 
 
 
 def _details(summary: dict) -> Section:
-    rows = summary.get("rows") or []
-    overall = _without_complements([r for r in rows if r.get("category") is None])
+    everything = [r for r in summary.get("rows") or [] if r.get("category") is None]
+    overall = _without_complements(everything)
     parts = []
     if overall:
         attacked = any(r.get("vs_no_attack") for r in overall)
@@ -194,8 +194,7 @@ def _details(summary: dict) -> Section:
         if attacked:
             note += (" Δ vs no attack is the paired difference against the same prompts without the attack (same "
                      "target, defense and judge): the attack's lift.")
-        if any(r.get("metric") == "refusal_rate" for r in rows) and len(overall) < len(
-                [r for r in rows if r.get("category") is None]):
+        if len(overall) < len(everything):
             note += " Refusal rate on harmful prompts is 100% minus attack success (same judge), so it is not repeated."
         parts.append(f"<p class='muted'>{note}</p>")
         for metric in _metrics_present(overall):
@@ -247,7 +246,8 @@ def _category_charts(summary: dict, choice: Choice) -> Section:
             grows = [r for r in main if r.get("dataset") == ds and r.get("attack") == attack]
             parts.append(f"<h3>{escape(ds)} · {escape(attack)}</h3>"
                          + _chart_cards(grows, summary, color, ("target", "defense")))
-    rest = [r for r in rows if r not in main] if main else rows
+    shown = {id(r) for r in main}
+    rest = [r for r in rows if id(r) not in shown]
     if rest:
         inner = []
         for mi, metric in enumerate(metrics):
@@ -586,6 +586,10 @@ def render_report(summary: dict, samples: list[dict], show_harmful: bool = False
     parts = [finding_section(summary, choice), _tradeoff(summary, choice), _category_charts(summary, choice),
              *ordered(sections), _details(summary), _errors(summary),
              Section("Samples", browser, anchor="samples")]
+    ids = [s.id for s in parts]
+    if len(set(ids)) < len(ids):
+        # Two sections with one id would send a nav link to the wrong place; say so rather than guess.
+        raise ValueError(f"report sections need distinct anchors: {sorted({i for i in ids if ids.count(i) > 1})}")
     # Pin the one script we ship by hash: injected inline scripts, event handlers and any network
     # load are refused by the browser even if escaping were ever to slip.
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
