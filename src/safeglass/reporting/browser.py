@@ -161,12 +161,14 @@ def _remote_text(obj: dict) -> str:
 
 
 def open_page(path: str | Path, *, evaluate: list[str] | None = None, timeout: float = 20.0,
-              settle: float = 0.3, chromium: str | None = None) -> PageResult:
+              settle: float = 0.3, chromium: str | None = None, width: int | None = None,
+              height: int = 900) -> PageResult:
     """Load ``path`` in headless Chromium and return its DOM, console messages and requests.
 
     ``evaluate`` expressions run in the page after it loaded (in order, awaiting promises); their
     JSON values land in ``PageResult.values``, and the DOM is taken after the last one, so a test
-    can click a button and see the result.
+    can click a button and see the result. ``width`` (CSS px) sets the viewport before the page
+    loads, so layout tests can measure the page at a given window size.
     """
     binary = chromium or find_chromium()
     if not binary:
@@ -202,7 +204,8 @@ def open_page(path: str | Path, *, evaluate: list[str] | None = None, timeout: f
                     raise BrowserError("no page target in chromium")
                 time.sleep(0.05)
         ws = _WebSocket(ws_url, timeout=max(1.0, deadline - time.monotonic()))
-        return _drive(ws, url, evaluate or [], deadline, settle)
+        viewport = (width, height) if width else None
+        return _drive(ws, url, evaluate or [], deadline, settle, viewport)
     finally:
         if ws:
             ws.close()
@@ -215,7 +218,8 @@ def open_page(path: str | Path, *, evaluate: list[str] | None = None, timeout: f
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def _drive(ws: _WebSocket, url: str, evaluate: list[str], deadline: float, settle: float) -> PageResult:
+def _drive(ws: _WebSocket, url: str, evaluate: list[str], deadline: float, settle: float,
+           viewport: tuple[int, int] | None = None) -> PageResult:
     result = PageResult(dom="", title="")
     next_id = [0]
     loaded = [False]
@@ -262,6 +266,10 @@ def _drive(ws: _WebSocket, url: str, evaluate: list[str], deadline: float, settl
 
     for domain in ("Runtime", "Log", "Network", "Page"):
         call(f"{domain}.enable")
+    if viewport:
+        # Headless Chromium's default window is 800 x 600; emulate the asked-for one before layout happens.
+        call("Emulation.setDeviceMetricsOverride", width=viewport[0], height=viewport[1], deviceScaleFactor=1,
+             mobile=False)
     call("Page.navigate", url=url)
     pump(deadline, lambda: loaded[0])
     if not loaded[0]:

@@ -1,5 +1,8 @@
 """One self-contained HTML report per run.
 
+The page reads top-down: the finding (attack success x over-refusal, one judge, coloured), then the plots,
+then any capability's sections, then the detailed tables folded, the errors and the sample browser.
+
 Everything is inline (CSS, SVG, one small script) so the file can be mailed, archived or opened
 offline, and a Content-Security-Policy pinned to the script's hash blocks anything else from
 running or loading, as a second line of defence behind escaping: model outputs are adversarial
@@ -17,14 +20,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import math
 from collections import OrderedDict
-from html import escape
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from safeglass.machine import machine_line
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
+from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
+from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
 from safeglass.stats import format_p
 
 METRIC_TITLES = {
@@ -33,34 +37,17 @@ METRIC_TITLES = {
     "over_refusal": "Over-refusal (benign prompts refused)",
     "toxicity_rate": "Toxicity rate",
     "harmful_rate": "Harmful-output rate",
+    "toxic_prompt_rate": "Toxic prompts (≥ 1 toxic completion)",
+    "harmful_prompt_rate": "Harmful prompts (≥ 1 harmful completion)",
 }
 # Report order: the headline metric first, then the things that trade off against it.
 METRIC_ORDER = ["attack_success", "harmful_rate", "toxicity_rate", "refusal_rate", "over_refusal"]
 GROUP_KEYS = ("target", "defense", "dataset", "attack", "judge")
-
-
-def _e(text: object) -> str:
-    return escape("" if text is None else str(text), quote=True)
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _pct(x: Any) -> str:
-    return f"{100 * x:.1f}%" if _finite(x) else "n/a"
-
-
-def _ci(lo: Any, hi: Any) -> str:
-    return f"[{_pct(lo)}, {_pct(hi)}]" if _finite(lo) and _finite(hi) else "n/a"
-
-
-def _pp(x: Any) -> str:
-    return f"{100 * x:+.1f} pp" if _finite(x) else "n/a"
+_KEY = (*GROUP_KEYS, "category")
 
 
 def _p(p: Any) -> str:
-    return format_p(p) if _finite(p) else "n/a"
+    return format_p(p) if finite(p) else "n/a"
 
 
 def json_for_script(data: Any) -> str:
@@ -73,7 +60,7 @@ def json_for_script(data: Any) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# sections
+# rows
 
 
 def _target_labels(summary: dict) -> dict[str, str]:
@@ -84,64 +71,11 @@ def _judge_names(summary: dict) -> dict[str, str]:
     return {j.get("key", ""): (j.get("name") or j.get("key", "")) for j in summary.get("judges") or []}
 
 
-def _header(summary: dict, title: str) -> str:
-    run = summary.get("run") or {}
-    facts = [("Run", run.get("name")), ("Created", run.get("created")), ("Config hash", run.get("config_hash")),
-             ("Seed", run.get("seed")), ("Run directory", run.get("run_dir")),
-             ("Generations", run.get("n_generations")), ("Errors", run.get("n_errors"))]
-    dl = "".join(f"<div><dt>{_e(k)}</dt><dd>{_e(v) if v is not None else '—'}</dd></div>" for k, v in facts)
-    versions = run.get("versions") or {}
-    vers = ", ".join(f"{_e(k)} {_e(v)}" for k, v in sorted(versions.items())) or "—"
-
-    trows = []
-    for t in summary.get("targets") or []:
-        badge = ' <span class="badge organism">model organism</span>' if t.get("organism") else ""
-        machine = machine_line(t["machine"]) if isinstance(t.get("machine"), dict) else "—"
-        dtype = (t.get("config") or {}).get("dtype") or "—"
-        trows.append(f"<tr><td>{_e(t.get('label') or t.get('name'))}{badge}</td><td><code>{_e(t.get('name'))}</code>"
-                     f"</td><td><code>{_e(t.get('config_hash'))}</code></td><td>{_e(dtype)}</td>"
-                     f"<td class='muted'>{_e(machine)}</td></tr>")
-    targets = ("<table class='meta'><thead><tr><th>Target</th><th>Name</th><th>Config hash</th><th>dtype</th>"
-               "<th>Generated on</th></tr></thead>"
-               f"<tbody>{''.join(trows)}</tbody></table>") if trows else "<p class='muted'>No targets recorded.</p>"
-
-    jrows = []
-    for j in summary.get("judges") or []:
-        cal = j.get("calibration")
-        if cal:
-            acc_ci = cal.get("accuracy_ci") or [None, None]
-            cal_html = (f"{_pct(cal.get('accuracy'))} accuracy {_ci(acc_ci[0], acc_ci[1])}, "
-                        f"F1 {_e(_num(cal.get('f1')))}, κ {_e(_num(cal.get('kappa')))}, n={_e(cal.get('n'))} "
-                        f"on <code>{_e(cal.get('dataset'))}</code>")
-        else:
-            cal_html = '<span class="badge warn">not calibrated</span>'
-        hashes = "<br>".join(f"{kind} <code>{_e(j[f])}</code>"
-                             for f, kind in (("weights_hash", "weights"), ("prompt_hash", "prompt")) if j.get(f))
-        jrows.append(f"<tr><td><code>{_e(j.get('key'))}</code></td><td>{_e(j.get('name'))} "
-                     f"<span class='muted'>{_e(j.get('version'))}</span></td><td>{_e(j.get('measure'))}</td>"
-                     f"<td>{hashes or '&mdash;'}</td>"
-                     f"<td>{cal_html}</td></tr>")
-    judges = ("<table class='meta'><thead><tr><th>Key</th><th>Judge</th><th>Measures</th>"
-              "<th>Weights / prompt hash</th><th>Calibration</th></tr></thead>"
-              f"<tbody>{''.join(jrows)}</tbody></table>") if jrows else "<p class='muted'>No judges recorded.</p>"
-    return (f"<header><h1>{_e(title)}</h1><dl class='facts'>{dl}</dl>"
-            f"<p class='versions'><strong>Versions:</strong> {vers}</p></header>"
-            f"<section id='targets'><h2>Targets</h2>{targets}</section>"
-            f"<section id='judges'><h2>Judges</h2>{judges}</section>")
-
-
-def _delta_cells(vb: dict | None) -> tuple[str, str]:
-    """(paired difference with its CI, p-value with the number of pairs) cells; dashes when there is none."""
-    if not vb:
-        return "<span class='muted'>—</span>", "<span class='muted'>—</span>"
-    sig = _finite(vb.get("ci_low")) and _finite(vb.get("ci_high")) and (vb["ci_low"] > 0 or vb["ci_high"] < 0)
-    delta = (f"<span class='{'sig' if sig else ''}'>{_e(_pp(vb.get('delta')))}</span> "
-             f"<span class='muted'>[{_e(_pp(vb.get('ci_low')))}, {_e(_pp(vb.get('ci_high')))}]</span>")
-    return delta, f"{_e(_p(vb.get('p_value')))} <span class='muted'>({_e(vb.get('n_pairs'))} pairs)</span>"
-
-
-def _num(x: Any) -> str:
-    return f"{x:.3f}" if _finite(x) else "n/a"
+def _without_complements(rows: list[dict]) -> list[dict]:
+    """Rows minus refusal rates whose attack success (same judge, same prompts) is there: one is 1 - the other,
+    and showing both doubles every table and chart for nothing."""
+    asr = {tuple(r.get(k) for k in _KEY) for r in rows if r.get("metric") == "attack_success"}
+    return [r for r in rows if not (r.get("metric") == "refusal_rate" and tuple(r.get(k) for k in _KEY) in asr)]
 
 
 def _metrics_present(rows: list[dict]) -> list[str]:
@@ -149,72 +83,182 @@ def _metrics_present(rows: list[dict]) -> list[str]:
     return [m for m in METRIC_ORDER if m in present] + sorted(m for m in present if m not in METRIC_ORDER and m)
 
 
-def _summary_tables(summary: dict) -> str:
-    rows = summary.get("rows") or []
+def _sorted(rows: list[dict]) -> list[dict]:
+    return sorted(rows, key=lambda r: tuple(str(r.get(k, "")) for k in GROUP_KEYS))
+
+
+# --------------------------------------------------------------------------------------------
+# header and the folded reference tables
+
+
+def _header(summary: dict, title: str) -> str:
+    run = summary.get("run") or {}
+    facts = [("Run", run.get("name")), ("Created", run.get("created")), ("Config hash", run.get("config_hash")),
+             ("Seed", run.get("seed")), ("Run directory", run.get("run_dir")),
+             ("Generations", run.get("n_generations")), ("Errors", run.get("n_errors"))]
+    dl = "".join(f"<div><dt>{escape(k)}</dt><dd>{escape(v) if v is not None else '—'}</dd></div>" for k, v in facts)
+    versions = run.get("versions") or {}
+    vers = ", ".join(f"{escape(k)} {escape(v)}" for k, v in sorted(versions.items())) or "—"
+    return (f"<header><h1>{escape(title)}</h1><dl class='facts'>{dl}</dl>"
+            f"<p class='versions'><strong>Versions:</strong> {vers}</p></header>")
+
+
+def _fold(title: str, body: str, anchor: str = "") -> str:
+    # Closed by default: reference material a reader opens on purpose, so it costs no page height.
+    ident = f" id='{escape(anchor)}'" if anchor else ""
+    return f"<details{ident}><summary><h3>{escape(title)}</h3></summary>{body}</details>"
+
+
+def _targets_table(summary: dict) -> str:
+    trows = []
+    for t in summary.get("targets") or []:
+        badge = ' <span class="badge organism">model organism</span>' if t.get("organism") else ""
+        machine = machine_line(t["machine"]) if isinstance(t.get("machine"), dict) else "—"
+        dtype = (t.get("config") or {}).get("dtype") or "—"
+        trows.append(f"<tr><td>{escape(t.get('label') or t.get('name'))}{badge}</td>"
+                     f"<td><code>{escape(t.get('name'))}</code></td><td><code>{escape(t.get('config_hash'))}</code></td><td>{escape(dtype)}</td>"
+                     f"<td class='muted'>{escape(machine)}</td></tr>")
+    if not trows:
+        return "<p class='muted'>No targets recorded.</p>"
+    return table_wrap("<table class='meta' id='targets'><thead><tr><th>Target</th><th>Name</th><th>Config hash</th>"
+                      "<th>dtype</th><th>Generated on</th></tr></thead>"
+                      f"<tbody>{''.join(trows)}</tbody></table>")
+
+
+def _calibration(cal: dict | None) -> str:
+    if not cal:
+        return '<span class="badge warn">not calibrated</span>'
+    acc_ci = cal.get("accuracy_ci") or [None, None]
+    return (f"{pct(cal.get('accuracy'))} accuracy {ci(acc_ci[0], acc_ci[1])}, "
+            f"F1 {escape(num(cal.get('f1')))}, κ {escape(num(cal.get('kappa')))}, n={escape(cal.get('n'))} "
+            f"on <code>{escape(cal.get('dataset'))}</code>")
+
+
+def _judges_table(summary: dict) -> str:
+    jrows = []
+    for j in summary.get("judges") or []:
+        hashes = "<br>".join(f"{kind} <code>{escape(j[f])}</code>"
+                             for f, kind in (("weights_hash", "weights"), ("prompt_hash", "prompt")) if j.get(f))
+        jrows.append(f"<tr><td><code>{escape(j.get('key'))}</code></td><td>{escape(j.get('name'))} "
+                     f"<span class='muted'>{escape(j.get('version'))}</span></td><td>{escape(j.get('measure'))}</td>"
+                     f"<td>{hashes or '&mdash;'}</td><td>{_calibration(j.get('calibration'))}</td></tr>")
+    if not jrows:
+        return "<p class='muted'>No judges recorded.</p>"
+    return table_wrap("<table class='meta' id='judges'><thead><tr><th>Key</th><th>Judge</th><th>Measures</th>"
+                      "<th>Weights / prompt hash</th><th>Calibration</th></tr></thead>"
+                      f"<tbody>{''.join(jrows)}</tbody></table>")
+
+
+def _delta_cells(vb: dict | None) -> tuple[str, str]:
+    """(paired difference with its CI, p-value with the number of pairs) cells; dashes when there is none."""
+    if not vb:
+        return "<span class='muted'>—</span>", "<span class='muted'>—</span>"
+    sig = finite(vb.get("ci_low")) and finite(vb.get("ci_high")) and (vb["ci_low"] > 0 or vb["ci_high"] < 0)
+    delta = (f"<span class='{'sig' if sig else ''}'>{escape(pp(vb.get('delta')))}</span> "
+             f"<span class='muted'>[{escape(pp(vb.get('ci_low')))}, {escape(pp(vb.get('ci_high')))}]</span>")
+    return delta, f"{escape(_p(vb.get('p_value')))} <span class='muted'>({escape(vb.get('n_pairs'))} pairs)</span>"
+
+
+def _metric_table(metric: str, rows: list[dict], summary: dict, attacked: bool) -> str:
     labels, jnames = _target_labels(summary), _judge_names(summary)
-    overall = [r for r in rows if r.get("category") is None]
-    if not overall:
-        return "<section id='summary'><h2>Summary</h2><p class='muted'>No results.</p></section>"
-    parts = ["<section id='summary'><h2>Summary</h2>",
-             "<p class='muted'>Values are proportions with 95% Wilson intervals. Δ vs baseline is the paired "
-             "difference against the undefended target (percentage points), with its CI and p-value.</p>"]
-    attacked = any(r.get("vs_no_attack") for r in overall)
-    if attacked:
-        parts.append("<p class='muted'>Δ vs no attack is the paired difference against the same prompts without "
-                     "the attack (same target, defense and judge): the attack's lift.</p>")
-    for metric in _metrics_present(overall):
-        mrows = sorted((r for r in overall if r.get("metric") == metric),
-                       key=lambda r: tuple(str(r.get(k, "")) for k in GROUP_KEYS))
-        body = []
-        for r in mrows:
-            delta, p = _delta_cells(r.get("vs_baseline"))
-            lift, lift_p = _delta_cells(r.get("vs_no_attack"))
-            tgt = r.get("target", "")
-            body.append(
-                f"<tr><td title='{_e(tgt)}'>{_e(labels.get(tgt, tgt))}</td><td>{_e(r.get('defense'))}</td>"
-                f"<td>{_e(r.get('dataset'))}</td><td>{_e(r.get('attack'))}</td>"
-                f"<td title='{_e(jnames.get(r.get('judge'), ''))}'>{_e(r.get('judge'))}</td>"
-                f"<td class='num strong'>{_e(_pct(r.get('value')))}</td>"
-                f"<td class='num'>{_e(_ci(r.get('ci_low'), r.get('ci_high')))}</td>"
-                f"<td class='num'>{_e(r.get('k'))}/{_e(r.get('n'))}</td><td class='num'>{delta}</td>"
-                f"<td class='num'>{p}</td>" + (f"<td class='num'>{lift}</td><td class='num'>{lift_p}</td>"
-                                               if attacked else "") + "</tr>")
-        parts.append(
-            f"<h3>{_e(METRIC_TITLES.get(metric, metric))}</h3>"
-            f"<div class='table-wrap'><table class='results' data-metric='{_e(metric)}'><thead><tr>"
-            "<th>Target</th><th>Defense</th><th>Dataset</th><th>Attack</th><th>Judge</th><th class='num'>Value</th>"
-            "<th class='num'>95% CI</th><th class='num'>k/n</th><th class='num'>Δ vs baseline</th>"
-            "<th class='num'>p</th>" + ("<th class='num'>Δ vs no attack</th><th class='num'>p</th>" if attacked
-                                        else "") + "</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>")
-    parts.append("</section>")
-    return "".join(parts)
+    body = []
+    for r in _sorted(rows):
+        delta, p = _delta_cells(r.get("vs_baseline"))
+        lift, lift_p = _delta_cells(r.get("vs_no_attack"))
+        tgt = r.get("target", "")
+        body.append(
+            f"<tr><td title='{escape(tgt)}'>{escape(labels.get(tgt, tgt))}</td><td>{escape(r.get('defense'))}</td>"
+            f"<td>{escape(r.get('dataset'))}</td><td>{escape(r.get('attack'))}</td>"
+            f"<td title='{escape(jnames.get(r.get('judge'), ''))}'>{escape(r.get('judge'))}</td>"
+            f"<td class='num strong'>{escape(pct(r.get('value')))}</td>"
+            f"<td class='num'>{escape(ci(r.get('ci_low'), r.get('ci_high')))}</td>"
+            f"<td class='num'>{escape(r.get('k'))}/{escape(r.get('n'))}</td><td class='num'>{delta}</td>"
+            f"<td class='num'>{p}</td>" + (f"<td class='num'>{lift}</td><td class='num'>{lift_p}</td>"
+                                           if attacked else "") + "</tr>")
+    return table_wrap(
+        f"<table class='results' data-metric='{escape(metric)}'><thead><tr>"
+        "<th>Target</th><th>Defense</th><th>Dataset</th><th>Attack</th><th>Judge</th><th class='num'>Value</th>"
+        "<th class='num'>95% CI</th><th class='num'>k/n</th><th class='num'>Δ vs baseline</th>"
+        "<th class='num'>p</th>" + ("<th class='num'>Δ vs no attack</th><th class='num'>p</th>" if attacked
+                                    else "") + f"</tr></thead><tbody>{''.join(body)}</tbody></table>")
 
 
-def _category_charts(summary: dict) -> str:
-    rows = [r for r in summary.get("rows") or [] if r.get("category") is not None]
-    if not rows:
-        return ("<section id='categories'><h2>Per-category results</h2>"
-                "<p class='muted'>No per-category rows.</p></section>")
+def _details(summary: dict) -> Section:
+    everything = [r for r in summary.get("rows") or [] if r.get("category") is None]
+    overall = _without_complements(everything)
+    parts = []
+    if overall:
+        attacked = any(r.get("vs_no_attack") for r in overall)
+        note = ("Values are proportions with 95% Wilson intervals. Δ vs baseline is the paired difference against "
+                "the undefended target (percentage points), with its CI and p-value.")
+        if attacked:
+            note += (" Δ vs no attack is the paired difference against the same prompts without the attack (same "
+                     "target, defense and judge): the attack's lift.")
+        if len(overall) < len(everything):
+            note += " Refusal rate on harmful prompts is 100% minus attack success (same judge), so it is not repeated."
+        parts.append(f"<p class='muted'>{note}</p>")
+        for metric in _metrics_present(overall):
+            mrows = [r for r in overall if r.get("metric") == metric]
+            parts.append(_fold(f"{METRIC_TITLES.get(metric, metric)} ({len(mrows)} rows)",
+                               _metric_table(metric, mrows, summary, attacked)))
+    else:
+        parts.append("<p class='muted'>No results.</p>")
+    parts.append(_fold("Targets: config hash, dtype and the machine that generated", _targets_table(summary)))
+    parts.append(_fold("Judges: identity and calibration", _judges_table(summary)))
+    return Section("Detailed results", "".join(parts), anchor="details", nav="Details")
+
+
+# --------------------------------------------------------------------------------------------
+# plots
+
+
+def _chart_cards(rows: list[dict], summary: dict, color: str, caption_keys: tuple[str, ...]) -> str:
     labels = _target_labels(summary)
-    parts = ["<section id='categories'><h2>Per-category results</h2>"]
-    for mi, metric in enumerate(_metrics_present(rows)):
-        groups: OrderedDict[tuple, list[dict]] = OrderedDict()
-        for r in sorted((r for r in rows if r.get("metric") == metric),
-                        key=lambda r: tuple(str(r.get(k, "")) for k in GROUP_KEYS)):
-            groups.setdefault(tuple(r.get(k) for k in GROUP_KEYS), []).append(r)
-        parts.append(f"<h3>{_e(METRIC_TITLES.get(metric, metric))}</h3><div class='chart-grid'>")
-        for key, grows in groups.items():
-            tgt, defense, dataset, attack, judge = key
-            bars = [Bar(str(r.get("category")), r.get("value"), r.get("ci_low"), r.get("ci_high"), r.get("n"))
-                    for r in sorted(grows, key=lambda r: str(r.get("category")))]
-            caption = f"{labels.get(tgt, tgt)} · {defense} · {dataset} · {attack} · {judge}"
-            svg = bar_chart(bars, color=PALETTE[mi % len(PALETTE)], width=370, label_width=120)
-            parts.append(f"<figure class='chart-card' data-metric='{_e(metric)}'>"
-                         f"<figcaption>{_e(caption)}</figcaption>{svg}</figure>")
-        parts.append("</div>")
-    parts.append("</section>")
-    return "".join(parts)
+    groups: OrderedDict[tuple, list[dict]] = OrderedDict()
+    for r in _sorted(rows):
+        groups.setdefault(tuple(r.get(k) for k in GROUP_KEYS), []).append(r)
+    cards = []
+    for key, grows in groups.items():
+        named = dict(zip(GROUP_KEYS, key, strict=True))
+        named["target"] = labels.get(named["target"], named["target"])
+        bars = [Bar(str(r.get("category")), r.get("value"), r.get("ci_low"), r.get("ci_high"), r.get("n"))
+                for r in sorted(grows, key=lambda r: str(r.get("category")))]
+        svg = bar_chart(bars, color=color, width=340, label_width=120, bar_height=14, gap=5)
+        cards.append(f"<figure class='chart-card' data-metric='{escape(grows[0].get('metric'))}'><figcaption>"
+                     f"{escape(' · '.join(str(named[k]) for k in caption_keys))}</figcaption>{svg}</figure>")
+    return "<div class='chart-grid'>" + "".join(cards) + "</div>"
+
+
+def _category_charts(summary: dict, choice: Choice) -> Section:
+    rows = _without_complements([r for r in summary.get("rows") or [] if r.get("category") is not None])
+    if not rows:
+        return Section("Per-category results", "<p class='muted'>No per-category rows.</p>", anchor="categories",
+                       nav="Categories")
+    metrics = _metrics_present(rows)
+    main = [r for r in rows if r.get("metric") == choice.metric and r.get("judge") == choice.judge]
+    parts = []
+    if main:
+        parts.append(f"<p class='muted'>{escape(METRIC_TITLES.get(choice.metric or '', choice.metric))} per category, "
+                     f"judged by {escape(_judge_names(summary).get(choice.judge, choice.judge))} as in the finding; "
+                     "bars are 95% intervals.</p>")
+        color = PALETTE[metrics.index(choice.metric) % len(PALETTE)]
+        for ds, attack in OrderedDict.fromkeys((r.get("dataset"), r.get("attack")) for r in _sorted(main)):
+            grows = [r for r in main if r.get("dataset") == ds and r.get("attack") == attack]
+            parts.append(f"<h3>{escape(ds)} · {escape(attack)}</h3>"
+                         + _chart_cards(grows, summary, color, ("target", "defense")))
+    shown = {id(r) for r in main}
+    rest = [r for r in rows if id(r) not in shown]
+    if rest:
+        inner = []
+        for mi, metric in enumerate(metrics):
+            mrows = [r for r in rest if r.get("metric") == metric]
+            if mrows:
+                inner.append(f"<h3>{escape(METRIC_TITLES.get(metric, metric))}</h3>"
+                             + _chart_cards(mrows, summary, PALETTE[mi % len(PALETTE)], GROUP_KEYS))
+        title = "Every other measure and judge, per category" if main else "Per-category charts"
+        parts.append(f"<details><summary>{escape(title)} ({len({tuple(r.get(k) for k in GROUP_KEYS) for r in rest})} "
+                     f"charts)</summary>{''.join(inner)}</details>")
+    return Section("Per-category results", "".join(parts), anchor="categories", nav="Categories")
 
 
 def _pick(rows: list[dict], **want: Any) -> dict | None:
@@ -224,16 +268,35 @@ def _pick(rows: list[dict], **want: Any) -> dict | None:
     return None
 
 
-def _tradeoff(summary: dict) -> str:
+def _tradeoff_points(pairs: list[tuple], asr: list[dict], orf: list[dict], pk: tuple | None,
+                     labels: dict[str, str]) -> list[Point]:
+    points = []
+    for tgt, defense in pairs:
+        y_row = _pick(asr, target=tgt, defense=defense, dataset=pk[0], attack=pk[1]) if pk else None
+        # Over-refusal comes from benign data, so prefer the unattacked row, then any.
+        x_row = _pick(orf, target=tgt, defense=defense, attack="none") or _pick(orf, target=tgt, defense=defense)
+        if pk and y_row is None and x_row is None:
+            continue
+        points.append(Point(f"{labels.get(tgt, tgt)} · {defense}",
+                            x_row.get("value") if x_row else None, y_row.get("value") if y_row else None,
+                            x_row.get("ci_low") if x_row else None, x_row.get("ci_high") if x_row else None,
+                            y_row.get("ci_low") if y_row else None, y_row.get("ci_high") if y_row else None))
+    return points
+
+
+def _tradeoff(summary: dict, choice: Choice) -> Section:
     rows = [r for r in summary.get("rows") or [] if r.get("category") is None]
     labels = _target_labels(summary)
-    asr = [r for r in rows if r.get("metric") == "attack_success"]
-    orf = [r for r in rows if r.get("metric") == "over_refusal"]
-    head = ("<section id='tradeoff'><h2>Attack success vs over-refusal</h2>"
-            "<p class='muted'>One point per target × defense. Down and to the left is better: fewer successful "
-            "attacks on harmful prompts, fewer refusals of benign ones. Bars are 95% intervals.</p>")
+    asr = [r for r in rows if r.get("metric") == choice.metric and r.get("judge") == choice.judge]
+    orf = [r for r in rows if r.get("metric") == BENIGN_METRIC and r.get("judge") == choice.benign_judge]
+    y_name = METRIC_TITLES.get(choice.metric or "attack_success", "Attack success").replace(" rate", "")
+    head = ("<p class='muted'>One point per target × defense, with the finding's judges. Down and to the left is "
+            "better: fewer successful attacks on harmful prompts, fewer refusals of benign ones. Bars are 95% "
+            "intervals.</p>")
+    title = "Attack success vs over-refusal"
     if not asr and not orf:
-        return head + "<p class='muted'>Neither attack success nor over-refusal was measured.</p></section>"
+        return Section(title, head + "<p class='muted'>Neither attack success nor over-refusal was measured.</p>",
+                       anchor="tradeoff", nav="Trade-off")
     notes = []
     if not orf:
         notes.append("Over-refusal is missing (no benign data was evaluated): the x axis is not available and "
@@ -242,45 +305,38 @@ def _tradeoff(summary: dict) -> str:
         notes.append("Attack success is missing (no harmful data was evaluated): the y axis is not available and "
                      "points sit in the n/a strip.")
     pairs = list(OrderedDict.fromkeys((r.get("target"), r.get("defense")) for r in asr + orf))
-    # One plot per attack (and judge / dataset, if several): mixing attacks in one plot would put
-    # several y values on the same (target, defense) point.
-    plot_keys = list(OrderedDict.fromkeys((r.get("attack"), r.get("judge"), r.get("dataset")) for r in asr)) or [None]
+    # One plot per dataset x attack: mixing attacks in one plot would put several y values on the same
+    # (target, defense) point.
+    plot_keys: list = list(OrderedDict.fromkeys((r.get("dataset"), r.get("attack")) for r in asr)) or [None]
     figs = []
     for pk in plot_keys:
-        points = []
-        for tgt, defense in pairs:
-            y_row = _pick(asr, target=tgt, defense=defense, attack=pk[0], judge=pk[1], dataset=pk[2]) if pk else None
-            # Over-refusal comes from benign data and usually a different (refusal) judge, so prefer
-            # the unattacked row, then any.
-            x_row = (_pick(orf, target=tgt, defense=defense, attack="none") or _pick(orf, target=tgt, defense=defense))
-            if pk and y_row is None and x_row is None:
-                continue
-            points.append(Point(f"{labels.get(tgt, tgt)} · {defense}",
-                                x_row.get("value") if x_row else None, y_row.get("value") if y_row else None,
-                                x_row.get("ci_low") if x_row else None, x_row.get("ci_high") if x_row else None,
-                                y_row.get("ci_low") if y_row else None, y_row.get("ci_high") if y_row else None))
+        points = _tradeoff_points(pairs, asr, orf, pk, labels)
         partial = [p.label for p in points if (p.x is None) != (p.y is None)]
-        caption = f"attack {pk[0]} · judge {pk[1]} · dataset {pk[2]}" if pk else "over-refusal only"
+        caption = f"{pk[0]} · attack {pk[1]}" if pk else "over-refusal only"
         note = ""
         if orf and asr and partial:
-            note = f"<p class='note'>Missing one axis (drawn in the n/a strip): {_e(', '.join(partial))}</p>"
-        svg = scatter_plot(points, x_label="Over-refusal on benign prompts", y_label="Attack success on harmful")
-        figs.append(f"<figure class='chart-card wide'><figcaption>{_e(caption)}</figcaption>{svg}{note}</figure>")
-    note_html = "".join(f"<p class='note'>{_e(n)}</p>" for n in notes)
-    return head + note_html + "<div class='chart-grid scatters'>" + "".join(figs) + "</div></section>"
+            note = f"<p class='note'>Missing one axis (drawn in the n/a strip): {escape(', '.join(partial))}</p>"
+        svg = scatter_plot(points, x_label="Over-refusal on benign prompts", y_label=f"{y_name} on harmful",
+                           size=240, legend_width=300)
+        figs.append(f"<figure class='chart-card wide'><figcaption>{escape(caption)}</figcaption>{svg}{note}</figure>")
+    note_html = "".join(f"<p class='note'>{escape(n)}</p>" for n in notes)
+    return Section(title, head + note_html + "<div class='chart-grid scatters'>" + "".join(figs) + "</div>",
+                   anchor="tradeoff", nav="Trade-off")
 
 
-def _errors(summary: dict) -> str:
+def _errors(summary: dict) -> Section:
     errors = summary.get("errors") or []
     n_err = (summary.get("run") or {}).get("n_errors")
     if not errors:
-        extra = f" ({_e(n_err)} generation errors counted)" if n_err else ""
-        return f"<section id='errors'><h2>Errors</h2><p class='muted'>No errors recorded{extra}.</p></section>"
-    items = "".join(f"<tr><td><code>{_e(x.get('where'))}</code></td><td><pre>{_e(x.get('message'))}</pre></td></tr>"
-                    for x in errors)
-    return (f"<section id='errors'><h2>Errors <span class='badge warn'>{len(errors)}</span></h2>"
-            "<div class='table-wrap'><table class='meta errors'><thead><tr><th>Where</th><th>Message</th></tr>"
-            f"</thead><tbody>{items}</tbody></table></div></section>")
+        extra = f" ({escape(n_err)} generation errors counted)" if n_err else ""
+        return Section("Errors", f"<p class='muted'>No errors recorded{extra}.</p>", anchor="errors")
+    items = "".join(f"<tr><td><code>{escape(x.get('where'))}</code></td>"
+                    f"<td><pre>{escape(x.get('message'))}</pre></td></tr>" for x in errors)
+    table = table_wrap("<table class='meta errors'><thead><tr><th>Where</th><th>Message</th></tr>"
+                       f"</thead><tbody>{items}</tbody></table>")
+    body = (f"<p class='note'><span class='badge warn'>{len(errors)}</span> errors were recorded: the figures above "
+            "leave out what failed.</p>" + _fold("The messages", table))
+    return Section("Errors", body, anchor="errors")
 
 
 def _judge_measures(summary: dict) -> dict[str, str]:
@@ -321,18 +377,42 @@ def _sample_blob(samples: list[dict], labels: dict[str, str], measures: dict[str
             "attack": str(s.get("attack", "")), "prompt": str(s.get("prompt", "") or ""),
             "response": None if withheld else str(s.get("response", "") or ""),
             "images": [{"path": p, "thumb": p if p in images else None} for p in paths],
-            "verdicts": {str(k): {"flag": bool(v.get("flag")), "score": v.get("score") if _finite(v.get("score"))
+            "verdicts": {str(k): {"flag": bool(v.get("flag")), "score": v.get("score") if finite(v.get("score"))
                                   else None, "label": str(v.get("label", "") or ""),
                                   "tone": _verdict_tone(measures.get(str(k), ""), kind, bool(v.get("flag"))),
                                   "reason": "" if withheld and measures.get(str(k)) != "signal"
                                   else str(v.get("reason", "") or "")}
                          for k, v in verdicts.items() if isinstance(v, dict)},
+            "trace": _trace_blob(s.get("trace") or [], withheld),
         })
     return out
 
 
+def _trace_blob(trace: list, withheld: bool) -> list[dict]:
+    """A defense's sub-calls as the browser shows them: role, what was sent, tokens, seconds, a judge's verdict;
+    a reply to a harmful prompt is left out of the file as the response is."""
+    out = []
+    for t in trace:
+        if not isinstance(t, dict):
+            continue
+        entry: dict[str, Any] = {"role": str(t.get("role", "")), "seconds": t.get("seconds") if finite(t.get("seconds"))
+                                 else None}
+        if "sent" in t:
+            entry["sent"] = [{"role": str(turn.get("role", "")), "text": str(turn.get("text", "")),
+                              "images": len(turn.get("images") or [])} for turn in t.get("sent") or []
+                             if isinstance(turn, dict)]
+            entry["reply"] = None if withheld else str(t.get("reply", "") or "")
+            entry["tokens"] = [t.get("prompt_tokens"), t.get("completion_tokens")]
+        if "judge" in t:
+            entry.update(judge=str(t["judge"]), flag=bool(t.get("flag")),
+                         score=t.get("score") if finite(t.get("score")) else None)
+        out.append(entry)
+    return out
+
+
 def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> tuple[str, str, str]:
-    """The browser's static shell, its samples' JSON blob and the thumbnails' blob; rows are built client-side."""
+    """The browser's static shell (a section body), its samples' JSON blob and the thumbnails' blob; rows are built
+    client-side."""
     from safeglass.reporting.thumbnails import MAX_IMAGES, thumbnails
 
     images = thumbnails([str(i) for s in samples for i in s.get("images") or []])
@@ -343,7 +423,7 @@ def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> t
     if n_withheld:
         note = (f"<p class='muted' id='sg-withheld'>The {n_withheld} responses to harmful prompts are not in this "
                 "file: their counts and verdicts are. <code>safeglass report "
-                f"{_e(run_dir)} --show-harmful</code> writes a report that includes them (behind a click).</p>")
+                f"{escape(run_dir)} --show-harmful</code> writes a report that includes them (behind a click).</p>")
     else:
         note = ("<p class='muted'>Written with --show-harmful: responses to harmful prompts are in this file and "
                 "shown; untick <em>show all harmful outputs</em> to fold them.</p>") if show_harmful else ""
@@ -354,7 +434,7 @@ def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> t
     toggle = ("<label class='toggle'><input id='f-showall' type='checkbox' checked> show all harmful outputs</label>"
               if show_harmful else "<input id='f-showall' type='checkbox' hidden disabled>")
     shell = (
-        "<section id='samples'><h2>Samples <span class='muted' id='sg-count'></span></h2>"
+        "<p class='muted'>Matching the filters: <span id='sg-count'></span></p>"
         f"{note}"
         "<div class='filters'>"
         "<label>Dataset <select id='f-dataset'><option value=''>all</option></select></label>"
@@ -370,8 +450,7 @@ def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> t
         "<div class='pager'><button type='button' id='p-prev'>‹ prev</button><span id='p-info'></span>"
         "<button type='button' id='p-next'>next ›</button></div>"
         "<div id='sg-rows'></div>"
-        "<noscript><p class='note'>The sample browser needs JavaScript; samples are in samples.jsonl.</p></noscript>"
-        "</section>")
+        "<noscript><p class='note'>The sample browser needs JavaScript; samples are in samples.jsonl.</p></noscript>")
     return shell, blob, json_for_script(images)
 
 
@@ -483,7 +562,39 @@ _SCRIPT = r"""
       vs.appendChild(b);
     });
     c.appendChild(vs);
+    if (s.trace && s.trace.length) c.appendChild(traceBox(s));
     return c;
+  }
+  // What the defense actually did: each call to the model, a helper or a judge, in order.
+  function traceBox(s) {
+    var d = el("details", "trace");
+    d.appendChild(el("summary", null, "Defense calls (" + s.trace.length + ")"));
+    s.trace.forEach(function (t) {
+      var row = el("div", "trace-call");
+      var head = t.role + (t.judge ? " · " + t.judge : "");
+      if (t.seconds !== null && t.seconds !== undefined) head += " · " + t.seconds.toFixed(2) + " s";
+      if (t.tokens && t.tokens[0] !== null && t.tokens[0] !== undefined) {
+        head += " · " + t.tokens[0] + " + " + t.tokens[1] + " tokens";
+      }
+      if (t.judge) {
+        head += " · " + (t.flag ? "flagged" : "not flagged");
+        if (t.score !== null) head += " (" + t.score.toFixed(2) + ")";
+      }
+      row.appendChild(el("div", "label", head));
+      (t.sent || []).forEach(function (turn) {
+        var images = turn.images ? "  [" + turn.images + " image(s)]" : "";
+        row.appendChild(el("pre", "sent", turn.role + ": " + turn.text + images));
+      });
+      if (t.sent) {
+        if (t.reply === null || hidden(s)) {
+          row.appendChild(el("div", "response hidden-response", "reply hidden, as the response is"));
+        } else {
+          row.appendChild(el("pre", "response", t.reply));
+        }
+      }
+      d.appendChild(row);
+    });
+    return d;
   }
   function render() {
     var pages = Math.max(1, Math.ceil(current.length / PAGE));
@@ -517,123 +628,40 @@ _SCRIPT = r"""
 })();
 """
 
-_CSS = """
-:root{--fg:#1f2933;--muted:#616e7c;--line:#e4e7eb;--bg:#fff;--soft:#f5f7fa;--accent:#0072B2;--warn:#b44d12;
-  --bad:#c62828;--ok:#2e7d32}
-*{box-sizing:border-box}
-body{margin:0;font:14px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
-  color:var(--fg);background:var(--bg)}
-main{max-width:1280px;margin:0 auto;padding:24px 28px 60px}
-h1{font-size:26px;margin:0 0 12px}
-h2{font-size:20px;margin:36px 0 10px;padding-bottom:6px;border-bottom:2px solid var(--line)}
-h3{font-size:16px;margin:22px 0 8px}
-nav{position:sticky;top:0;background:rgba(255,255,255,.95);border-bottom:1px solid var(--line);padding:8px 28px;
-  z-index:5}
-nav a{color:var(--accent);text-decoration:none;margin-right:18px;font-weight:500}
-.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(200px,1fr));gap:8px 20px;margin:0 0 10px;
-  background:var(--soft);padding:14px 16px;border-radius:8px}
-.facts dt{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted)}
-.facts dd{margin:0;font-weight:600;word-break:break-all}
-.versions{color:var(--muted);font-size:13px}
-code{font:12px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--soft);padding:1px 4px;
-  border-radius:3px;overflow-wrap:anywhere}
-.muted{color:var(--muted)}
-.note{color:var(--warn);font-size:13px}
-table{border-collapse:collapse;width:100%;font-size:13px}
-th{text-align:left;font-weight:600;color:var(--muted);border-bottom:2px solid var(--line);padding:6px 8px;
-  white-space:nowrap}
-td{border-bottom:1px solid var(--line);padding:5px 8px;vertical-align:top}
-tbody tr:hover{background:var(--soft)}
-.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-.strong{font-weight:700}
-.sig{font-weight:700;color:var(--accent)}
-.table-wrap{overflow-x:auto}
-.badge{display:inline-block;font-size:11px;font-weight:600;padding:1px 7px;border-radius:10px;
-  background:var(--soft);color:var(--muted);margin-right:4px}
-.badge.organism{background:#fdecea;color:var(--bad)}
-.badge.warn{background:#fff4e5;color:var(--warn)}
-.badge.tone-bad{background:#fdecea;color:var(--bad)}
-.badge.tone-good{background:#e8f5e9;color:var(--ok);font-weight:700}
-.badge.tone-ok{background:#f1f8f1;color:var(--ok)}
-.badge.tone-warn{background:#fff4e5;color:var(--warn)}
-.badge.tone-signal{background:#ede7f6;color:#5e35b1}
-.badge.kind-harmful{background:#fdecea;color:var(--bad)}
-.badge.kind-benign{background:#e3f2fd;color:var(--accent)}
-.chart-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(396px,1fr));gap:16px}
-.chart-grid.scatters{display:flex;flex-wrap:wrap}
-.chart-card{margin:0;border:1px solid var(--line);border-radius:8px;padding:10px 12px;background:#fff}
-.chart-card figcaption{font-size:12px;color:var(--muted);margin-bottom:6px}
-svg.chart{display:block;font-size:11px;font-family:inherit}
-svg .grid{stroke:#e9ecef;stroke-width:1}
-svg .tick{fill:var(--muted)}
-svg .bar-label,svg .legend{fill:var(--fg)}
-svg .bar-value{fill:var(--fg);font-weight:600}
-svg .whisker{stroke:#243b53;stroke-width:1.3;fill:none}
-svg .chart-title{font-weight:600;fill:var(--fg);font-size:12px}
-svg .axis-label{fill:var(--muted);font-size:12px}
-svg .plot-bg{fill:#fbfcfd;stroke:var(--line)}
-svg .na-strip{fill:#f1f3f5}
-svg .errbar{stroke-width:1.4;fill:none}
-svg .point{stroke:#fff;stroke-width:1.5}
-.errors pre{margin:0;white-space:pre-wrap;word-break:break-word;font-size:12px}
-.filters{display:flex;flex-wrap:wrap;gap:10px 14px;align-items:flex-end;background:var(--soft);padding:12px 14px;
-  border-radius:8px}
-.filters label{display:flex;flex-direction:column;font-size:12px;color:var(--muted);gap:3px}
-.filters label.grow{flex:1;min-width:200px}
-.filters label.toggle{flex-direction:row;align-items:center;gap:6px;color:var(--fg)}
-select,input[type=search]{font:inherit;padding:4px 6px;border:1px solid #cbd2d9;border-radius:5px;background:#fff}
-.pager{display:flex;gap:12px;align-items:center;margin:12px 0}
-button{font:inherit;font-size:12px;padding:3px 10px;border:1px solid #cbd2d9;border-radius:5px;background:#fff;
-  cursor:pointer}
-button:disabled{opacity:.45;cursor:default}
-.sample{border:1px solid var(--line);border-left:4px solid var(--accent);border-radius:6px;padding:10px 14px;
-  margin:0 0 10px}
-.sample.harmful{border-left-color:var(--bad)}
-.sample-meta{display:flex;flex-wrap:wrap;gap:4px 12px;font-size:12px;color:var(--muted);margin-bottom:6px}
-.sample .label{font-size:11px;text-transform:uppercase;letter-spacing:.05em;color:var(--muted);margin-top:6px}
-.sample pre{white-space:pre-wrap;word-break:break-word;margin:2px 0;
-  font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--soft);padding:6px 8px;
-  border-radius:4px;max-height:320px;overflow:auto}
-.hidden-response{font-style:italic;color:var(--muted);
-  background:repeating-linear-gradient(45deg,#fafafa,#fafafa 8px,#f3f3f3 8px,#f3f3f3 16px);padding:6px 8px;
-  border-radius:4px}
-.verdicts{margin-top:6px}
-.images{display:flex;flex-wrap:wrap;gap:8px;margin:4px 0}
-figure.thumb{margin:0;font-size:11px;max-width:170px}
-figure.thumb img{display:block;max-width:160px;max-height:160px;border:1px solid var(--line);border-radius:4px;
-  image-rendering:pixelated}
-figure.thumb figcaption{overflow-wrap:anywhere}
-"""
-
 
 def render_report(summary: dict, samples: list[dict], show_harmful: bool = False,
-                  title: str = "safeglass report") -> str:
-    """Render one self-contained HTML document for a run (see module docstring for the safety rules)."""
+                  title: str = "safeglass report", sections: Sequence[Section] = ()) -> str:
+    """Render one self-contained HTML document for a run (see module docstring for the safety rules).
+
+    ``sections`` are a capability's own parts (``safeglass.reporting.sections.Section``); they go after the
+    finding and the plots, before the detailed tables, sorted by their ``order``.
+    """
+    choice = choose(summary)
     browser, blob, images = _sample_browser(samples, summary, show_harmful)
-    body = "".join([
-        "<nav><a href='#summary'>Summary</a><a href='#categories'>Categories</a><a href='#tradeoff'>Trade-off</a>"
-        "<a href='#errors'>Errors</a><a href='#samples'>Samples</a></nav><main>",
-        _header(summary, title), _summary_tables(summary), _category_charts(summary), _tradeoff(summary),
-        _errors(summary), browser, "</main>"])
+    parts = [finding_section(summary, choice), _tradeoff(summary, choice), _category_charts(summary, choice),
+             *ordered(sections), _details(summary), _errors(summary),
+             Section("Samples", browser, anchor="samples")]
+    ids = [s.id for s in parts]
+    if len(set(ids)) < len(ids):
+        # Two sections with one id would send a nav link to the wrong place; say so rather than guess.
+        raise ValueError(f"report sections need distinct anchors: {sorted({i for i in ids if ids.count(i) > 1})}")
     # Pin the one script we ship by hash: injected inline scripts, event handlers and any network
     # load are refused by the browser even if escaping were ever to slip.
     digest = base64.b64encode(hashlib.sha256(_SCRIPT.encode("utf-8")).digest()).decode("ascii")
     csp = (f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:; "
            "base-uri 'none'; form-action 'none'")
-    return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">"
-            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<meta name='referrer' content='no-referrer'><title>{_e(title)}</title><style>{_CSS}</style></head>"
-            f"<body>{body}<script type='application/json' id='sg-samples'>{blob}</script>"
-            f"<script type='application/json' id='sg-images'>{images}</script>"
-            f"<script>{_SCRIPT}</script></body></html>\n")
+    data = (f"<script type='application/json' id='sg-samples'>{blob}</script>"
+            f"<script type='application/json' id='sg-images'>{images}</script><script>{_SCRIPT}</script>")
+    return page(title, parts, header=_header(summary, title), csp=csp, after_main=data)
 
 
-def write_report(run_dir: str | Path, summary: dict, samples: list[dict], show_harmful: bool = False) -> Path:
+def write_report(run_dir: str | Path, summary: dict, samples: list[dict], show_harmful: bool = False,
+                 sections: Sequence[Section] = ()) -> Path:
     """Write ``report.html`` into ``run_dir`` and return its path."""
     path = Path(run_dir) / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
     name = (summary.get("run") or {}).get("name")
     title = f"safeglass report: {name}" if name else "safeglass report"
-    path.write_text(render_report(summary, samples, show_harmful=show_harmful, title=title), encoding="utf-8")
+    path.write_text(render_report(summary, samples, show_harmful=show_harmful, title=title, sections=sections),
+                    encoding="utf-8")
     return path
