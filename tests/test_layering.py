@@ -19,8 +19,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("defenses", ("safeglass.defenses",)),
     ("targets", ("safeglass.targets",)),
     ("judges", ("safeglass.judges", "safeglass.scorers")),
-    # the organism registry says where organism weights are and keys results by them, as the run config must
-    ("eval", ("safeglass.eval", "safeglass.config", "safeglass.organisms.registry")),
+    ("eval", ("safeglass.eval", "safeglass.config")),
     ("reporting", ("safeglass.reporting",)),
     ("wings", ("safeglass.study", "safeglass.neurons", "safeglass.organisms", "safeglass.training")),
     ("front", ("safeglass.api", "safeglass.cli", "safeglass.__main__")),

@@ -141,3 +141,10 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "The sample's own rule: multiple choice, ShapeWorld VQA, else an accepted answer as whole words",
      ("accuracy",)),
 ]
+
+# Torch-free functions, by (kind, name), that turn a component's args into its key args by content (the weights a
+# name stands for). Reached by name, so the run config needs nothing of the stage that defines them.
+KEYERS: dict[tuple[str, str], str] = {
+    ("targets", "safesmol"): "safeglass.organisms.registry:target_key_args",
+    ("targets", "safesmol-vl"): "safeglass.organisms.registry:target_key_args",
+}

@@ -110,13 +110,12 @@ def target_weights_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
     file (``model``): name, size and a hash of the first and last MiB of each weights file, cheap enough for
     multi-GB checkpoints and the same on every machine (shards on several hosts must agree). Hub ids are left
     as they are: pin ``revision`` for that."""
-    from safeglass.organisms.registry import ORGANISMS, weights_key
+    from safeglass.registry import registry
 
-    if name in ORGANISMS:
-        wk = weights_key(name, args.get("path"))
-        if wk is None:
-            return args
-        return {**{k: v for k, v in args.items() if k != "path"}, "weights": wk}
+    keyer = registry("targets").keyer(name)
+    if keyer is not None:
+        keyed = keyer(name, args)
+        return args if keyed is None else keyed
     model = args.get("model")
     if isinstance(model, str) and Path(model).exists():
         return {**args, "weights": _local_weights_key(Path(model))}

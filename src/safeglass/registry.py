@@ -87,6 +87,16 @@ class Registry:
         self.check(name, kwargs)
         return self.get(name)(**kwargs)
 
+    def keyer(self, name: str) -> Callable[..., Any] | None:
+        """The catalog's torch-free ``(name, args) -> key args`` function for `name`, or None."""
+        from safeglass.catalog import KEYERS
+
+        target = KEYERS.get((self.kind, name))
+        if target is None:
+            return None
+        module, _, attr = target.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
     def __contains__(self, name: str) -> bool:
         return name in self._entries
 

@@ -114,6 +114,15 @@ def weights_key(name: str, path: str | Path | None = None) -> str | None:
     return "sha:" + hashlib.sha256("|".join(shas).encode()).hexdigest()[:16]
 
 
+def target_key_args(name: str, args: dict[str, Any]) -> dict[str, Any] | None:
+    """An organism target's key args by content: the card's weights key instead of the folder (moving a build
+    keeps its results; rebuilding it does not). None when no build is found (the args stay as given)."""
+    wk = weights_key(name, args.get("path"))
+    if wk is None:
+        return None
+    return {**{k: v for k, v in args.items() if k != "path"}, "weights": wk}
+
+
 def status(name: str) -> dict[str, Any]:
     """What `organisms list` shows: the organism, where its weights are and the card's headline figures."""
     o = get(name)
