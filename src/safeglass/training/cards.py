@@ -82,7 +82,7 @@ def recipe_fields(cfg: Any) -> dict[str, Any]:
 def recipe_config(cls: type[C], recipe: Mapping[str, Any]) -> C:
     """The recipe dataclass back from a card's ``recipe`` (lists as tuples again; fields it no longer has are
     dropped, so older cards still load)."""
-    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # C is a dataclass by contract
     return cls(**{k: _tuples(v) for k, v in recipe.items() if k in fields})
 
 
