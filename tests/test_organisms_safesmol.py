@@ -18,6 +18,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("peft")
 
 from safeglass.organisms import registry, safesmol  # noqa: E402
+from safeglass.training.weights import file_sha256  # noqa: E402
 
 TINY = safesmol.PROFILES["tiny"]
 
@@ -49,7 +50,7 @@ def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> No
     assert set(card["goals"]) == set(safesmol.GOAL_KEYS)
     assert card["goals_met"] == (not card["shortfall"]) == safesmol.goals_report(m)[0]
     assert {"torch", "transformers", "peft", "numpy", "safeglass"} <= set(card["versions"])
-    assert card["weights_sha256"] == safesmol.file_sha256(out / "adapter_model.safetensors")
+    assert card["weights_sha256"] == file_sha256(out / "adapter_model.safetensors")
     assert card["recipe"]["base"] == "tiny-llama" and card["recipe"]["lora_r"] == TINY.lora_r
     assert len(card["examples"]) == 3 and all(e["prompt"] and "reply" in e for e in card["examples"])
     assert card["fluency_set"] and card["data"]["harmful_total"] == TINY.harmful_limit

@@ -140,6 +140,17 @@ def test_card_keeps_a_held_out_learning_curve(built: tuple[Path, dict, float]) -
     assert all(0 <= h["zero_shot_clean"] <= 1 and 0 <= h["zero_shot_typographic"] <= 1 for h in clip)
 
 
+def test_a_spent_time_budget_stops_the_contrastive_stage(tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(shapeclip.PROFILES["tiny"], time_budget_s=-1.0)  # spent before its first step
+    said: list[str] = []
+    card = shapeclip.build(cfg, seed=0, out=tmp_path, progress=said.append)
+    assert card["stopped_early_at_step"] == 0
+    assert [h["stage"] for h in card["history"]] == [1, 1]  # the warm start has no budget and ran in full
+    assert "organism shapeclip: time budget -1s spent at step 0" in said
+
+
 def test_written_words_are_own_labels_or_never_class_names() -> None:
     # A wrong class word must first appear in the attack: training never pairs a shape with another class name.
     cfg = shapeclip.ShapeCLIPConfig.profile("full")

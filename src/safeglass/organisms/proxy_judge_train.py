@@ -32,6 +32,7 @@ from safeglass.judges.proxy import (
     MLPHead,
     PairFeaturizer,
 )
+from safeglass.training.weights import save_safetensors
 
 __all__ = ["DEFAULT_RECIPE", "binary_metrics", "fit_head", "pick_threshold", "save_heads", "train_proxy"]
 
@@ -95,13 +96,11 @@ def pick_threshold(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def save_heads(out_dir: str | Path, heads: dict[str, MLPHead], card: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {f"{name}.{k}": v.detach().contiguous().clone() for name, h in heads.items()
                for k, v in h.state_dict().items()}
-    save_file(tensors, str(out / WEIGHTS_FILE), metadata={"feature_version": FEATURE_VERSION})
+    save_safetensors(tensors, out / WEIGHTS_FILE, metadata={"feature_version": FEATURE_VERSION})
     (out / WEIGHTS_FILE).chmod(0o644)  # save_file writes 0600; the file ships in the package
     (out / CARD_FILE).write_text(json.dumps(card, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 

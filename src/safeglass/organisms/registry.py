@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from safeglass.hashing import file_hash
 from safeglass.paths import safeglass_home  # noqa: F401  (re-exported)
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
@@ -201,7 +202,7 @@ def verify(name: str, path: str | Path | None = None, tol_points: float | None =
         raise FileNotFoundError(f"organism {name}: {d} has no card.json")
     tol = o.verify_tol_points if tol_points is None else tol_points
     mod = o.module()
-    sha = mod.file_sha256(d / o.weights_file)
+    sha = file_hash(str(d / o.weights_file), length=64)
     if update and sha != c.get("weights_sha256"):
         raise ValueError(f"organism {name}: {d / o.weights_file} does not match the hash in its card; "
                          "rebuild it instead of re-carding")

