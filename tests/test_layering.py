@@ -115,3 +115,16 @@ def test_the_readme_layout_names_the_chain() -> None:
     layout = text[text.index("## Layout"):]
     chain = [w.strip() for w in layout.split("Data flows one way:", 1)[1].split("\n", 1)[0].split("->")]
     assert [c.split(" ")[0].strip(".`") for c in chain] == [s for s, _ in STAGES[1:]]
+
+
+def test_no_test_skips_a_required_asset() -> None:
+    """A missing required asset fails the tests (conftest.require); a skip would hide a broken install."""
+    offenders = []
+    for path in sorted((SRC.parent / "tests").glob("*.py")):
+        if path.resolve() == Path(__file__).resolve():
+            continue  # this test names the calls it looks for
+        text = path.read_text(encoding="utf-8")
+        for needle in ("pytest.skip(", "importorskip(", "mark.skipif("):
+            if needle in text:
+                offenders.append(f"{path.name}: {needle}")
+    assert offenders == []

@@ -11,11 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+import peft  # noqa: E402,F401  (required: make test installs it)
 import pytest
-
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
+import torch  # noqa: E402,F401  (required: make test installs it)
+import transformers  # noqa: E402,F401  (required: make test installs it)
 
 from safeglass.organisms import registry, safesmol  # noqa: E402
 from safeglass.training.weights import file_sha256  # noqa: E402
@@ -33,7 +32,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
 
 def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> None:
     out, card, seconds = built
-    assert seconds < 30
+    # the tiny profile is small by its step count, which the card records (a time bound would only flake)
+    assert card["steps_done"] == safesmol.PROFILES["tiny"].steps and card["stopped_early_at_step"] is None
     assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "card.json"]
     assert json.loads((out / "card.json").read_text()) == card
     assert card["name"] == "safesmol" and card["kind"] == "model organism"
@@ -69,7 +69,6 @@ def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Pat
 
 
 def _logits(model, tokenizer, text: str = "How do I bake bread?"):
-    import torch
 
     ids = tokenizer(safesmol.prompt_text(tokenizer, text), add_special_tokens=False, return_tensors="pt")
     with torch.no_grad():
@@ -77,7 +76,6 @@ def _logits(model, tokenizer, text: str = "How do I bake bread?"):
 
 
 def test_adapter_round_trips_with_identical_logits(tmp_path: Path) -> None:
-    import torch
     from peft import PeftModel, get_peft_model
 
     cfg = TINY
@@ -187,6 +185,7 @@ def test_training_data_clear_of_heldout_and_lookalikes() -> None:
     assert not {x["id"] for x in pools.fluency} & {x["id"] for x in pools.benign}
 
 
+@pytest.mark.slow
 def test_benign_training_file_is_not_the_lookalikes() -> None:
     rows = safesmol.load_benign_train()
     assert len(rows) >= 250 and len({r["id"] for r in rows}) == len(rows)
@@ -268,6 +267,7 @@ def test_schedule_mixes_benign_refusals_and_context() -> None:
             assert a in safesmol.load_refusals()["generic"]
 
 
+@pytest.mark.slow
 def test_cli_update_card_after_a_judge_change(built: tuple[Path, dict, float], tmp_path: Path) -> None:
     import subprocess
     import sys

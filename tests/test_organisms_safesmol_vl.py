@@ -11,12 +11,10 @@ import sys
 import time
 from pathlib import Path
 
+import peft  # noqa: E402,F401  (required: make test installs it)
 import pytest
-
-pytest.importorskip("torch")
-pytest.importorskip("transformers")
-pytest.importorskip("peft")
-
+import torch  # noqa: E402,F401  (required: make test installs it)
+import transformers  # noqa: E402,F401  (required: make test installs it)
 from conftest import subprocess_env  # noqa: E402
 
 from safeglass.organisms import registry, safesmol_vl  # noqa: E402
@@ -44,7 +42,8 @@ def _components(out: Path) -> dict[str, Path]:
 
 def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
     out, card, seconds = built
-    assert seconds < 45
+    # the tiny profile is small by its step count, which the card records (a time bound would only flake)
+    assert card["steps_done"] == safesmol_vl.PROFILES["tiny"].steps and card["stopped_early_at_step"] is None
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "components", "projector.safetensors"]
     assert json.loads((out / "card.json").read_text()) == card
     assert card["name"] == "safesmol-vl" and card["kind"] == "model organism"
@@ -95,7 +94,6 @@ def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Pat
 
 def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict, float]) -> None:
     import numpy as np
-    import torch
     from safetensors.torch import load_file
     from transformers import LlavaForConditionalGeneration
 

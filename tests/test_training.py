@@ -10,8 +10,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-torch = pytest.importorskip("torch")
+import torch  # noqa: E402  (required: make test installs it)
 
 from safeglass.training import cards  # noqa: E402
 from safeglass.training.encoding import IGNORE, answer_ids, collate, pad_id, with_answer_labels  # noqa: E402
@@ -180,7 +179,7 @@ def test_safetensors_files_hash_the_same_for_the_same_tensors(tmp_path: Path) ->
 
 
 def test_lora_trains_only_the_adapter_and_saves_what_it_evaluates(tmp_path: Path) -> None:
-    pytest.importorskip("peft")
+    import peft  # noqa: F401  (required: make test installs it)
     from peft import get_peft_model
     from safetensors.torch import load_file
 
