@@ -268,3 +268,21 @@ def test_target_labels_name_the_glasses_a_target_wears():
     assert target_label(plain, "x") == "SafeSmol-VL"
     assert target_label(worn, "x") == "SafeSmol-VL + sgm s1 glasses"
     assert target_label(SimpleNamespace(name=None), "fallback") == "fallback"
+
+
+def test_primary_judge_picks_the_finding_and_is_checked(tmp_path):
+    from safeglass.config import ConfigError
+
+    two = [{"name": "sgtest_components:PrefixRefusalJudge", "id": "prefix"}, {"name": "keyword-refusal", "id": "kw"}]
+    out = tmp_path / "r"
+    res = run(config(judges=two, primary_judge="kw"), out=out, progress=False)
+    summary = json.loads(res.outputs["summary"].read_text())
+    kw_key = next(j["key"] for j in summary["judges"] if j["id"] == "kw")
+    assert summary["run"]["primary_judge"] == kw_key
+    html = res.outputs["report"].read_text()
+    from html import unescape
+
+    assert "recorded as the run's primary judge" in unescape(html)
+    assert parse_config(config(judges=two, primary_judge="kw")).hash == parse_config(config(judges=two)).hash
+    with pytest.raises(ConfigError, match="primary_judge"):
+        parse_config(config(judges=two, primary_judge="nope"))

@@ -249,10 +249,11 @@ def load_config(path: str | Path) -> RunConfig:
 
 
 _TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "scorers", "generation", "seed",
-              "baseline_defense", "chunk_size", "description", "base_dir"}
+              "baseline_defense", "chunk_size", "description", "base_dir", "primary_judge"}
 # Fields that change no output, so no result and not the config hash (base_dir: where the file's relative paths
-# were read from, written into the copies a run makes of its config).
-_UNHASHED = ("chunk_size", "base_dir")
+# were read from, written into the copies a run makes of its config; primary_judge: the judge id the report's
+# finding reads, chosen by calibration when unset).
+_UNHASHED = ("chunk_size", "base_dir", "primary_judge")
 
 
 def parse_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RunConfig:
@@ -278,13 +279,18 @@ def parse_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None =
             if unknown:
                 raise ConfigError(f"{source}: attacks[{i}] ({a.id}): field '{field_name}' names unknown id(s) "
                                   f"{', '.join(unknown)}; known: {', '.join(k.id for k in known)}")
+    judges = _components(resolved.get("judges") or ["keyword-refusal"], "judges", source)
+    primary = raw.get("primary_judge")
+    if primary is not None and primary not in {j.id for j in judges}:
+        raise ConfigError(f"{source}: field 'primary_judge' names {primary!r}, not one of the judges' ids "
+                          f"({', '.join(j.id for j in judges)})")
     return RunConfig(
         name=str(raw.get("name") or Path(source).stem),
         targets=targets,
         datasets=datasets,
         defenses=defenses,
         attacks=attacks,
-        judges=_components(resolved.get("judges") or ["keyword-refusal"], "judges", source),
+        judges=judges,
         scorers=_components(resolved.get("scorers") or [], "scorers", source),
         generation=generation,
         samples_per_prompt=samples_per_prompt,

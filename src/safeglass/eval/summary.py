@@ -37,7 +37,8 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
                     "config_hash": store.get_meta("config_hash", ""), "seed": seed,
                     "versions": store.get_meta("versions", {}), "run_dir": str(run_dir),
                     "n_generations": len(gens), "n_errors": len(errors), "baseline_defense": baseline,
-                    "config": store.get_meta("config", {})},
+                    "config": store.get_meta("config", {}),
+                    "primary_judge": _primary_judge(store.get_meta("config", {}) or {}, judges)},
             "targets": targets,
             "components": store.get_meta("components", {}),
             "judges": [{**j, "calibration": j.get("calibration") or calibration_pick(j)} for j in judges.values()],
@@ -45,6 +46,12 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             "errors": errors,
         }
     return summary, sample_records(gens)
+
+
+def _primary_judge(config: dict[str, Any], judges: dict[str, dict[str, Any]]) -> str | None:
+    """The judge key the config's ``primary_judge`` (a judge id) names, for the report's finding; None if unset."""
+    wanted = config.get("primary_judge")
+    return next((key for key, j in judges.items() if j.get("id") == wanted), None) if wanted else None
 
 
 def _unresolved_errors(errors: list[dict[str, Any]], gens: list[dict[str, Any]],
