@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))  # makes tests/sgtest_components importable as "sgtest_components:..."
@@ -13,8 +15,6 @@ def require(present: bool, what: str, how: str) -> None:
     """A required test asset (a package, packaged weights, Chromium) that is missing fails the tests, with how
     to get it: `make test` installs them all, so a skip would only hide a broken install."""
     if not present:
-        import pytest
-
         pytest.fail(f"required test asset missing: {what} ({how})", pytrace=False)
 
 
@@ -32,3 +32,21 @@ def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Every test module starts on one torch thread (a test that changes the count cannot leak it into the next
+    module): tiny models on a shared 2-core machine run ~100x slower on two OpenMP threads than on one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def build_tiny(module, tmp_path_factory, name: str) -> tuple[Path, dict]:
+    """An organism recipe's tiny profile built once into a fresh folder: (folder, card)."""
+    out = tmp_path_factory.mktemp(name) / "a"
+    return out, module.build("tiny", seed=0, out=out)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import yaml
 
 from safeglass import api
@@ -19,14 +18,6 @@ from safeglass.neurons.glasses import Glasses
 TOXIC = ["you are a worthless idiot", "I hate you, go away", "shut up, you stupid fool", "everyone like you is trash"]
 NEUTRAL = ["the weather is mild today", "I bought fresh bread", "the train leaves at nine", "water boils at 100 C"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: two OpenMP threads on a shared 2-core machine spin ~100x slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _write(tmp: Path, config: dict, rows: list[dict] | None = None) -> Path:

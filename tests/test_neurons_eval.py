@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from safeglass import api
@@ -24,14 +23,6 @@ EVIL = "<script>alert('x')</script>"
 JUDGE = "test_neurons_eval:ParityToxicity"
 TARGET = "test_neurons_eval:evil_tiny"
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: two OpenMP threads on a shared 2-core machine spin far slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def evil_tiny(**kw):

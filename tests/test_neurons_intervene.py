@@ -23,14 +23,6 @@ IMAGE = ImageRef(Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 
 PARAMS = GenerationParams(max_new_tokens=10)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: two OpenMP threads on a shared 2-core machine spin ~100x slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _convs(family: str) -> list[tuple[Turn, ...]]:
     images = () if family == "llama" else (IMAGE,)

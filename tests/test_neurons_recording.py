@@ -33,14 +33,6 @@ IMAGE_ITEMS = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    # tiny models: two OpenMP threads on a shared 2-core machine spin ~100x slower than one
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def llama():

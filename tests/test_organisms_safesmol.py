@@ -7,7 +7,6 @@ import dataclasses
 import difflib
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import peft  # noqa: E402,F401  (required: make test installs it)
 import pytest
 import torch  # noqa: E402,F401  (required: make test installs it)
 import transformers  # noqa: E402,F401  (required: make test installs it)
+from conftest import build_tiny
 
 from safeglass.organisms import registry, safesmol  # noqa: E402
 from safeglass.training.weights import file_sha256  # noqa: E402
@@ -23,15 +23,12 @@ TINY = safesmol.PROFILES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
-    out = tmp_path_factory.mktemp("safesmol") / "a"
-    t0 = time.time()
-    card = safesmol.build("tiny", seed=0, out=out)
-    return out, card, time.time() - t0
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return build_tiny(safesmol, tmp_path_factory, "safesmol")
 
 
-def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> None:
-    out, card, seconds = built
+def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict]) -> None:
+    out, card = built
     # the tiny profile is small by its step count, which the card records (a time bound would only flake)
     assert card["steps_done"] == safesmol.PROFILES["tiny"].steps and card["stopped_early_at_step"] is None
     assert sorted(p.name for p in out.iterdir()) == ["adapter_config.json", "adapter_model.safetensors", "card.json"]
@@ -59,8 +56,8 @@ def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> No
     assert sorted(conf["target_modules"]) == sorted(safesmol.TARGET_MODULES)
 
 
-def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Path) -> None:
-    _, card, _ = built
+def test_deterministic_for_a_seed(built: tuple[Path, dict], tmp_path: Path) -> None:
+    _, card = built
     again = safesmol.build("tiny", seed=0, out=tmp_path / "b")
     assert again["weights_sha256"] == card["weights_sha256"]
     assert again["measured"] == card["measured"] and again["history"] == card["history"]
@@ -105,11 +102,11 @@ def test_adapter_round_trips_with_identical_logits(tmp_path: Path) -> None:
     assert torch.equal(_logits(plain, tok), attached_before)
 
 
-def test_load_verify_and_target(built: tuple[Path, dict, float]) -> None:
+def test_load_verify_and_target(built: tuple[Path, dict]) -> None:
     from safeglass.targets.hf_lm import HFCausalLM
     from safeglass.types import GenerationParams, Turn
 
-    out, card, _ = built
+    out, card = built
     model, tokenizer, processor = registry.load("safesmol", out)
     assert processor is None
     r = registry.verify("safesmol", out)
@@ -122,8 +119,8 @@ def test_load_verify_and_target(built: tuple[Path, dict, float]) -> None:
     assert len(gens) == 1 and gens[0].completion_tokens <= 4
 
 
-def test_verify_notices_changed_card(built: tuple[Path, dict, float], tmp_path: Path) -> None:
-    out, _, _ = built
+def test_verify_notices_changed_card(built: tuple[Path, dict], tmp_path: Path) -> None:
+    out, _ = built
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     card = json.loads((copy / "card.json").read_text())
@@ -151,8 +148,8 @@ def test_verify_notices_changed_card(built: tuple[Path, dict, float], tmp_path: 
         registry.verify("safesmol", copy, update=True)
 
 
-def test_registry_entry(built: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out, card, _ = built
+def test_registry_entry(built: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, card = built
     o = registry.get("safesmol")
     assert o.kind == "model organism" and o.profiles == ("full", "tiny")
     monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path))
@@ -268,13 +265,13 @@ def test_schedule_mixes_benign_refusals_and_context() -> None:
 
 
 @pytest.mark.slow
-def test_cli_update_card_after_a_judge_change(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+def test_cli_update_card_after_a_judge_change(built: tuple[Path, dict], tmp_path: Path) -> None:
     import subprocess
     import sys
 
     from conftest import subprocess_env
 
-    out, _, _ = built
+    out, _ = built
     copy = tmp_path / "recard"
     shutil.copytree(out, copy)
     card = json.loads((copy / "card.json").read_text())

@@ -8,14 +8,13 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import peft  # noqa: E402,F401  (required: make test installs it)
 import pytest
 import torch  # noqa: E402,F401  (required: make test installs it)
 import transformers  # noqa: E402,F401  (required: make test installs it)
-from conftest import subprocess_env  # noqa: E402
+from conftest import build_tiny, subprocess_env  # noqa: E402
 
 from safeglass.organisms import registry, safesmol_vl  # noqa: E402
 
@@ -29,19 +28,17 @@ SMOLLM2_TEMPLATE = (
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
-    out = tmp_path_factory.mktemp("safesmol-vl") / "a"
-    t0 = time.time()
-    card = safesmol_vl.build("tiny", seed=0, out=out)  # builds its tiny ShapeCLIP and SafeSmol into out/components
-    return out, card, time.time() - t0
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    # builds its tiny ShapeCLIP and SafeSmol into out/components
+    return build_tiny(safesmol_vl, tmp_path_factory, "safesmol-vl")
 
 
 def _components(out: Path) -> dict[str, Path]:
     return {f"{name}_path": out / safesmol_vl.COMPONENTS_DIR / name for name in safesmol_vl.COMPONENTS}
 
 
-def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
-    out, card, seconds = built
+def test_tiny_builds_and_writes_card(built: tuple[Path, dict]) -> None:
+    out, card = built
     # the tiny profile is small by its step count, which the card records (a time bound would only flake)
     assert card["steps_done"] == safesmol_vl.PROFILES["tiny"].steps and card["stopped_early_at_step"] is None
     assert sorted(p.name for p in out.iterdir()) == ["card.json", "components", "projector.safetensors"]
@@ -82,8 +79,8 @@ def test_tiny_builds_and_writes_card(built: tuple[Path, dict, float]) -> None:
     assert data["instruct"] + data["word_instruct"] + data["dropped_empty"] == TINY.instruct_n + TINY.word_instruct_n
 
 
-def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Path) -> None:
-    out, card, _ = built
+def test_deterministic_for_a_seed(built: tuple[Path, dict], tmp_path: Path) -> None:
+    out, card = built
     again = safesmol_vl.build("tiny", seed=0, out=tmp_path / "b", **_components(out))
     assert again["weights_sha256"] == card["weights_sha256"]
     assert again["measured"] == card["measured"] and again["history"] == card["history"]
@@ -92,7 +89,7 @@ def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Pat
     assert other["weights_sha256"] != card["weights_sha256"]
 
 
-def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict, float]) -> None:
+def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict]) -> None:
     import numpy as np
     from safetensors.torch import load_file
     from transformers import LlavaForConditionalGeneration
@@ -100,7 +97,7 @@ def test_load_dir_composes_a_llava_that_reads_shapeworld(built: tuple[Path, dict
     from safeglass.data.shapeworld.world import render, sample_scene, with_text
     from safeglass.organisms.shapeclip import ShapeCLIPConfig, world_config
 
-    out, card, _ = built
+    out, card = built
     model, tokenizer, processor = registry.load("safesmol-vl", out)
     assert isinstance(model, LlavaForConditionalGeneration) and processor.tokenizer is tokenizer
     saved = load_file(str(out / "projector.safetensors"))
@@ -149,8 +146,8 @@ def test_chat_template_leaves_text_as_safesmol_saw_it() -> None:
         safesmol_vl.vl_chat_template("smollm2", "{{ messages }}")
 
 
-def test_verify_round_trip_and_edited_card(built: tuple[Path, dict, float], tmp_path: Path) -> None:
-    out, card, _ = built
+def test_verify_round_trip_and_edited_card(built: tuple[Path, dict], tmp_path: Path) -> None:
+    out, card = built
     r = registry.verify("safesmol-vl", out)
     assert r["ok"] and r["weights_sha256_matches"], r
     assert r["measured"] == card["measured"]  # the build evaluated exactly the saved projector
@@ -162,9 +159,9 @@ def test_verify_round_trip_and_edited_card(built: tuple[Path, dict, float], tmp_
     assert not registry.verify("safesmol-vl", copy)["ok"]
 
 
-def test_load_refuses_other_component_weights(built: tuple[Path, dict, float], tmp_path: Path,
+def test_load_refuses_other_component_weights(built: tuple[Path, dict], tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    out, _, _ = built
+    out, _ = built
     monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path / "home"))  # no other shapeclip build to fall back on
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
@@ -177,14 +174,14 @@ def test_load_refuses_other_component_weights(built: tuple[Path, dict, float], t
         safesmol_vl.load_dir(out, safesmol_path=out / "components" / "shapeclip")
 
 
-def test_catalog_target_runs_through_the_runner(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+def test_catalog_target_runs_through_the_runner(built: tuple[Path, dict], tmp_path: Path) -> None:
     from safeglass.api import run
     from safeglass.eval.runner import STORE_NAME
     from safeglass.eval.store import Store
     from safeglass.registry import registry as components
     from safeglass.targets.hf_vlm import HFVisionLM
 
-    out, card, _ = built
+    out, card = built
     target = components("targets").build("safesmol-vl", path=str(out), batch_size=2)
     assert isinstance(target, HFVisionLM) and target.family.name == "llava"
     assert target.config()["projector_sha256"] == card["weights_sha256"]
@@ -220,8 +217,8 @@ def test_typographic_prompts_are_held_out_requests_with_one_topic_word() -> None
     assert len(subset) == 5 and subset == safesmol_vl.typographic_prompts(limit=5)[0]
 
 
-def test_registry_entry(built: tuple[Path, dict, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out, card, _ = built
+def test_registry_entry(built: tuple[Path, dict], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out, card = built
     o = registry.get("safesmol-vl")
     assert o.weights_file == "projector.safetensors" and o.profiles == ("full", "tiny")
     monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path))
@@ -269,13 +266,13 @@ def test_training_batches_mix_shapeworld_and_word_instructions() -> None:
     assert [(p, a) for _, p, a, _, _ in again[0]] == [(p, a) for _, p, a, _, _ in batches[0]]
 
 
-def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tuple[Path, dict, float]) -> None:
+def test_text_pools_are_safesmols_own_text_answers_about_benign_words(built: tuple[Path, dict]) -> None:
     import dataclasses
 
     from safeglass.organisms.shapeclip import TOPIC_WORDS, WORDS
     from safeglass.types import GenerationParams, Turn
 
-    out, _, _ = built
+    out, _ = built
     model, _, processor = safesmol_vl.load_dir(out)
     target = safesmol_vl._target(model, processor, 16)
     cfg = dataclasses.replace(TINY, instruct_n=2, word_instruct_n=10_000)

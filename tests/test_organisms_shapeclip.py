@@ -5,28 +5,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch  # noqa: E402,F401  (required: make test installs it)
 import transformers  # noqa: E402,F401  (required: make test installs it)
-from conftest import subprocess_env
+from conftest import build_tiny, subprocess_env
 
 from safeglass.organisms import registry, shapeclip  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, float]:
-    out = tmp_path_factory.mktemp("shapeclip") / "a"
-    t0 = time.time()
-    card = shapeclip.build("tiny", seed=0, out=out)
-    return out, card, time.time() - t0
+def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return build_tiny(shapeclip, tmp_path_factory, "shapeclip")
 
 
-def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> None:
-    out, card, seconds = built
+def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict]) -> None:
+    out, card = built
     # the tiny profile is small by its step counts, which the card records (a time bound would only flake)
     assert (card["recipe"]["warm_steps"], card["recipe"]["clip_steps"]) == (shapeclip.PROFILES["tiny"].warm_steps,
                                                                         shapeclip.PROFILES["tiny"].clip_steps)
@@ -51,8 +47,8 @@ def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict, float]) -> No
     assert card["architecture"]["class"] == "transformers.CLIPModel"
 
 
-def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Path) -> None:
-    _, card, _ = built
+def test_deterministic_for_a_seed(built: tuple[Path, dict], tmp_path: Path) -> None:
+    _, card = built
     again = shapeclip.build("tiny", seed=0, out=tmp_path / "b")
     assert again["weights_sha256"] == card["weights_sha256"]
     assert again["measured"] == card["measured"]
@@ -60,10 +56,10 @@ def test_deterministic_for_a_seed(built: tuple[Path, dict, float], tmp_path: Pat
     assert other["weights_sha256"] != card["weights_sha256"]
 
 
-def test_load_and_verify_round_trip(built: tuple[Path, dict, float]) -> None:
+def test_load_and_verify_round_trip(built: tuple[Path, dict]) -> None:
     from transformers import CLIPModel
 
-    out, card, _ = built
+    out, card = built
     model, tokenizer, processor = registry.load("shapeclip", out)
     assert isinstance(model, CLIPModel)
     ids = tokenizer(["a photo of a star"])["input_ids"][0]
@@ -77,10 +73,10 @@ def test_load_and_verify_round_trip(built: tuple[Path, dict, float]) -> None:
     assert r["measured"]["zero_shot_clean"] == card["measured"]["zero_shot_clean"]
 
 
-def test_verify_notices_changed_weights(built: tuple[Path, dict, float], tmp_path: Path) -> None:
+def test_verify_notices_changed_weights(built: tuple[Path, dict], tmp_path: Path) -> None:
     import shutil
 
-    out, _, _ = built
+    out, _ = built
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     card = json.loads((copy / "card.json").read_text())
@@ -89,11 +85,11 @@ def test_verify_notices_changed_weights(built: tuple[Path, dict, float], tmp_pat
     assert not registry.verify("shapeclip", copy)["ok"]
 
 
-def test_locate_prefers_safeglass_home(built: tuple[Path, dict, float], tmp_path: Path,
+def test_locate_prefers_safeglass_home(built: tuple[Path, dict], tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    out, _, _ = built
+    out, _ = built
     monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path))
     shutil.copytree(out, tmp_path / "organisms" / "shapeclip")
     assert registry.locate("shapeclip") == tmp_path / "organisms" / "shapeclip"
@@ -133,8 +129,8 @@ def test_cli_list_build_verify(tmp_path: Path) -> None:
     assert r.returncode == 2 and "unknown organism" in r.stderr
 
 
-def test_card_keeps_a_held_out_learning_curve(built: tuple[Path, dict, float]) -> None:
-    _, card, _ = built
+def test_card_keeps_a_held_out_learning_curve(built: tuple[Path, dict]) -> None:
+    _, card = built
     cfg = shapeclip.ShapeCLIPConfig.profile("tiny")
     warm = [h for h in card["history"] if h["stage"] == 1]
     clip = [h for h in card["history"] if h["stage"] == 2]
