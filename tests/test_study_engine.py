@@ -38,3 +38,20 @@ def test_a_block_runs_resumes_and_compares_a_variant_with_its_base(tmp_path):
     # the same block under a renamed target id: nothing is generated again, and the rows follow the new id
     again = run_block("b", block_config(target_id="renamed"), tmp_path / "b", source="study.yaml", progress=False)
     assert again.result.generated == 0 and {g["target"] for g in again.gens} == {"renamed"}
+
+
+def test_a_comparison_section_reads_like_the_report(tmp_path):
+    from safeglass.reporting.html import render_report
+    from safeglass.study.engine import comparison_rows, comparison_section
+
+    block = run_block("b", block_config(), tmp_path / "b", source="study.yaml", progress=False)
+    rates = prompt_rates(block.gens, block.judges["prefix"]["key"], kinds=("harmful",))
+    rows = comparison_rows(rates, ("heeds", "none"), "refusal <script>")
+    assert rows[0]["is_base"] and rows[0]["vs_base"] is None and rows[1]["vs_base"]["n_pairs"] == 30
+    section = comparison_section("Defenses vs none", rows, base_label="none", anchor="study")
+    assert "refusal &lt;script&gt;" in section.body and "<script>" not in section.body
+    assert "base" in section.body and " pp [" in section.body
+    from safeglass.eval.summary import build_summary
+
+    summary, samples = build_summary(tmp_path / "b")
+    assert "<section id='study'><h2>Defenses vs none</h2>" in render_report(summary, samples, sections=[section])

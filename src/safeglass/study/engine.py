@@ -130,3 +130,37 @@ def compare(rates: dict[tuple[str, str], dict[str, Any]], key: tuple[str, str], 
     if key == base or key not in rates or base not in rates:
         return None
     return paired_against(rates[key]["_per_prompt"], rates[base]["_per_prompt"], seed, resamples)
+
+
+def comparison_rows(rates: dict[tuple[str, str], dict[str, Any]], base: tuple[str, str], measure: str,
+                    seed: int = 0) -> list[dict[str, Any]]:
+    """One row per (target, defense) of a block's rates: the rate with its interval and the paired comparison
+    with `base` (None for the base itself), ready for ``comparison_section``."""
+    rows = []
+    for key in sorted(rates, key=lambda k: (k != base, k)):
+        r = rates[key]
+        rows.append({"target": key[0], "defense": key[1], "measure": measure, "rate": r["rate"],
+                     "ci_low": r["ci_low"], "ci_high": r["ci_high"], "n": r["n"], "is_base": key == base,
+                     "vs_base": compare(rates, key, base, seed)})
+    return rows
+
+
+def comparison_section(title: str, rows: list[dict[str, Any]], *, base_label: str, anchor: str = "") -> Any:
+    """A report section with a study's comparison: each variant's rate, its interval and its paired difference
+    from the base (interval and p-value), coloured by rate on the report's scale."""
+    from safeglass.reporting.sections import Section, ci, escape, pct, pp, scale_class, table_wrap
+    from safeglass.stats import format_p
+
+    head = ("<tr><th>target</th><th>defense</th><th>measure</th><th>rate [95% CI]</th><th>n</th>"
+            f"<th>vs {escape(base_label)} [95% CI]</th><th>p</th></tr>")
+    body = []
+    for r in rows:
+        cmp = r.get("vs_base") or {}
+        delta = "base" if r.get("is_base") else (f"{pp(cmp.get('delta'))} {ci(cmp.get('ci_low'), cmp.get('ci_high'))}"
+                                                 if cmp else "n/a")
+        body.append(f"<tr><td>{escape(r['target'])}</td><td>{escape(r['defense'])}</td><td>{escape(r['measure'])}</td>"
+                    f"<td class='{scale_class(r['rate'])}'>{escape(pct(r['rate']))} "
+                    f"{escape(ci(r['ci_low'], r['ci_high']))}</td><td>{escape(r['n'])}</td><td>{escape(delta)}</td>"
+                    f"<td>{escape(format_p(cmp.get('p_value')) if cmp else '')}</td></tr>")
+    table = table_wrap(f"<table><thead>{head}</thead><tbody>{''.join(body)}</tbody></table>")
+    return Section(title=title, body=table, anchor=anchor)
