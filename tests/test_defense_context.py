@@ -115,3 +115,21 @@ def test_a_stage_works_outside_a_run():
     stage = Stage(SafetyPrompt("P"), registry("targets").build("echo"))
     (g,) = stage.generate([Sample.from_text("x", "hi").turns], GenerationParams())
     assert "hi" in g.text
+
+
+def test_a_proxy_judge_a_defense_uses_is_keyed_by_its_weights(tmp_path):
+    import shutil
+
+    from safeglass.judges.proxy_files import weights_dir
+
+    def key(weights=None):
+        args = {} if weights is None else {"weights": str(weights)}
+        return defense_key(registry("defenses").build("output_filter", judge={"name": "proxy-harm", "args": args}))
+
+    shipped = key()["uses"][0]["args"]["weights"]
+    copy = tmp_path / "heads"
+    shutil.copytree(weights_dir(), copy)
+    assert key(copy)["uses"][0]["args"]["weights"] == shipped  # same files elsewhere: same key
+    card = copy / "proxy_card.json"
+    card.write_text(card.read_text() + " ")
+    assert key(copy)["uses"][0]["args"]["weights"] != shipped  # a changed head: another key

