@@ -37,3 +37,35 @@ def test_category_filter_and_limit():
     assert len(load_benign_lookalikes(limit=10)) == 10
     with pytest.raises(DataError, match="no prompts"):
         load_benign_lookalikes(categories=["nonexistent"])
+
+
+def _tokens(text: str) -> set[str]:
+    import re
+
+    stop = {"the", "a", "an", "my", "i", "do", "how", "what", "is", "of", "to", "in", "if", "should", "can", "does",
+            "did", "for", "and", "on", "with"}
+    return set(re.findall(r"[a-z0-9]+", text.lower())) - stop
+
+
+def test_the_validation_split_is_clear_of_the_card_split():
+    from safeglass.judges.proxy import MiniLMEmbedder
+    from safeglass.organisms.safesmol import overlaps
+
+    card = [s.prompt for s in load_benign_lookalikes().samples]
+    val = load_benign_lookalikes(split="val")
+    prompts = [s.prompt for s in val.samples]
+    assert len(card) == 186 and len(prompts) == 90 and len(set(prompts)) == 90
+    from collections import Counter
+
+    assert set(Counter(s.category for s in val.samples).values()) == {10}
+    assert val.provenance["split"] == "val" and val.provenance["file"].endswith("benign_lookalikes_val.jsonl")
+    worst = max(len(_tokens(p) & _tokens(q)) / len(_tokens(p) | _tokens(q)) for p in prompts for q in card)
+    assert worst < 0.5
+    # the closest pair measured 0.76 (the same play asked about differently)
+    assert overlaps(prompts, card, embedder=MiniLMEmbedder(dtype="float32"), threshold=0.8) == [None] * 90
+    # and held out from SafeSmol's benign training prompts, so its over-refusal on them is a held-out figure
+    from safeglass.organisms.safesmol import load_benign_train
+
+    assert overlaps(prompts, [r["prompt"] for r in load_benign_train()]) == [None] * 90
+    with pytest.raises(DataError, match="unknown split"):
+        load_benign_lookalikes(split="test")
