@@ -417,4 +417,4 @@ def test_the_sample_browser_shows_what_the_defense_sent_and_withholds_harmful_re
     assert benign[1] == {"role": "output judge", "seconds": 0.01, "judge": "proxy-harm", "flag": True, "score": 0.8}
     assert harmful[0]["reply"] is None and "TRACE-REPLY-harmful" not in doc  # a harmful reply stays out
     assert "TRACE-REPLY-harmful" in render_report(summary, samples, show_harmful=True)
-    assert "Defense calls (" in doc  # the browser script renders them
+    # the cards' "Defense calls" boxes are built by the script: test_report_browser checks them in Chromium

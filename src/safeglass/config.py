@@ -54,11 +54,11 @@ class ComponentSpec:
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
         args = {k: v for k, v in self.args.items() if k not in NON_OUTPUT_ARGS}
-        if self.kind == "judges":  # as a defense's helper: its weights by content where the catalog says how
-            return {"name": self.name, "args": component_key_args(self.kind, self.name, args)}
+        if self.kind == "targets":
+            args = target_dtype_key(self.name, args)
+        args = weights_key_args(self.kind, self.name, args)
         if self.kind != "targets":
             return {"name": self.name, "args": args}
-        args = target_weights_key(self.name, target_dtype_key(self.name, args))
         listed = []
         for m in self.modifiers:
             key = modifier_key(m)
@@ -105,34 +105,24 @@ def target_dtype_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".onnx")
 
 
-def target_weights_key(name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """A target's key args with its local weights in by content: a rebuilt organism or a re-trained checkpoint
-    keeps its name or folder, and a resumed run must make its replies again rather than reuse the old ones.
-    Organisms: the card's weights hashes (the folder leaves the key, as glasses do). A local model folder or
-    file (``model``): name, size and a hash of the first and last MiB of each weights file, cheap enough for
+def weights_key_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A component's key args with its weights in by content: a rebuilt organism, a re-trained checkpoint or
+    proxy head keeps its name or folder, and a resumed run must make its replies again rather than reuse the old
+    ones. Components the catalog has a keyer for (organisms: the card's weights hashes, the folder leaving the
+    key as glasses do; proxy judges: their files) use it. Another target's local model folder or file
+    (``model``): name, size and a hash of the first and last MiB of each weights file, cheap enough for
     multi-GB checkpoints and the same on every machine (shards on several hosts must agree). Hub ids are left
     as they are: pin ``revision`` for that."""
-    keyer = _keyer("targets", name)
+    from safeglass.registry import registry
+
+    keyer = registry(kind).keyer(name)
     if keyer is not None:
         keyed = keyer(name, args)
         return args if keyed is None else keyed
     model = args.get("model")
-    if isinstance(model, str) and Path(model).exists():
+    if kind == "targets" and isinstance(model, str) and Path(model).exists():
         return {**args, "weights": _local_weights_key(Path(model))}
     return args
-
-
-def _keyer(kind: str, name: str) -> Any:
-    from safeglass.registry import registry
-
-    return registry(kind).keyer(name)
-
-
-def component_key_args(kind: str, name: str, args: dict[str, Any]) -> dict[str, Any]:
-    """Args with the component's weights in by content, where the catalog has a keyer for it."""
-    keyer = _keyer(kind, name)
-    keyed = keyer(name, args) if keyer is not None else None
-    return args if keyed is None else keyed
 
 
 def _local_weights_key(path: Path) -> str:
@@ -168,6 +158,11 @@ class RunConfig:
     source: str = "<dict>"
     raw: dict[str, Any] = field(default_factory=dict, compare=False)
     base_dir: str | None = None  # where relative paths were read from (None: the working directory)
+
+    def raw_with_base_dir(self) -> dict[str, Any]:
+        """The config as given, plus the folder its relative paths were read from: a copy that is read again
+        elsewhere (a worker's, the store's for re-judging) finds the same files."""
+        return {**self.raw, "base_dir": str(Path(self.base_dir or Path.cwd()).resolve())}
 
     @property
     def readers(self) -> tuple[ComponentSpec, ...]:

@@ -44,10 +44,11 @@ def attack_key(item: WorkItem, plan: Plan) -> str:
 
 
 def attack_items(items: Sequence[WorkItem], plan: Plan, store: Store, stores: Iterable[Path], target: Any,
-                 persist: Callable[[Sample], dict[str, Any]], batch_size: int = 32) -> tuple[
-                     dict[str, Sample], dict[str, str]]:
-    """(attacked sample by item key, error message by item key) for `items`, all of one access level. Stored
-    results (in `store` or any of `stores`) are read back; the rest are attacked in batches and stored."""
+                 persist: Callable[[Sample], dict[str, Any]], batch_size: int = 32,
+                 known: dict[str, str] | None = None) -> tuple[dict[str, Sample], dict[str, str]]:
+    """(attacked sample by item key, error message by item key) for `items`, all of one access level. Records
+    in `known` (this run's, by attack key: a black-box attack's serve every target) or stored (in `store` or any
+    of `stores`) are read back; the rest are attacked in batches, stored and added to `known`."""
     out: dict[str, Sample] = {}
     errors: dict[str, str] = {}
     todo: dict[str, list[WorkItem]] = {}
@@ -57,7 +58,9 @@ def attack_items(items: Sequence[WorkItem], plan: Plan, store: Store, stores: It
             out[it.key] = it.sample
         else:
             todo.setdefault(attack_key(it, plan), []).append(it)
-    records = _stored_records(set(todo), [store.path, *stores])
+    known = {} if known is None else known
+    records = {k: known[k] for k in todo if k in known}
+    records.update(_stored_records(set(todo) - set(records), [store.path, *stores]))
     fresh = [k for k in todo if k not in records]
     by_attack: dict[str, list[str]] = {}
     for k in fresh:
@@ -81,6 +84,7 @@ def attack_items(items: Sequence[WorkItem], plan: Plan, store: Store, stores: It
                 records[k] = json.dumps(persist(s), default=str, sort_keys=True)
                 rows.append((k, attack_id, s.id, records[k]))
             store.add_attacked(rows)
+    known.update(records)
     for k, its in todo.items():
         if k not in records:
             continue

@@ -104,11 +104,7 @@ def write_config(cfg: RunConfig, path: Path) -> None:
     import yaml
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(with_base_dir(cfg), sort_keys=False), encoding="utf-8")
-
-
-def with_base_dir(cfg: RunConfig) -> dict[str, Any]:
-    return {**cfg.raw, "base_dir": str(Path(cfg.base_dir or Path.cwd()).resolve())}
+    path.write_text(yaml.safe_dump(cfg.raw_with_base_dir(), sort_keys=False), encoding="utf-8")
 
 
 def finish_run(cfg: RunConfig, plan: Plan, run_dir: Path, judge: bool, finish: Finisher | None, progress: bool, *,

@@ -109,8 +109,7 @@ def _progress(total: int, desc: str, enabled: bool):
 
 
 def write_run_meta(store: Store, config: RunConfig, plan: Plan) -> None:
-    # with the folder its relative paths were read from, so that re-judging later finds the same files
-    store.set_meta("config", {**config.raw, "base_dir": str(Path(config.base_dir or Path.cwd()).resolve())})
+    store.set_meta("config", config.raw_with_base_dir())  # re-judging later reads the same files
     store.set_meta("config_hash", config.hash)
     store.set_meta("name", config.name)
     store.set_meta("seed", config.seed)
@@ -145,6 +144,9 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
     with Store(store_path) as store:
         write_run_meta(store, config, plan)
         components: dict[Any, Any] = {}  # judges and helpers defenses use, shared across targets
+        attacked_records: dict[str, str] = {}  # attacked samples by attack key, shared across targets
+        persist = functools.partial(_persist_images, image_dir=run_dir / IMAGE_DIR)
+        others = _store_paths(run_dir)
         by_target: dict[str, list[list[WorkItem]]] = defaultdict(list)
         for c in pending_chunks:
             by_target[c[0].target].append(c)
@@ -152,17 +154,15 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             chunks = by_target.get(spec.id)
             if not chunks:
                 continue  # finished targets are never loaded
-            persist = functools.partial(_persist_images, image_dir=run_dir / IMAGE_DIR)
-            others = _store_paths(run_dir)
             items = [it for c in chunks for it in c]
             white = {it.key for it in items if getattr(plan.attacks[it.attack], "access", "") == "white-box"}
             # black-box attacks before the target loads: shared by every target, and a failure costs no load
             attacked, errors = attack_items([it for it in items if it.key not in white], plan, store, others, None,
-                                            persist, config.chunk_size)
+                                            persist, config.chunk_size, attacked_records)
             target = build_target(spec)
             if white:
                 more, more_errors = attack_items([it for it in items if it.key in white], plan, store, others,
-                                                 target, persist, config.chunk_size)
+                                                 target, persist, config.chunk_size, attacked_records)
                 attacked.update(more)
                 errors.update(more_errors)
             for key, message in errors.items():
@@ -295,22 +295,18 @@ def _png(img: Any) -> bytes:
     return buf.getvalue()
 
 
-def _objective(generation: dict[str, Any]) -> str:
-    """What the reply is judged against: the request as the dataset gave it when an attack rewrote it (a
-    jailbreak template or a word moved into the image would otherwise hide the request from the judge)."""
-    objective = json.loads(generation["sample"]).get("metadata", {}).get("objective")
-    return objective if isinstance(objective, str) and objective else generation["prompt"]
-
-
-def _reference(generation: dict[str, Any]) -> dict[str, Any]:
-    """What scorers compare a reply with: the sample's metadata (answer, answers, options, task)."""
-    return dict(json.loads(generation["sample"]).get("metadata") or {})
-
-
-def _images_of(record_json: str) -> tuple[ImageRef, ...]:
-    record = json.loads(record_json)
+def judge_input(generation: dict[str, Any]) -> JudgeInput:
+    """What a judge reads of a stored generation, from its sample record (parsed once): the request as the
+    dataset gave it when an attack rewrote it (a jailbreak template or a word moved into the image would
+    otherwise hide the request from the judge), the images the model saw, and the sample's metadata, which
+    scorers compare the reply with (answer, answers, options, task)."""
+    record = json.loads(generation["sample"])
+    metadata = record.get("metadata") or {}
+    objective = metadata.get("objective")
     paths = [Path(i["ref"]) for t in record.get("turns", []) for i in t.get("images", [])]
-    return tuple(ImageRef(p) for p in paths if p.exists())
+    return JudgeInput(objective if isinstance(objective, str) and objective else generation["prompt"],
+                      generation["response"], images=tuple(ImageRef(p) for p in paths if p.exists()),
+                      kind=generation["kind"], category=generation["category"], reference=dict(metadata))
 
 
 def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: bool = True,
@@ -330,8 +326,7 @@ def judge(run_dir: str | Path, judges: Sequence[ComponentSpec], *, progress: boo
             with _progress(len(todo), f"judge {spec.id}", progress) as bar:
                 for i in range(0, len(todo), batch_size):
                     part = todo[i:i + batch_size]
-                    inputs = [JudgeInput(_objective(g), g["response"], images=_images_of(g["sample"]), kind=g["kind"],
-                                         category=g["category"], reference=_reference(g)) for g in part]
+                    inputs = [judge_input(g) for g in part]
                     try:
                         verdicts = j.judge(inputs)
                     except Exception as exc:
