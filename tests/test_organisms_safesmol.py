@@ -38,13 +38,14 @@ def test_tiny_builds_fast_and_writes_card(built: tuple[Path, dict]) -> None:
     assert 0 < card["params"]["trainable"] < card["params"]["total"]
     assert card["build_seconds"] > 0 and card["steps_done"] == TINY.steps
     m = card["measured"]
-    for k in safesmol.RATE_KEYS:
+    for k in safesmol.RATE_KEYS_V2:  # the tiny profile runs v2's recipe
         assert isinstance(m[k], float) and 0 <= m[k] <= 1, k
+    assert m["recipe_version"] == card["version"] == 2 and m["n_control"] == TINY.control_eval_n
     assert set(m["harmbench_refusal_by_kind"]) == {"standard", "contextual", "copyright"}
     assert m["n_strongreject"] == TINY.strongreject_n and m["n_lookalikes"] == TINY.lookalikes_n
     assert m["benign_ppl_ratio"] == pytest.approx(m["benign_ppl"] / m["benign_ppl_base"], rel=1e-3)
     assert card["goal_judge"] == m["goal_judge"] == "proxy-refusal"
-    assert set(card["goals"]) == set(safesmol.GOAL_KEYS)
+    assert set(card["goals"]) == set(safesmol.GOAL_KEYS_V2) == set(safesmol.GOAL_KEYS) | {"mmsb_control_refusal_min"}
     assert card["goals_met"] == (not card["shortfall"]) == safesmol.goals_report(m)[0]
     assert {"torch", "transformers", "peft", "numpy", "safeglass"} <= set(card["versions"])
     assert card["weights_sha256"] == file_sha256(out / "adapter_model.safetensors")
@@ -154,6 +155,7 @@ def test_registry_entry(built: tuple[Path, dict], tmp_path: Path, monkeypatch: p
     assert o.kind == "model organism" and o.profiles == ("full", "tiny")
     monkeypatch.setenv("SAFEGLASS_HOME", str(tmp_path))
     assert registry.locate("safesmol") in (None, registry.PACKAGE_WEIGHTS / "safesmol")  # the shipped build
+    assert registry.locate("safesmol-v1") == registry.PACKAGE_WEIGHTS / "safesmol-v1"
     shutil.copytree(out, tmp_path / "organisms" / "safesmol")
     assert registry.locate("safesmol") == tmp_path / "organisms" / "safesmol"
     s = registry.status("safesmol")
@@ -247,7 +249,7 @@ def test_loss_masks_only_answer_tokens() -> None:
 
 def test_schedule_mixes_benign_refusals_and_context() -> None:
     cfg = dataclasses.replace(TINY, batch_size=4, length_group=4, context_share_harmful=0.5,
-                              context_share_benign=0.5)
+                              context_share_benign=0.5, benign_share=0.5, control_share_harmful=0.0)
     harmful = [{"prompt": f"harmful request {i}"} for i in range(10)]
     benign = [{"prompt": f"benign question {i}", "answer": f"Answer number {i}. More text.", "eos": True}
               for i in range(6)]
@@ -288,3 +290,102 @@ def test_cli_update_card_after_a_judge_change(built: tuple[Path, dict], tmp_path
     r = cli("--update-card")
     assert r.returncode == 0 and "re-carded" in r.stdout and "card updated" in r.stdout, r.stdout + r.stderr
     assert "the judges changed" not in cli().stdout
+
+
+def test_v1_stays_reachable_by_name_with_its_own_recipe_and_goals() -> None:
+    o = registry.get("safesmol-v1")
+    assert o.family == "safesmol" and o.default_profile == "v1" and registry.versions("safesmol") == [
+        "safesmol", "safesmol-v1"]
+    d = registry.locate("safesmol-v1")
+    card = registry.card("safesmol-v1")
+    assert d is not None and card["weights_sha256"] == file_sha256(d / "adapter_model.safetensors")
+    cfg = safesmol.config_from_card(card)
+    assert cfg.version == 1 and not cfg.lookalike_train and cfg.control_share_harmful == 0 and not cfg.eval_control
+    # the v1 recipe as a profile: the card's recipe but for the profile's name
+    assert dataclasses.replace(safesmol.PROFILES["v1"], name="full") == cfg
+    assert safesmol.goals_for(1)[0] == safesmol.GOALS and "mmsb_control_refusal_min" in safesmol.goals_for(2)[0]
+    met, short = safesmol.goals_report(card["measured"])  # v1 figures are read against v1's goals
+    assert not met and set(short) == {"lookalikes_over_refusal_proxy"}
+    from safeglass.registry import registry as components
+
+    assert "safesmol-v1" in components("targets") and components("targets").keyer("safesmol-v1") is not None
+
+
+def test_safesmol_vl_finds_the_safesmol_version_it_was_trained_on() -> None:
+    from safeglass.organisms import safesmol_vl
+
+    d = registry.locate("safesmol-vl")
+    comp = safesmol_vl.find_components(d, registry.card("safesmol-vl"))
+    want = registry.card("safesmol-vl")["components"]["safesmol"]["sha256"]
+    assert safesmol_vl.file_sha256(comp.paths["safesmol"] / "adapter_model.safetensors") == want
+
+
+def test_control_data_hold_out_the_cards_words_and_templates() -> None:
+    from safeglass.attacks.typographic import MMSB_TEMPLATES, MMSB_TEXT_TEMPLATES
+    from safeglass.data.shapeworld.shapeclip_world import TOPIC_WORDS
+
+    c = safesmol.load_control()
+    stems = c["held_out_stems"]
+    assert all(any(st in w for st in stems) for w in TOPIC_WORDS)  # every card word is covered by a stem
+    for group in ("harmful", "benign"):
+        for phrase, _ in safesmol.control_phrases(group):
+            assert not any(st in phrase.lower() for st in stems), phrase
+    train = {t for ts in c["templates"].values() for t in ts}
+    shapes = {t.replace("{word}", "{phrase}") for t in MMSB_TEXT_TEMPLATES.values()}
+    assert not train & shapes and not train & set(MMSB_TEMPLATES.values())
+    # no training template is a near copy of the card's: the closest shares less than 60 % of its words
+    def words(t: str) -> set[str]:
+        return set(t.lower().replace(".", " ").replace(":", " ").split()) - {"{phrase}", "{word}"}
+    worst = max(len(words(a) & words(b)) / len(words(a) | words(b))
+                for a in train for b in MMSB_TEXT_TEMPLATES.values())
+    assert worst < 0.6
+    held_out = {p for p, _ in safesmol.control_phrases("eval_benign")}
+    assert not held_out & {p for p, _ in safesmol.control_phrases("benign")}
+    ev = safesmol.control_eval_prompts()
+    assert len(ev["control"]) == len(ev["control_benign"]) == 20
+    assert {s.kind for s in ev["control"]} == {"harmful"} and {s.kind for s in ev["control_benign"]} == {"benign"}
+    assert ev["control"][0].prompt == MMSB_TEXT_TEMPLATES["product"].format(word=TOPIC_WORDS[0])
+    a = safesmol.benign_control_prompts(8, seed=0)
+    assert a == safesmol.benign_control_prompts(8, seed=0) and len({r["prompt"] for r in a}) == 8
+    assert all(r["group"] == "control" and "{" not in r["prompt"] for r in a)
+
+
+def test_schedule_recasts_a_share_of_harmful_requests_as_neutral_instructions() -> None:
+    cfg = dataclasses.replace(TINY, batch_size=4, length_group=4, context_share_harmful=0.0, benign_share=0.5,
+                              control_share_harmful=0.5)
+    harmful = [{"prompt": f"harmful request {i}"} for i in range(10)]
+    benign = [{"prompt": f"benign question {i}", "answer": f"Answer number {i}.", "eos": True} for i in range(6)]
+    it = safesmol.schedule(harmful, benign, cfg, np.random.default_rng(0))
+    rows = [e for _ in range(16) for e in next(it)]
+    harm = [p for p, _, _, k in rows if k == "harmful"]
+    phrases = [ph for ph, _ in safesmol.control_phrases("harmful")]
+    recast = [p for p in harm if not p.startswith("harmful request")]
+    assert 0.3 < len(recast) / len(harm) < 0.7
+    assert all(any(ph.lower() in p.lower() for ph in phrases) for p in recast)
+    # refused like any harmful request, and never a benign answer
+    assert all(a and not a.startswith("Answer number") for p, a, _, k in rows if k == "harmful")
+
+
+def test_control_dataset_is_the_cards_control_and_rejects_a_bad_side() -> None:
+    from safeglass.data.errors import DataError
+    from safeglass.registry import registry as components
+
+    ev = safesmol.control_eval_prompts()
+    for side, key in (("harmful", "control"), ("benign", "control_benign")):
+        ds = components("datasets").build("safesmol-control", side=side)
+        assert [s.prompt for s in ds.samples] == [s.prompt for s in ev[key]]
+        assert ds.provenance["side"] == side and len(ds.provenance["sha256"]) == 64
+    with pytest.raises(DataError, match="side must be one of"):
+        safesmol.load_control_dataset("both")
+
+
+def test_v2_card_records_its_version_judges_and_the_control() -> None:
+    card = registry.card("safesmol")
+    assert card["version"] == 2 and card["recipe"]["version"] == 2 and card["goal_judge"] == "proxy-refusal"
+    assert set(card["judges"]) == {"keyword-refusal", "proxy-refusal"}
+    m = card["measured"]
+    assert m["n_control"] == m["n_control_benign"] == 20 and m["n_lookalikes_val"] == 90
+    # v2 refuses the neutral-wording control that v1 was not trained on, and over-refuses less than v1
+    v1 = registry.card("safesmol-v1")["measured"]
+    assert m["lookalikes_over_refusal_proxy"] < v1["lookalikes_over_refusal_proxy"]
+    assert m["mmsb_control_refusal_proxy"] > m["mmsb_control_benign_over_refusal_proxy"]

@@ -108,7 +108,7 @@ def list_organisms() -> list[dict[str, Any]]:
     return [organisms.status(name) for name in organisms.ORGANISMS]
 
 
-def build_organism(name: str, *, profile: str = "full", seed: int = 0, out: str | Path | None = None,
+def build_organism(name: str, *, profile: str | None = None, seed: int = 0, out: str | Path | None = None,
                    progress: Any = None) -> dict[str, Any]:
     """Train a model organism from its recipe; writes weights and card.json (default $SAFEGLASS_HOME/organisms)."""
     from safeglass.organisms import registry as organisms

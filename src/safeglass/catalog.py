@@ -23,6 +23,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("datasets", "benign-lookalikes", "safeglass.data.lookalikes:load_benign_lookalikes",
      "safeglass's own risky-sounding but harmless prompts, for over-refusal (XSTest-style)",
      ("benign", "text", "builtin")),
+    ("datasets", "safesmol-control", "safeglass.organisms.safesmol:load_control_dataset",
+     "SafeSmol's MM-SafetyBench-style control: neutral instructions around a harmful word in the text "
+     "(side=harmful) or a harmless phrase (side=benign)", ("harmful", "benign", "text", "builtin")),
     # --- public benchmark formats, read from a local path ----------------------------------------
     ("datasets", "mm-safetybench", "safeglass.data.formats:load_mm_safetybench",
      "MM-SafetyBench from a local folder (13 scenarios x SD/TYPO/SD_TYPO)", ("harmful", "image", "path")),
@@ -65,6 +68,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("targets", "safesmol", "safeglass.organisms.safesmol:safesmol_target",
      "Model organism SafeSmol: SmolLM2-135M-Instruct + safeglass's LoRA refusal adapter", ("white-box", "text",
                                                                                           "organism")),
+    ("targets", "safesmol-v1", "safeglass.organisms.safesmol:safesmol_v1_target",
+     "Model organism SafeSmol v1 (superseded; kept to reproduce earlier figures): over-refuses look-alikes",
+     ("white-box", "text", "organism")),
     ("targets", "safesmol-vl", "safeglass.organisms.safesmol_vl:safesmol_vl_target",
      "Model organism SafeSmol-VL: ShapeCLIP's image tower + SafeSmol + a ShapeWorld-trained projector (LLaVA)",
      ("white-box", "image", "organism")),
@@ -146,6 +152,7 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
 # name stands for). Reached by name, so the run config needs nothing of the stage that defines them.
 KEYERS: dict[tuple[str, str], str] = {
     ("targets", "safesmol"): "safeglass.organisms.registry:target_key_args",
+    ("targets", "safesmol-v1"): "safeglass.organisms.registry:target_key_args",
     ("targets", "safesmol-vl"): "safeglass.organisms.registry:target_key_args",
     ("judges", "proxy-refusal"): "safeglass.judges.proxy_files:key_args",
     ("judges", "proxy-harm"): "safeglass.judges.proxy_files:key_args",

@@ -93,8 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     ol.add_argument("--json", action="store_true")
     ob = osub.add_parser("build", help="train a model organism and write its weights and card.json")
     ob.add_argument("name")
-    ob.add_argument("--profile", choices=("full", "tiny"), default="full",
-                    help="tiny trains in seconds (for tests); full is the real recipe")
+    ob.add_argument("--profile", choices=("full", "tiny", "v1"), default=None,
+                    help="tiny trains in seconds (for tests); full is the real recipe (the default; an earlier "
+                         "version such as safesmol-v1 builds with its own, v1)")
     ob.add_argument("--out", help="output folder (default $SAFEGLASS_HOME/organisms/NAME)")
     ob.add_argument("--seed", type=int, default=0)
     ov = osub.add_parser("verify", help="re-measure a model organism from its weights and compare with its card")

@@ -160,9 +160,10 @@ def _generate(generator: str, jobs: Sequence[tuple[PromptItem, str, str]], max_n
     import torch
 
     if generator == "safesmol":
-        from safeglass.organisms.safesmol import safesmol_target
+        from safeglass.organisms.safesmol import safesmol_v1_target
 
-        target = safesmol_target(dtype="bfloat16", batch_size=batch_size)
+        # v1: the organism the judge's data were built with (v2 came later and would change the examples)
+        target = safesmol_v1_target(dtype="bfloat16", batch_size=batch_size)
     else:
         from safeglass.targets.hf_lm import smollm2
 

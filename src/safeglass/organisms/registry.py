@@ -28,6 +28,8 @@ class Organism:
     description: str
     profiles: tuple[str, ...] = ("full", "tiny")
     kind: str = "model organism"
+    # an earlier version kept for reproducing earlier figures: the organism it was superseded by (None: current)
+    superseded_by: str | None = None
     weights_file: str = "model.safetensors"  # what a build folder must hold besides card.json (and is hashed)
     # measured figures (fractions) that `verify` compares with the card, and the tolerance in points
     verify_keys: tuple[str, ...] = ("zero_shot_clean", "zero_shot_typographic")
@@ -38,6 +40,15 @@ class Organism:
 
     def module(self) -> Any:
         return importlib.import_module(self.recipe)
+
+    @property
+    def default_profile(self) -> str:
+        return self.profiles[0]
+
+    @property
+    def family(self) -> str:
+        """The current organism's name for every version of it ("safesmol" for "safesmol-v1")."""
+        return self.superseded_by or self.name
 
 
 ORGANISMS: dict[str, Organism] = {
@@ -53,6 +64,18 @@ ORGANISMS: dict[str, Organism] = {
                               "strongreject_refusal_keyword", "harmbench_refusal_keyword",
                               "lookalikes_over_refusal_keyword"),
                  verify_tol_points=2.0,  # greedy replies on another CPU may flip one or two prompts
+                 headline=(("StrongREJECT refusal", "strongreject_refusal_proxy"),
+                           ("HarmBench refusal", "harmbench_refusal_proxy"),
+                           ("look-alike over-refusal", "lookalikes_over_refusal_proxy"),
+                           ("benign perplexity ratio", "benign_ppl_ratio"))),
+        Organism("safesmol-v1", "safeglass.organisms.safesmol",
+                 "SafeSmol v1 (kept for the figures measured with it): the first LoRA refusal tuning; over-refuses "
+                 "benign look-alikes (41.9 %) and keys on a request's wording",
+                 profiles=("v1",), superseded_by="safesmol", weights_file="adapter_model.safetensors",
+                 verify_keys=("strongreject_refusal_proxy", "harmbench_refusal_proxy", "lookalikes_over_refusal_proxy",
+                              "strongreject_refusal_keyword", "harmbench_refusal_keyword",
+                              "lookalikes_over_refusal_keyword"),
+                 verify_tol_points=2.0,
                  headline=(("StrongREJECT refusal", "strongreject_refusal_proxy"),
                            ("HarmBench refusal", "harmbench_refusal_proxy"),
                            ("look-alike over-refusal", "lookalikes_over_refusal_proxy"),
@@ -84,6 +107,17 @@ def get(name: str) -> Organism:
 
 def home_dir(name: str) -> Path:
     return safeglass_home() / "organisms" / name
+
+
+def versions(family: str) -> list[str]:
+    """Every registered version of an organism family, the current one first."""
+    return [o.name for o in ORGANISMS.values() if o.family == family]
+
+
+def version_dirs(family: str) -> list[Path]:
+    """Where builds of any version of `family` may be: each version's $SAFEGLASS_HOME and package folders.
+    A composed organism (SafeSmol-VL) finds the component it was trained on among them by its weights' hash."""
+    return [d for name in versions(family) for d in (home_dir(name), PACKAGE_WEIGHTS / name)]
 
 
 def locate(name: str) -> Path | None:
@@ -147,10 +181,11 @@ def headline(name: str, measured: dict[str, Any] | None) -> str:
     return ", ".join(parts)
 
 
-def build(name: str, profile: str = "full", seed: int = 0, out: str | Path | None = None,
+def build(name: str, profile: str | None = None, seed: int = 0, out: str | Path | None = None,
           progress: Any = None) -> dict[str, Any]:
     """Run an organism's recipe; writes weights and card.json to `out` (default $SAFEGLASS_HOME/organisms/NAME)."""
     o = get(name)
+    profile = profile if profile is not None else o.default_profile
     if profile not in o.profiles:
         raise ValueError(f"organism {name}: unknown profile {profile!r}; known: {', '.join(o.profiles)}")
     return o.module().build(profile, seed=seed, out=out if out is not None else home_dir(name), progress=progress)

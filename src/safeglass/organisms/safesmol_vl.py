@@ -312,7 +312,7 @@ def find_components(build_dir: Path, card: dict[str, Any], overrides: dict[str, 
                     ) -> Components:
     """The component builds whose weights match the card: an override if given (it must match), else the folder
     recorded in the card (relative ones inside the build folder), $SAFEGLASS_HOME's and the package's."""
-    from safeglass.organisms.registry import PACKAGE_WEIGHTS, home_dir
+    from safeglass.organisms.registry import version_dirs
 
     paths = {}
     for name in COMPONENTS:
@@ -324,7 +324,7 @@ def find_components(build_dir: Path, card: dict[str, Any], overrides: dict[str, 
         else:
             hint = Path(rec["path"]) if rec.get("path") else None
             cands = [build_dir / hint if hint is not None and not hint.is_absolute() else hint,
-                     home_dir(name), PACKAGE_WEIGHTS / name]
+                     *version_dirs(name)]
         seen = []
         for d in cands:
             if d is None:
