@@ -16,6 +16,7 @@ from safeglass.defenses.context import DefenseContext, Stage
 from safeglass.eval.plan import build_plan, defense_key
 from safeglass.eval.runner import STORE_NAME, build_component
 from safeglass.eval.store import Store
+from safeglass.options import UnknownOptionError
 from safeglass.registry import registry
 from safeglass.types import GenerationParams, Sample
 
@@ -133,3 +134,27 @@ def test_a_proxy_judge_a_defense_uses_is_keyed_by_its_weights(tmp_path):
     card = copy / "proxy_card.json"
     card.write_text(card.read_text() + " ")
     assert key(copy)["uses"][0]["args"]["weights"] != shipped  # a changed head: another key
+
+
+def test_a_used_judge_is_checked_at_plan_time_with_its_options_and_measure(tmp_path):
+    typo = config([{"name": "output_filter", "args": {"judge": {"name": "proxy-harm", "args": {"threshhold": 0.5}}}}])
+    with pytest.raises(UnknownOptionError, match=r"defenses\[0\] \(output_filter\).*'threshhold'.*'threshold'"):
+        run(typo, out=tmp_path / "a", dry_run=True, progress=False)
+    refusal = config([{"name": "output_filter", "args": {"judge": "keyword-refusal"}}])
+    with pytest.raises(UnknownOptionError, match="keyword-refusal measures refusal; it needs one that measures harm"):
+        run(refusal, out=tmp_path / "b", dry_run=True, progress=False)
+    unknown = config([{"name": "output_filter", "args": {"judge": "proxy-harms"}}])
+    with pytest.raises(UnknownOptionError, match="Did you mean: proxy-harm"):
+        run(unknown, out=tmp_path / "c", dry_run=True, progress=False)
+
+
+def test_a_set_up_that_fails_is_recorded_like_a_failed_generation_and_the_rest_goes_on(tmp_path):
+    # a user's judge carries no catalog tags, so its measure is found wrong only when it is built
+    cfg = config(["none", {"name": "output_filter", "args": {"judge": "sgtest_components:PrefixRefusalJudge"}}], n=8)
+    result = run(cfg, out=tmp_path / "r", report=False, judge=False, progress=False)
+    rows = _rows(tmp_path / "r")
+    assert {r["defense"] for r in rows} == {"none"} and len(rows) == 8
+    with Store(tmp_path / "r" / STORE_NAME) as s:
+        errors = s.errors()
+    assert len(errors) == 8 and all(e["stage"] == "setup" and "measures 'refusal'" in e["message"] for e in errors)
+    assert result.failed == 8

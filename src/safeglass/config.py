@@ -16,18 +16,11 @@ from typing import Any
 import yaml
 
 from safeglass.hashing import content_hash
+from safeglass.option_keys import NON_OUTPUT_ARGS
 from safeglass.types import GenerationParams
 
 # The lists of components, whose options may hold paths.
 RUN_LISTS = ("targets", "datasets", "defenses", "attacks", "judges", "scorers")
-
-# Arguments that change speed or placement, never outputs: they stay out of result keys so that a
-# run resumed with another batch size, concurrency or device reuses its finished work.
-NON_OUTPUT_ARGS = frozenset({
-    "batch_size", "concurrency", "timeout_s", "max_retries", "backoff_s", "device", "delay_s",
-    "label", "progress",
-})
-
 
 class ConfigError(ValueError):
     """A config problem, with the file and the field at fault."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from safeglass.option_keys import KeyedByOptions
 from safeglass.types import Sample
 
 # "black-box": needs nothing of the target (runs before it loads, shared by all targets); "white-box": gets the
@@ -16,12 +17,15 @@ from safeglass.types import Sample
 ACCESS = ("black-box", "white-box")
 
 
-class Attack:
+class Attack(KeyedByOptions):
+    """``config()`` identifies the attack in result keys: by default its name and every option it was built with
+    (``option_keys``), so an option a new attack adds enters its key without code."""
+
     name: str = "none"
     access: str = "black-box"
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return self.option_key()
 
     def apply(self, sample: Sample, target: Any = None) -> Sample:
         return sample

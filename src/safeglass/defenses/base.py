@@ -11,19 +11,21 @@ from collections.abc import Sequence
 from typing import Any
 
 from safeglass.defenses.context import DefenseContext, Uses
+from safeglass.option_keys import KeyedByOptions
 from safeglass.types import Conversation, Generation, GenerationParams, Sample, Target, Turn
 
 
-class Defense:
+class Defense(KeyedByOptions):
     """Override ``prepare`` (input side) and/or ``finish`` (output side), or ``generate`` entirely for defenses
-    that call the model several times. ``config()`` identifies the defense in result keys; ``uses()`` lists
+    that call the model several times. ``config()`` identifies the defense in result keys: by default its name
+    and every option it was built with (``option_keys``), so a new option enters without code; ``uses()`` lists
     the judges and helper targets it needs, built for it at generation time and handed over in ``setup``."""
 
     name: str = "none"
     ctx: DefenseContext | None = None
 
     def config(self) -> dict[str, Any]:
-        return {"name": self.name}
+        return self.option_key()
 
     def uses(self) -> list[Uses]:
         return []

@@ -19,20 +19,24 @@ from safeglass.types import Conversation, Generation, GenerationParams, Sample, 
 @dataclass(frozen=True)
 class Uses:
     """A component a defense needs: ``kind`` "judges" or "targets", a registry name and its args. ``role``
-    names it in traces ("judge", "rewriter", ...)."""
+    names it in traces ("judge", "rewriter", ...). ``needs``: catalog tags one of which the component must
+    carry (a judge's measure, say), checked at plan time with its options; ``where`` names the option it came
+    from in those errors."""
 
     kind: str
     name: str
     args: dict[str, Any] = field(default_factory=dict)
     role: str = ""
+    needs: tuple[str, ...] = ()
+    where: str = ""
 
     @staticmethod
-    def parse(value: Any, kind: str, role: str, where: str) -> Uses:
+    def parse(value: Any, kind: str, role: str, where: str, needs: tuple[str, ...] = ()) -> Uses:
         """A name or ``{name, args}`` from a defense's option."""
         if isinstance(value, str):
-            return Uses(kind, value, {}, role)
+            return Uses(kind, value, {}, role, needs, where)
         if isinstance(value, dict) and isinstance(value.get("name"), str) and set(value) <= {"name", "args"}:
-            return Uses(kind, value["name"], dict(value.get("args") or {}), role)
+            return Uses(kind, value["name"], dict(value.get("args") or {}), role, needs, where)
         raise ValueError(f"{where}: give a registry name or {{name, args}}, not {value!r}")
 
 

@@ -32,7 +32,8 @@ class OutputFilter(Defense):
     name = "output_filter"
 
     def __init__(self, judge: Any = "proxy-harm", refusal: str = DEFAULT_REFUSAL) -> None:
-        self.judge_ref = Uses.parse(judge, "judges", "output judge", "output_filter: option 'judge'")
+        self.judge_ref = Uses.parse(judge, "judges", "output judge", "output_filter: option 'judge'",
+                                    needs=WITHHOLDING_MEASURES)
         self.refusal = str(refusal)
 
     def config(self) -> dict[str, Any]:

@@ -163,6 +163,28 @@ def defense_key(defense: Any) -> dict[str, Any]:
                             for u in uses]}
 
 
+def check_uses(config: RunConfig, defenses: dict[str, Any]) -> None:
+    """The judges and helper targets each defense uses, checked as the config's own components are, before any
+    model loads: a registered name, options it takes, and a catalog tag it needs (an output filter's judge must
+    measure harm or toxicity). All the problems at once, as a config error."""
+    problems = []
+    for i, spec in enumerate(config.defenses):
+        uses = defenses[spec.id].uses() if hasattr(defenses[spec.id], "uses") else []
+        for u in uses:
+            what = f"{config.source}: defenses[{i}] ({spec.id}) {u.where or u.role or u.kind}"
+            try:
+                registry(u.kind).check(u.name, dict(u.args), f"{what} ({u.name})")
+            except (KeyError, UnknownOptionError) as exc:
+                problems.append(str(exc))
+                continue
+            tags = registry(u.kind).entry(u.name).tags
+            if u.needs and tags and not set(u.needs) & set(tags):  # a user's own component carries no tags
+                problems.append(f"{what}: {u.name} measures {', '.join(tags) or 'nothing tagged'}; it needs one that "
+                                f"measures {' or '.join(u.needs)}")
+    if problems:
+        raise UnknownOptionError("\n".join(problems))
+
+
 def check_access(config: RunConfig, attacks: dict[str, Any]) -> None:
     """A white-box attack needs a target it can look inside: refused at plan time, before anything loads, for
     targets the catalog marks black-box (endpoints, llama.cpp)."""
@@ -191,6 +213,7 @@ def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
     datasets = {d.id: load_dataset(d, limit) for d in config.datasets}
     defenses = {d.id: registry("defenses").build(d.name, **d.args) for d in config.defenses}
     attacks = {a.id: registry("attacks").build(a.name, **a.args) for a in config.attacks}
+    check_uses(config, defenses)
     check_access(config, attacks)
     params = config.generation.to_dict()
     k = config.samples_per_prompt

@@ -168,7 +168,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             for key, message in errors.items():
                 store.add_error(key, "attack", message)
             result.failed += len(errors)
-            set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
+            setup_failed = set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
@@ -176,6 +176,12 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                 store.set_meta(f"target_machine:{spec.id}", machine_info())
             with _progress(sum(len(c) for c in chunks), f"generate {spec.id}", progress) as bar:
                 for chunk in chunks:
+                    if chunk[0].defense in setup_failed:
+                        for it in chunk:
+                            store.add_error(it.key, "setup", setup_failed[chunk[0].defense])
+                        result.failed += len(chunk)
+                        bar.update(len(chunk))
+                        continue
                     ready = [it for it in chunk if it.key in attacked]
                     if ready:
                         ok, failed = _generate_chunk(store, plan, target, ready, attacked, f"{rank}/{world}",
@@ -194,12 +200,21 @@ def build_component(uses: Uses) -> Any:
     return registry(uses.kind).build(uses.name, **uses.args)
 
 
-def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any]) -> None:
-    """Give each defense with work on this target its context (judges and helpers are built here, once)."""
+def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any]) -> dict[str, str]:
+    """Give each defense with work on this target its context (judges and helpers are built here, once).
+    Returns the defenses whose set-up failed, with the cause: their chunks are recorded as failed (stage
+    ``setup``) and retried on the next run, while the other defenses go on."""
+    failed = {}
     for defense_id in sorted(defense_ids):
         defense = plan.defenses[defense_id]
-        if hasattr(defense, "setup"):
+        if not hasattr(defense, "setup"):
+            continue
+        try:
             defense.setup(DefenseContext(target, build_component, cache))
+        except Exception as exc:  # a judge that cannot load must not end the other defenses' work
+            log.error("defense %s: set-up failed (%s): %s", defense_id, type(exc).__name__, exc)
+            failed[defense_id] = f"{type(exc).__name__}: {exc}"
+    return failed
 
 
 def _safe_config(target: Any) -> dict[str, Any]:
