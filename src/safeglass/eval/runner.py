@@ -168,7 +168,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             for key, message in errors.items():
                 store.add_error(key, "attack", message)
             result.failed += len(errors)
-            set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
+            set_up_defenses(plan, {c[0].defense for c in chunks}, target, components, run_dir / IMAGE_DIR)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
@@ -194,12 +194,15 @@ def build_component(uses: Uses) -> Any:
     return registry(uses.kind).build(uses.name, **uses.args)
 
 
-def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any]) -> None:
-    """Give each defense with work on this target its context (judges and helpers are built here, once)."""
+def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any],
+                    image_dir: Path | None = None) -> None:
+    """Give each defense with work on this target its context (judges and helpers are built here, once); with
+    `image_dir`, images a defense sends that are not its sample's are saved there as the attack stage's are."""
+    save = functools.partial(save_png, image_dir=image_dir) if image_dir is not None else None
     for defense_id in sorted(defense_ids):
         defense = plan.defenses[defense_id]
         if hasattr(defense, "setup"):
-            defense.setup(DefenseContext(target, build_component, cache))
+            defense.setup(DefenseContext(target, build_component, cache, save_image=save))
 
 
 def _safe_config(target: Any) -> dict[str, Any]:
@@ -277,14 +280,20 @@ def _persist_images(sample: Any, image_dir: Path) -> dict[str, Any]:
         for img_rec in turn["images"]:
             img = next(refs)
             if img.path is None:
-                image_dir.mkdir(parents=True, exist_ok=True)
-                path = image_dir / f"{img.content_hash()}.png"
-                if not path.exists():
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
-                    tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
-                img_rec["ref"] = str(path)
+                img_rec["ref"] = str(save_png(img, image_dir))
     return record
+
+
+def save_png(img: ImageRef, image_dir: Path) -> Path:
+    """`img` as ``image_dir/<content hash>.png`` (written once: the same picture is the same file), for the attack
+    stage's images and the ones a defense sends (its context is handed this)."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    path = image_dir / f"{img.content_hash()}.png"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
+        tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
+    return path
 
 
 def _png(img: Any) -> bytes:
