@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from safeglass.types import Conversation, Generation, GenerationParams, Sample, Target
+from safeglass.types import Conversation, Generation, GenerationParams, ImageRef, Sample, Target
 
 
 @dataclass(frozen=True)
@@ -40,9 +40,22 @@ class Uses:
         raise ValueError(f"{where}: give a registry name or {{name, args}}, not {value!r}")
 
 
-def conversation_record(conv: Conversation) -> list[dict[str, Any]]:
-    """What was sent, as the report shows it: roles, text, images by content hash."""
-    return [{"role": t.role, "text": t.text, "images": [i.content_hash() for i in t.images]} for t in conv]
+def conversation_record(conv: Conversation, save: Callable[[ImageRef], Any] | None = None,
+                        own: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+    """What was sent, as the report shows it: roles, text, images by content hash. An image that is not among
+    the sample's own (hashes in `own`), such as a defense's perturbed copy, is handed to `save` (the runner
+    stores it with the run, content-addressed) and listed under the turn's ``saved``, so the report can show it."""
+    out = []
+    for t in conv:
+        hashes = [i.content_hash() for i in t.images]
+        turn: dict[str, Any] = {"role": t.role, "text": t.text, "images": hashes}
+        made = [(h, i) for h, i in zip(hashes, t.images, strict=True) if h not in own]
+        if save is not None and made:
+            for _, img in made:
+                save(img)
+            turn["saved"] = list(dict.fromkeys(h for h, _ in made))
+        out.append(turn)
+    return out
 
 
 class Stage:
@@ -66,9 +79,12 @@ class DefenseContext:
     """One target's generation context. ``begin(samples)`` starts a batch; ``traces[i]`` then lists the sub-calls
     made for its i-th sample, which the runner stores with the reply."""
 
-    def __init__(self, target: Target, build: Callable[[Uses], Any], cache: dict[Any, Any] | None = None) -> None:
+    def __init__(self, target: Target, build: Callable[[Uses], Any], cache: dict[Any, Any] | None = None,
+                 save_image: Callable[[ImageRef], Any] | None = None) -> None:
         self.target = target
         self._build = build
+        # Stores an image a defense made (not the sample's own) with the run; None outside a run: hashes only.
+        self._save_image = save_image
         self.cache: dict[Any, Any] = cache if cache is not None else {}
         self.traces: list[list[dict[str, Any]]] = []
         # (samples of this level, their positions in the batch): a chain's inner stage sees its own samples
@@ -96,7 +112,8 @@ class DefenseContext:
         gens = target.generate(list(conversations), params)
         seconds = time.perf_counter() - t0
         for j, (conv, gen) in enumerate(zip(conversations, gens, strict=True)):
-            self.record(owners[j], {"role": role, "sent": conversation_record(conv), "reply": gen.text,
+            sent = conversation_record(conv, self._save_image, self._own_images(owners[j]))
+            self.record(owners[j], {"role": role, "sent": sent, "reply": gen.text,
                                     "prompt_tokens": gen.prompt_tokens, "completion_tokens": gen.completion_tokens,
                                     "seconds": round(gen.seconds or seconds / max(1, len(gens)), 4)})
         return gens
@@ -126,7 +143,19 @@ class DefenseContext:
 
     def record(self, owner: int, entry: dict[str, Any]) -> None:
         """Add `entry` to the trace of this level's sample `owner` (mapped to its place in the batch)."""
-        positions = self._frames[-1][1] if self._frames else []
-        top = positions[owner] if 0 <= owner < len(positions) else -1
+        top = self._top(owner)
         if 0 <= top < len(self.traces):
             self.traces[top].append(entry)
+
+    def _top(self, owner: int) -> int:
+        """The batch position of this level's sample `owner`; -1 when it has none."""
+        positions = self._frames[-1][1] if self._frames else []
+        return positions[owner] if 0 <= owner < len(positions) else -1
+
+    def _own_images(self, owner: int) -> frozenset[str]:
+        """Hashes of the images of the batch sample `owner` stands for: the runner already stored those (attacked
+        images) or they are the dataset's files, so only other images a defense sends are saved."""
+        top = self._top(owner)
+        if self._save_image is None or not self._frames or not 0 <= top < len(self._frames[0][0]):
+            return frozenset()
+        return frozenset(i.content_hash() for t in self._frames[0][0][top].turns for i in t.images)

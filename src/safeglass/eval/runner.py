@@ -168,7 +168,8 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             for key, message in errors.items():
                 store.add_error(key, "attack", message)
             result.failed += len(errors)
-            setup_failed = set_up_defenses(plan, {c[0].defense for c in chunks}, target, components)
+            setup_failed = set_up_defenses(plan, {c[0].defense for c in chunks}, target, components,
+                                           run_dir / IMAGE_DIR)
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
@@ -200,17 +201,20 @@ def build_component(uses: Uses) -> Any:
     return registry(uses.kind).build(uses.name, **uses.args)
 
 
-def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any]) -> dict[str, str]:
-    """Give each defense with work on this target its context (judges and helpers are built here, once).
+def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any],
+                    image_dir: Path | None = None) -> dict[str, str]:
+    """Give each defense with work on this target its context (judges and helpers are built here, once); with
+    `image_dir`, images a defense sends that are not its sample's are saved there as the attack stage's are.
     Returns the defenses whose set-up failed, with the cause: their chunks are recorded as failed (stage
     ``setup``) and retried on the next run, while the other defenses go on."""
+    save = functools.partial(save_png, image_dir=image_dir) if image_dir is not None else None
     failed = {}
     for defense_id in sorted(defense_ids):
         defense = plan.defenses[defense_id]
         if not hasattr(defense, "setup"):
             continue
         try:
-            defense.setup(DefenseContext(target, build_component, cache))
+            defense.setup(DefenseContext(target, build_component, cache, save_image=save))
         except Exception as exc:  # a judge that cannot load must not end the other defenses' work
             log.error("defense %s: set-up failed (%s): %s", defense_id, type(exc).__name__, exc)
             failed[defense_id] = f"{type(exc).__name__}: {exc}"
@@ -292,14 +296,20 @@ def _persist_images(sample: Any, image_dir: Path) -> dict[str, Any]:
         for img_rec in turn["images"]:
             img = next(refs)
             if img.path is None:
-                image_dir.mkdir(parents=True, exist_ok=True)
-                path = image_dir / f"{img.content_hash()}.png"
-                if not path.exists():
-                    tmp = path.with_suffix(".tmp")
-                    tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
-                    tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
-                img_rec["ref"] = str(path)
+                img_rec["ref"] = str(save_png(img, image_dir))
     return record
+
+
+def save_png(img: ImageRef, image_dir: Path) -> Path:
+    """`img` as ``image_dir/<content hash>.png`` (written once: the same picture is the same file), for the attack
+    stage's images and the ones a defense sends (its context is handed this)."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    path = image_dir / f"{img.content_hash()}.png"
+    if not path.exists():
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
+        tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
+    return path
 
 
 def _png(img: Any) -> bytes:

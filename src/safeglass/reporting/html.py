@@ -29,6 +29,7 @@ from safeglass.machine import machine_line
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
 from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
+from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
 from safeglass.stats import format_p
 
 METRIC_TITLES = {
@@ -360,37 +361,51 @@ def _withheld(sample: dict, show_harmful: bool) -> bool:
 
 
 def _sample_blob(samples: list[dict], labels: dict[str, str], measures: dict[str, str], show_harmful: bool,
-                 images: dict[str, str]) -> list[dict]:
+                 images: dict[str, str], image_dir: Path | None = None) -> list[dict]:
     """Only the fields the browser shows, so 10k samples stay a few MB rather than tens. A reply to a harmful
     prompt is left out of the file altogether unless ``show_harmful`` (a shared report must not carry it), and
-    so are its outcome judges' reasons, which may quote it."""
+    so are its outcome judges' reasons, which may quote it, and any other text of the sample that quotes one of
+    its replies (``reporting/withhold.py``: a self-check defense sends the reply back to a model)."""
     out = []
     for s in samples:
         verdicts = s.get("verdicts") or {}
         kind = str(s.get("kind", ""))
         withheld = _withheld(s, show_harmful)
+        replies = withheld_replies(s) if kind == "harmful" else []
+        hidden = replies if withheld else []  # with show_harmful nothing is redacted: quoting texts are only marked
         paths = [str(i) for i in s.get("images") or []]
         out.append({
             "key": str(s.get("key", "")), "id": str(s.get("sample_id", "")), "dataset": str(s.get("dataset", "")),
             "kind": kind, "category": str(s.get("category", "") or ""),
             "target": labels.get(s.get("target"), str(s.get("target", ""))), "defense": str(s.get("defense", "")),
-            "attack": str(s.get("attack", "")), "prompt": str(s.get("prompt", "") or ""),
+            "attack": str(s.get("attack", "")), "prompt": redact(str(s.get("prompt", "") or ""), hidden),
             "response": None if withheld else str(s.get("response", "") or ""),
             "images": [{"path": p, "thumb": p if p in images else None} for p in paths],
             "verdicts": {str(k): {"flag": bool(v.get("flag")), "score": v.get("score") if finite(v.get("score"))
                                   else None, "label": str(v.get("label", "") or ""),
                                   "tone": _verdict_tone(measures.get(str(k), ""), kind, bool(v.get("flag"))),
                                   "reason": "" if withheld and measures.get(str(k)) != "signal"
-                                  else str(v.get("reason", "") or "")}
+                                  else redact(str(v.get("reason", "") or ""), hidden)}
                          for k, v in verdicts.items() if isinstance(v, dict)},
-            "trace": _trace_blob(s.get("trace") or [], withheld),
+            "trace": _trace_blob(s.get("trace") or [], withheld, replies, images, image_dir),
         })
     return out
 
 
-def _trace_blob(trace: list, withheld: bool) -> list[dict]:
-    """A defense's sub-calls as the browser shows them: role, what was sent, tokens, seconds, a judge's verdict;
-    a reply to a harmful prompt is left out of the file as the response is."""
+def _saved_paths(turn: dict, image_dir: Path | None) -> list[str]:
+    """Where the images a defense made for this sent turn were stored with the run (by content hash)."""
+    if image_dir is None:
+        return []
+    return [str(image_dir / f"{h}.png") for h in turn.get("saved") or [] if isinstance(h, str)]
+
+
+def _trace_blob(trace: list, withheld: bool, replies: list[str] | None = None, images: dict[str, str] | None = None,
+                image_dir: Path | None = None) -> list[dict]:
+    """A defense's sub-calls as the browser shows them: role, what was sent (with thumbnails of the images the
+    defense made), tokens, seconds, a judge's verdict. A reply to a harmful prompt is left out of the file as the
+    response is, and so is a sent text that quotes one (marked ``quotes``, so the page can fold it with the
+    response when the file does carry it)."""
+    replies, images = replies or [], images or {}
     out = []
     for t in trace:
         if not isinstance(t, dict):
@@ -398,9 +413,19 @@ def _trace_blob(trace: list, withheld: bool) -> list[dict]:
         entry: dict[str, Any] = {"role": str(t.get("role", "")), "seconds": t.get("seconds") if finite(t.get("seconds"))
                                  else None}
         if "sent" in t:
-            entry["sent"] = [{"role": str(turn.get("role", "")), "text": str(turn.get("text", "")),
-                              "images": len(turn.get("images") or [])} for turn in t.get("sent") or []
-                             if isinstance(turn, dict)]
+            entry["sent"] = []
+            for turn in t.get("sent") or []:
+                if not isinstance(turn, dict):
+                    continue
+                text = str(turn.get("text", ""))
+                row: dict[str, Any] = {"role": str(turn.get("role", "")), "text": text,
+                                       "images": len(turn.get("images") or [])}
+                if quotes(text, replies):
+                    row.update(text=PLACEHOLDER if withheld else text, quotes=True)
+                thumbs = [p for p in _saved_paths(turn, image_dir) if p in images]
+                if thumbs:
+                    row["thumbs"] = thumbs
+                entry["sent"].append(row)
             entry["reply"] = None if withheld else str(t.get("reply", "") or "")
             entry["tokens"] = [t.get("prompt_tokens"), t.get("completion_tokens")]
         if "judge" in t:
@@ -413,21 +438,28 @@ def _trace_blob(trace: list, withheld: bool) -> list[dict]:
 def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> tuple[str, str, str]:
     """The browser's static shell (a section body), its samples' JSON blob and the thumbnails' blob; rows are built
     client-side."""
+    from safeglass.eval.runner import IMAGE_DIR
     from safeglass.reporting.thumbnails import MAX_IMAGES, thumbnails
 
-    images = thumbnails([str(i) for s in samples for i in s.get("images") or []])
+    run_dir = (summary.get("run") or {}).get("run_dir")
+    image_dir = Path(run_dir) / IMAGE_DIR if run_dir else None
+    # The samples' images first: past the thumbnail limit, a defense's copies are the ones listed by count only.
+    all_paths = [str(i) for s in samples for i in s.get("images") or []]
+    all_paths += [p for s in samples for t in s.get("trace") or [] if isinstance(t, dict)
+                  for turn in t.get("sent") or [] if isinstance(turn, dict) for p in _saved_paths(turn, image_dir)]
+    images = thumbnails(all_paths)
     blob = json_for_script(_sample_blob(samples, _target_labels(summary), _judge_measures(summary), show_harmful,
-                                        images))
+                                        images, image_dir))
     n_withheld = sum(_withheld(s, show_harmful) for s in samples)
-    run_dir = (summary.get("run") or {}).get("run_dir") or "RUN_DIR"
     if n_withheld:
         note = (f"<p class='muted' id='sg-withheld'>The {n_withheld} responses to harmful prompts are not in this "
-                "file: their counts and verdicts are. <code>safeglass report "
-                f"{escape(run_dir)} --show-harmful</code> writes a report that includes them (behind a click).</p>")
+                "file, nor any text that quotes one (a defense sending a reply back to a model): their counts and "
+                f"verdicts are. <code>safeglass report {escape(run_dir or 'RUN_DIR')} --show-harmful</code> writes a "
+                "report that includes them (behind a click).</p>")
     else:
         note = ("<p class='muted'>Written with --show-harmful: responses to harmful prompts are in this file and "
                 "shown; untick <em>show all harmful outputs</em> to fold them.</p>") if show_harmful else ""
-    n_paths = len({str(i) for s in samples for i in s.get("images") or []})
+    n_paths = len(set(all_paths))
     if n_paths > len(images):
         note += (f"<p class='muted'>{n_paths - len(images)} of {n_paths} images are listed by path only (unreadable, "
                  f"or beyond the first {MAX_IMAGES}).</p>")
@@ -583,7 +615,27 @@ _SCRIPT = r"""
       row.appendChild(el("div", "label", head));
       (t.sent || []).forEach(function (turn) {
         var images = turn.images ? "  [" + turn.images + " image(s)]" : "";
-        row.appendChild(el("pre", "sent", turn.role + ": " + turn.text + images));
+        if (turn.quotes && hidden(s)) {
+          row.appendChild(el("div", "response hidden-response",
+                             turn.role + ": hidden, as the response is (it quotes a reply)" + images));
+        } else {
+          row.appendChild(el("pre", "sent", turn.role + ": " + turn.text + images));
+        }
+        // Images the defense made (perturbed copies and the like), as it sent them.
+        if (turn.thumbs && turn.thumbs.length) {
+          var ims = el("div", "images");
+          turn.thumbs.forEach(function (p) {
+            if (!thumbs[p]) return;
+            var fig = el("figure", "thumb");
+            var img = document.createElement("img");
+            img.src = thumbs[p];
+            img.alt = "image the defense sent";
+            fig.appendChild(img);
+            fig.title = p;
+            ims.appendChild(fig);
+          });
+          row.appendChild(ims);
+        }
       });
       if (t.sent) {
         if (t.reply === null || hidden(s)) {
