@@ -166,6 +166,38 @@ class SuffixModifier:
         return f"suffix {self.suffix!r}"
 
 
+class TrainedSuffixModifier:
+    """A modifier that trains: `train` derives a suffix from the base target (its reply to `word`) and writes it
+    into its artifact folder, `apply` appends what the artifact holds. Each training appends a line to `calls`.
+
+    Args:
+        word: what the suffix is trained from (it enters the key).
+        calls: a file each training appends a line to (not in the key: it changes no reply).
+    """
+
+    name = "trained-suffix"
+    key_arg = None
+    trains = True
+
+    def __init__(self, word: str = "w", calls: str = "") -> None:
+        self.word, self.calls = word, calls
+        self.artifact = None
+
+    def key(self) -> dict:
+        return {"word": self.word}
+
+    def train(self, target, workdir):
+        from safeglass.types import GenerationParams, Turn
+
+        with open(self.calls, "a", encoding="utf-8") as f:
+            f.write(f"{self.word}\n")
+        (gen,) = target.generate([(Turn("user", self.word),)], GenerationParams())
+        (workdir / "suffix.txt").write_text(f" [{len(gen.text)}]", encoding="utf-8")
+
+    def apply(self, target):
+        return SuffixModifier((self.artifact / "suffix.txt").read_text(encoding="utf-8")).apply(target)
+
+
 BUILT: list[str] = []  # what the counting components built, in order (tests reset it)
 
 

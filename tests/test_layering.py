@@ -14,7 +14,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("kernel", ("safeglass.types", "safeglass.hashing", "safeglass.machine", "safeglass.paths", "safeglass.version",
                 "safeglass.stats", "safeglass.safe_pickle", "safeglass.packages", "safeglass.options",
                 "safeglass.option_keys",
-                "safeglass.registry", "safeglass.catalog")),
+                "safeglass.registry", "safeglass.catalog", "safeglass.artifacts")),
     ("data", ("safeglass.data",)),
     ("attacks", ("safeglass.attacks",)),
     ("defenses", ("safeglass.defenses",)),

@@ -99,3 +99,33 @@ def test_glasses_modifier_folds_and_is_recorded(tmp_path):
     assert target_label(worn, "tiny").endswith("+ sgm s0.5 glasses")
     assert _safe_config(worn)["modifiers"] == [{"name": "glasses", "hash": glasses.hash}]
     assert spec.key_config()["args"]["glasses"] == f"sha:{glasses.hash}"
+
+
+def test_a_modifier_that_trains_trains_once_for_workers_and_resumes(tmp_path):
+    from safeglass.artifacts import read_manifest
+    from safeglass.eval.runner import ARTIFACT_DIR, generate, merge_shards
+    from safeglass.eval.store import Store
+
+    calls = tmp_path / "calls.log"
+
+    def config(n):
+        return parse_config({
+            "targets": [{"name": "echo", "modifiers": [{"name": "sgtest_components:TrainedSuffixModifier",
+                                                        "args": {"word": "hello", "calls": str(calls)}}]}],
+            "datasets": [{"name": "sgtest_components:load_unit", "args": {"n": n}}], "chunk_size": 2})
+
+    run = tmp_path / "run"
+    shards = [generate(config(12), run, rank=r, world=2, progress=False) for r in (0, 1)]
+    assert all(s.generated for s in shards)  # both workers loaded the target
+    assert calls.read_text().splitlines() == ["hello"]  # and one trained it
+    merge_shards(run)
+    resumed = generate(config(16), run, progress=False)  # the resume has new work, so it loads the target again
+    assert resumed.done_before == 12 and resumed.generated == 4
+    assert calls.read_text().splitlines() == ["hello"]
+    (folder,) = [p for p in (run / ARTIFACT_DIR / "modifiers").iterdir() if p.is_dir()]
+    suffix = (folder / "suffix.txt").read_text()
+    assert read_manifest(folder)["key_payload"] == {"modifier": "trained-suffix", "key": {"word": "hello"},
+                                                    "target": {"name": "echo", "args": {}}}
+    with Store(run / "store.sqlite") as s:
+        replies = [g["response"] for g in s.generations()]
+    assert len(replies) == 16 and all(r.endswith(suffix) for r in replies)

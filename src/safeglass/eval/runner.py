@@ -13,7 +13,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
 from safeglass.machine import machine_info
 from safeglass.registry import registry
-from safeglass.targets.modifiers import applied_labels
+from safeglass.targets.modifiers import applied_labels, build_trained
 from safeglass.types import ImageRef
 
 log = logging.getLogger("safeglass.run")
@@ -34,6 +34,7 @@ log = logging.getLogger("safeglass.run")
 STORE_NAME = "store.sqlite"
 SHARD_DIR = "shards"
 IMAGE_DIR = "images"
+ARTIFACT_DIR = "artifacts"  # what the run's modifiers trained: shared by its workers and its resumes
 
 
 @dataclass
@@ -89,11 +90,16 @@ def merge_shards(run_dir: Path) -> int:
     return added
 
 
-def build_target(spec: ComponentSpec) -> Any:
-    """The target with its modifiers applied in order."""
+def build_target(spec: ComponentSpec, artifacts: Path | None = None) -> Any:
+    """The target with its modifiers applied in order. A modifier that trains is trained once per key into
+    `artifacts` (a run's ``artifacts`` folder; None: the cache), keyed by the target it modifies."""
     target = registry("targets").build(spec.name, **spec.args)
-    for m in spec.modifiers:
-        target = registry("modifiers").build(m.name, **m.args).apply(target)
+    for i, m in enumerate(spec.modifiers):
+        modifier = registry("modifiers").build(m.name, **m.args)
+        if getattr(modifier, "trains", False):
+            base_key = replace(spec, modifiers=spec.modifiers[:i]).key_config()
+            build_trained(modifier, target, base_key, artifacts, library_versions())
+        target = modifier.apply(target)
     return target
 
 
@@ -159,7 +165,8 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             # black-box attacks before the target loads: shared by every target, and a failure costs no load
             attacked, errors = attack_items([it for it in items if it.key not in white], plan, store, others, None,
                                             persist, config.chunk_size, attacked_records)
-            target = build_target(spec)
+            # the run folder rather than the cache: every worker of the run sees it, on whatever host it runs
+            target = build_target(spec, run_dir / ARTIFACT_DIR)
             if white:
                 more, more_errors = attack_items([it for it in items if it.key in white], plan, store, others,
                                                  target, persist, config.chunk_size, attacked_records)

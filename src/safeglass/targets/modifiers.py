@@ -4,11 +4,19 @@ a fine-tuned tower), listed under ``targets[].modifiers`` and applied in order a
 A modifier identifies itself without loading anything (``key``, torch-free, computed at plan time for result
 keys) and names itself in reports (``label``, after ``apply``). Modifiers are registry components of kind
 ``modifiers``, so a capability adds one without the runner or the targets knowing it.
+
+A modifier that trains (unlearning, robust fine-tuning, an adapter) says so (``trains = True``) and gives
+``train(target, workdir)``; the runner builds its output once per (modifier key, base target key) through the
+artifact store (``build_trained``) and hands the finished folder to ``apply`` as ``self.artifact``, so workers and
+resumes read it rather than train again.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
+
+from safeglass.artifacts import build_once
 
 
 class TargetModifier:
@@ -21,8 +29,16 @@ class TargetModifier:
 
     name: ClassVar[str] = "modifier"
     key_arg: ClassVar[str | None] = None
+    trains: ClassVar[bool] = False
+    artifact: Path | None = None  # a modifier that trains: its finished artifact folder, set before `apply`
 
     def key(self) -> Any:
+        raise NotImplementedError
+
+    def train(self, target: Any, workdir: Path) -> None:
+        """A modifier that trains: write what `apply` reads into `workdir` (the base `target` is loaded, with the
+        modifiers before this one applied). `workdir` keeps what an interrupted attempt left; checkpoint into
+        ``workdir / artifacts.CHECKPOINTS`` (``TrainLoop(checkpoint_dir=...)``) to resume rather than restart."""
         raise NotImplementedError
 
     def apply(self, target: Any) -> Any:
@@ -43,3 +59,13 @@ def record_applied(target: Any, modifier: TargetModifier) -> None:
     applied = list(getattr(target, "applied_modifiers", ()))
     applied.append(modifier)
     target.applied_modifiers = tuple(applied)
+
+
+def build_trained(modifier: Any, target: Any, base_key: Any, root: str | Path | None = None,
+                  versions: dict[str, str] | None = None) -> Path:
+    """Train `modifier` on `target` once per (its name and key, `base_key`: the key of the target it modifies,
+    earlier modifiers included) into `root` (None: the cache), set ``modifier.artifact`` and return the folder."""
+    payload = {"modifier": modifier.name, "key": modifier.key(), "target": base_key}
+    modifier.artifact = build_once("modifiers", payload, lambda workdir: modifier.train(target, workdir), root,
+                                   versions=versions)
+    return modifier.artifact
