@@ -58,7 +58,7 @@ def test_a_missing_path_is_named_file_relative_and_hub_ids_stay(tmp_path):
     assert resolve_path("/abs/x", tmp_path) == "/abs/x"
     raw = {"targets": [{"name": "hf-lm", "args": {"model": "org/model"}}], "datasets": ["advbench"]}
     assert parse_config(raw, base_dir=tmp_path).targets[0].args["model"] == "org/model"
-    with pytest.raises(ConfigError, match="cfg.yaml: unknown field"):
+    with pytest.raises(ConfigError, match="cfg.yaml: field .typo.: unknown field"):
         p = tmp_path / "cfg.yaml"
         p.write_text("targets: [echo]\ndatasets: [advbench]\ntypo: 1\n")
         load_config(p)

@@ -85,7 +85,7 @@ def test_k_needs_sampling_and_stays_out_of_generation_params():
         parse_config(config(5, generation={"samples_per_prompt": 5, "temperature": 0.0}))
     cfg = parse_config(config(5))
     assert cfg.samples_per_prompt == 5 and "samples_per_prompt" not in cfg.generation.to_dict()
-    with pytest.raises(ConfigError, match="unknown generation"):
+    with pytest.raises(ConfigError, match="field 'generation.nucleus': unknown field"):
         parse_config(config(generation={"nucleus": 0.3}))
 
 

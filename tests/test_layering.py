@@ -13,7 +13,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("kernel", ("safeglass.types", "safeglass.hashing", "safeglass.machine", "safeglass.paths", "safeglass.version",
                 "safeglass.stats", "safeglass.safe_pickle", "safeglass.packages", "safeglass.options",
-                "safeglass.option_keys",
+                "safeglass.option_keys", "safeglass.schema",
                 "safeglass.registry", "safeglass.catalog", "safeglass.artifacts")),
     ("data", ("safeglass.data",)),
     ("attacks", ("safeglass.attacks",)),

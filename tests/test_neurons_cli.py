@@ -93,12 +93,13 @@ def test_api_with_separate_toxic_and_non_toxic_sources(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"spna": "response"}, "unknown field(s) spna"),
+    ({"spna": "response"}, "field 'spna': unknown field (did you mean 'span'?)"),
     ({"span": "middle"}, "field 'span'"),
     ({"pooling": "median"}, "field 'pooling'"),
     ({"batch_size": 0}, "field 'batch_size'"),
-    ({"target": {"args": {}}}, "field 'target'"),
-    ({"labelled": [{"jsonl": "items.jsonl", "lable": "label"}]}, "field 'labelled[0]': unknown key(s) lable"),
+    ({"target": {"args": {}}}, "field 'target.name': required"),
+    ({"labelled": [{"jsonl": "items.jsonl", "lable": "label"}]},
+     "field 'labelled[0].lable': unknown field (did you mean 'label'?)"),
     ({"labelled": [{"jsonl": "missing.jsonl"}]}, "labelled[0]'.jsonl"),
     ({"glasses": {"method": "det0"}}, "field 'glasses': method det0 needs k"),
     ({"labelled": None, "toxic": [{"jsonl": "items.jsonl"}]}, "give toxic and non_toxic"),

@@ -150,15 +150,15 @@ def test_find_then_eval_resumes_and_reports(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("change, field", [
-    ({"methdos": []}, "unknown field(s) methdos"),
+    ({"methdos": []}, "field 'methdos': unknown field (did you mean 'methods'?)"),
     ({"methods": [{"method": "sgm", "strenght": [0.5]}]}, "field 'methods[0]': method sgm takes"),
     ({"methods": [{"method": "det0"}]}, "field 'methods[0]': method det0 needs k"),
     ({"methods": [{"method": "sgm", "strength": ["high"]}]}, "field 'methods[0].strength' must be a number"),
     ({"methods": [{"method": "sgm", "strength": [0.5, 0.5]}]}, "lists sgm-s0.5 more than once"),
     ({"toxicity": {"samples_per_prompt": 0}}, "field 'toxicity.samples_per_prompt'"),
     ({"toxicity": {"samples_per_prompt": 2, "temperature": 0}}, "samples_per_prompt=2 needs temperature > 0"),
-    ({"toxicity": {"limt": 3}}, "field 'toxicity': unknown key(s) limt"),
-    ({"toxicity": {"judge": "jigsaw-toxicty"}}, "field 'toxicity.judges[0]': unknown judge 'jigsaw-toxicty'"),
+    ({"toxicity": {"limt": 3}}, "field 'toxicity.limt': unknown field (did you mean 'limit'?)"),
+    ({"toxicity": {"judge": "jigsaw-toxicty"}}, "field 'toxicity.judge': unknown judge 'jigsaw-toxicty'"),
     ({"toxicity": {"dataset": "rtp-challenge"}}, "field 'toxicity.dataset': unknown dataset"),
     ({"fluency": {"n": 0}}, "field 'fluency.n'"),
     ({"target": {"name": "tiny", "args": {"glasses": "g"}}}, "field 'target.args.glasses'"),

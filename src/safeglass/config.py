@@ -11,19 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
+from pydantic import Field, model_validator
 
 from safeglass.hashing import content_hash
 from safeglass.option_keys import NON_OUTPUT_ARGS
+from safeglass.schema import Args, ConfigError, Number, Problem, Schema, did_you_mean, shown, validate
 from safeglass.types import GenerationParams
 
 # The lists of components, whose options may hold paths.
 RUN_LISTS = ("targets", "datasets", "defenses", "attacks", "judges", "scorers")
 
-class ConfigError(ValueError):
-    """A config problem, with the file and the field at fault."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,12 @@ def _local_weights_key(path: Path) -> str:
     return "files:" + h.hexdigest()[:16]
 
 
+# Fields that change no output, so no result and not the config hash (base_dir: where the file's relative paths
+# were read from, written into the copies a run makes of its config; primary_judge: the judge id the report's
+# finding reads, chosen by calibration when unset).
+_UNHASHED = ("chunk_size", "base_dir", "primary_judge")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str
@@ -180,7 +186,7 @@ def read_yaml(path: str | Path) -> Any:
         raise ConfigError(f"{path}: invalid YAML: {exc}") from None
 
 
-# --- the one reader of every config kind (run, neurons find, neurons eval, studies) -----------------------
+# --- the one reader of every config kind (run, neurons find, neurons eval, studies); each kind's schema checks it
 
 # Option and field names whose string values are paths: resolved against the config file's folder. (image_root
 # is not among them: it is relative to its data file, as the loaders document.)
@@ -189,22 +195,13 @@ PATH_KEYS = frozenset({"path", "prompt_file", "template_file", "rubric_file", "w
                        "glasses", "model"})
 
 
-def read_config(path: str | Path, what: str, known: set[str] | frozenset[str]) -> tuple[dict[str, Any], str, Path]:
-    """(raw mapping, source name, folder its relative paths are read from) of a config file of kind `what`;
-    a file that is not a mapping, or names unknown top-level fields, is a ConfigError naming the file."""
+def read_config(path: str | Path) -> tuple[Any, str, Path]:
+    """(content, source name, folder its relative paths are read from) of a config file of any kind; the
+    kind's parser validates the content (:func:`safeglass.schema.validate`)."""
     path = Path(path)
     raw = read_yaml(path)
-    check_fields(raw, known, str(path), what)
     base = raw.get("base_dir") if isinstance(raw, dict) else None
     return raw, str(path), Path(base) if isinstance(base, str) else path.resolve().parent
-
-
-def check_fields(raw: Any, known: set[str] | frozenset[str], source: str, what: str) -> None:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{source}: a {what} config is a mapping, not {type(raw).__name__}")
-    unknown = set(raw) - set(known)
-    if unknown:
-        raise ConfigError(f"{source}: unknown field(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
 
 
 def resolve_path(value: str, base_dir: Path | None, *, must_exist: bool = False) -> str:
@@ -245,147 +242,113 @@ def resolve_paths(value: Any, base_dir: Path | None) -> Any:
 
 
 def load_config(path: str | Path) -> RunConfig:
-    raw, source, base_dir = read_config(path, "run", _TOP_LEVEL)
+    raw, source, base_dir = read_config(path)
     return parse_config(raw, source=source, base_dir=base_dir)
 
 
-_TOP_LEVEL = {"name", "targets", "datasets", "defenses", "attacks", "judges", "scorers", "generation", "seed",
-              "baseline_defense", "chunk_size", "description", "base_dir", "primary_judge"}
-# Fields that change no output, so no result and not the config hash (base_dir: where the file's relative paths
-# were read from, written into the copies a run makes of its config; primary_judge: the judge id the report's
-# finding reads, chosen by calibration when unset).
-_UNHASHED = ("chunk_size", "base_dir", "primary_judge")
+# --- the run config's schema ------------------------------------------------------------------------------
 
 
-def parse_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RunConfig:
-    """A validated RunConfig. Relative paths in component options are read against ``base_dir`` (the config
-    file's folder when loaded from a file; the ``base_dir`` field when the config gives one)."""
-    check_fields(raw, _TOP_LEVEL, source, "run")
-    if isinstance(raw.get("base_dir"), str):
-        base_dir = raw["base_dir"]
-    base = Path(base_dir) if base_dir is not None else None
-    resolved = {k: resolve_paths(v, base) if k in RUN_LISTS else v for k, v in raw.items()}
-    for required in ("targets", "datasets"):
-        if not raw.get(required):
-            raise ConfigError(f"{source}: field '{required}' is required and must list at least one entry")
-    generation, samples_per_prompt = _generation(raw.get("generation"), source)
-    defenses = _components(resolved.get("defenses") or ["none"], "defenses", source)
-    baseline = str(raw.get("baseline_defense", "none"))
-    targets = _components(resolved["targets"], "targets", source)
-    datasets = _components(resolved["datasets"], "datasets", source)
-    attacks = _components(resolved.get("attacks") or ["none"], "attacks", source)
-    for i, a in enumerate(attacks):
-        for field_name, ids, known in (("datasets", a.only_datasets, datasets), ("targets", a.only_targets, targets)):
-            unknown = sorted(set(ids) - {k.id for k in known})
-            if unknown:
-                raise ConfigError(f"{source}: attacks[{i}] ({a.id}): field '{field_name}' names unknown id(s) "
-                                  f"{', '.join(unknown)}; known: {', '.join(k.id for k in known)}")
-    judges = _components(resolved.get("judges") or ["keyword-refusal"], "judges", source)
-    primary = raw.get("primary_judge")
-    if primary is not None and primary not in {j.id for j in judges}:
-        raise ConfigError(f"{source}: field 'primary_judge' names {primary!r}, not one of the judges' ids "
-                          f"({', '.join(j.id for j in judges)})")
-    return RunConfig(
-        name=str(raw.get("name") or Path(source).stem),
-        targets=targets,
-        datasets=datasets,
-        defenses=defenses,
-        attacks=attacks,
-        judges=judges,
-        scorers=_components(resolved.get("scorers") or [], "scorers", source),
-        generation=generation,
-        samples_per_prompt=samples_per_prompt,
-        seed=int(raw.get("seed", 0)),
-        baseline_defense=baseline,
-        chunk_size=int(raw.get("chunk_size", 32)),
-        source=source,
-        raw=raw,
-        base_dir=str(base) if base is not None else None,
-    )
+def _by_name(value: Any) -> Any:
+    if isinstance(value, str):
+        return {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"give a registry name or a mapping with 'name', not {shown(value)}")
+    return value
 
 
-def _generation(raw: Any, source: str) -> tuple[GenerationParams, int]:
-    """GenerationParams and k. k lives beside the sampling parameters in YAML, where a user looks for
-    it, but not in GenerationParams: those go into every result key, and k must change keys only
-    through each completion's sample index (so a k=1 run's keys stay those of older runs)."""
-    if raw is not None and not isinstance(raw, dict):
-        raise ConfigError(f"{source}: field 'generation' must be a mapping")
-    gen = dict(raw or {})
-    k = gen.pop("samples_per_prompt", 1)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"{source}: field 'generation.samples_per_prompt' must be an integer >= 1, not {k!r}")
-    try:
-        params = GenerationParams.from_dict(gen)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: field 'generation': {exc}") from None
-    if k > 1 and params.greedy:
-        raise ConfigError(f"{source}: field 'generation': samples_per_prompt={k} needs temperature > 0; "
-                          "greedy decoding would return the same completion k times")
-    return params, k
+class Named(Schema):
+    """A component by registry name: the name alone, or a mapping with ``name`` and ``args``."""
+
+    name: str
+    args: Args = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return _by_name(value)
 
 
-def _components(items: Any, kind: str, source: str) -> tuple[ComponentSpec, ...]:
-    if not isinstance(items, list):
-        raise ConfigError(f"{source}: field '{kind}' must be a list")
-    specs: list[ComponentSpec] = []
-    for i, item in enumerate(items):
-        where = f"{source}: {kind}[{i}]"
-        if isinstance(item, str):
-            item = {"name": item}
-        if kind == "defenses" and isinstance(item, dict) and "chain" in item:
-            item = _chain_shorthand(item, where)
-        if not isinstance(item, dict) or "name" not in item:
-            raise ConfigError(f"{where}: give a registry name or a mapping with 'name'")
-        scoping = {"datasets", "targets"} if kind == "attacks" else set()
-        nested = {"modifiers"} if kind == "targets" else set()
-        extra = set(item) - {"name", "id", "args", "limit"} - scoping - nested
-        if extra:
-            raise ConfigError(f"{where}: unknown field(s) {', '.join(sorted(extra))} (use 'args' for options)")
-        only: dict[str, tuple[str, ...]] = {}
-        for field_name in sorted(scoping & set(item)):
-            ids = item[field_name]
-            if not isinstance(ids, list) or not ids or not all(isinstance(x, str) for x in ids):
-                raise ConfigError(f"{where}: field '{field_name}' must be a non-empty list of {field_name[:-1]} ids")
-            only[f"only_{field_name}"] = tuple(ids)
-        args = item.get("args") or {}
-        if not isinstance(args, dict):
-            raise ConfigError(f"{where}: field 'args' must be a mapping")
-        limit = item.get("limit")
-        if limit is not None and (not isinstance(limit, int) or limit < 0):
-            raise ConfigError(f"{where}: field 'limit' must be a non-negative integer")
-        args = dict(args)
-        modifiers = _modifiers(item.get("modifiers"), args, where) if kind == "targets" else ()
-        specs.append(ComponentSpec(kind, str(item["name"]), str(item.get("id") or item["name"]), args, limit,
-                                   **only, modifiers=modifiers))
-    ids = [s.id for s in specs]
-    dupes = {i for i in ids if ids.count(i) > 1}
-    if dupes:
-        raise ConfigError(f"{source}: field '{kind}': duplicate id(s) {', '.join(sorted(dupes))}; give each an 'id'")
-    return tuple(specs)
+class Component(Named):
+    """One entry of a component list: a :class:`Named` component with an ``id``."""
+
+    id: str | None = None     # unique within its list; the name when not given
+
+    @property
+    def ident(self) -> str:
+        return self.id or self.name
+
+    def spec(self, kind: str) -> ComponentSpec:
+        return ComponentSpec(kind, self.name, self.ident, dict(self.args))
+
+
+class DatasetEntry(Component):
+    limit: int | None = Field(None, ge=0)
+
+    def spec(self, kind: str) -> ComponentSpec:
+        return ComponentSpec(kind, self.name, self.ident, dict(self.args), self.limit)
+
+
+class AttackEntry(Component):
+    # the dataset and target ids it applies to (all when absent)
+    datasets: list[str] | None = Field(None, min_length=1)
+    targets: list[str] | None = Field(None, min_length=1)
+
+    def spec(self, kind: str) -> ComponentSpec:
+        return ComponentSpec(kind, self.name, self.ident, dict(self.args), only_datasets=tuple(self.datasets or ()),
+                             only_targets=tuple(self.targets or ()))
+
+
+class DefenseEntry(Component):
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        """``{id: X, chain: [a, b]}`` is ``{id: X, name: chain, args: {steps: [a, b]}}``."""
+        value = _by_name(value)
+        if "chain" not in value:
+            return value
+        if "name" in value or "args" in value:
+            raise ValueError("give 'chain' or 'name'/'args', not both")
+        if "id" not in value:
+            raise ValueError("a chain needs an 'id' (it names the configuration in reports)")
+        rest = {k: v for k, v in value.items() if k != "chain"}
+        return {**rest, "name": "chain", "args": {"steps": value["chain"]}}
 
 
 # Target arguments that older configs used for what is now a modifier: {argument: (modifier, its option)}.
 LEGACY_MODIFIER_ARGS: dict[str, tuple[str, str]] = {"glasses": ("glasses", "path")}
 
 
-def _modifiers(items: Any, args: dict[str, Any], where: str) -> tuple[ComponentSpec, ...]:
-    """A target's modifiers; an older config's ``args.glasses`` leaves ``args`` and becomes the first one."""
-    legacy = []
-    for arg, (name, option) in LEGACY_MODIFIER_ARGS.items():
-        if args.get(arg) is not None:
-            legacy.append({"name": name, "args": {option: args.pop(arg)}})
-    listed = items if items is not None else []
-    if not isinstance(listed, list):
-        raise ConfigError(f"{where}: field 'modifiers' must be a list")
-    specs = _components(legacy + listed, "modifiers", f"{where} modifiers") if legacy or listed else ()
-    keyed = [i for i, m in enumerate(specs) if _key_arg(m.name)]
-    if keyed and keyed != list(range(len(keyed))):
-        raise ConfigError(f"{where}: field 'modifiers': {', '.join(specs[i].id for i in keyed)} must come first "
-                          "(they stand in for a target argument, whose effect came before any other modifier)")
-    names = [_key_arg(specs[i].name) for i in keyed]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{where}: field 'modifiers': give {names[0]} once (in args or in modifiers, not both)")
-    return specs
+class TargetEntry(Component):
+    modifiers: list[Component] | None = None   # applied in order after the target loads
+
+    def split(self) -> tuple[dict[str, Any], list[Component]]:
+        """(args, modifiers): an older config's ``args.glasses`` leaves ``args`` and becomes the first modifier."""
+        args, legacy = dict(self.args), []
+        for arg, (name, option) in LEGACY_MODIFIER_ARGS.items():
+            if args.get(arg) is not None:
+                legacy.append(Component(name=name, args={option: args.pop(arg)}))
+        return args, legacy + list(self.modifiers or [])
+
+    @model_validator(mode="after")
+    def _modifier_order(self) -> TargetEntry:
+        _, modifiers = self.split()
+        ids = [m.ident for m in modifiers]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"modifiers: duplicate id(s) {', '.join(dupes)}; give each an 'id'")
+        keyed = [i for i, m in enumerate(modifiers) if _key_arg(m.name)]
+        if keyed and keyed != list(range(len(keyed))):
+            raise ValueError(f"modifiers {', '.join(modifiers[i].ident for i in keyed)} must come first (they stand "
+                             "in for a target argument, whose effect came before any other modifier)")
+        names = [_key_arg(modifiers[i].name) for i in keyed]
+        if len(set(names)) != len(names):
+            raise ValueError(f"give {names[0]} once (in args or in modifiers, not both)")
+        return self
+
+    def spec(self, kind: str) -> ComponentSpec:
+        args, modifiers = self.split()
+        return ComponentSpec(kind, self.name, self.ident, args, modifiers=tuple(m.spec("modifiers") for m in modifiers))
 
 
 def _key_arg(name: str) -> str | None:
@@ -397,11 +360,120 @@ def _key_arg(name: str) -> str | None:
         return None  # the plan's option check names the unknown modifier with its close matches
 
 
-def _chain_shorthand(item: dict[str, Any], where: str) -> dict[str, Any]:
-    """``{id: X, chain: [a, b]}`` is ``{id: X, name: chain, args: {steps: [a, b]}}``."""
-    if "name" in item or "args" in item:
-        raise ConfigError(f"{where}: give 'chain' or 'name'/'args', not both")
-    if "id" not in item:
-        raise ConfigError(f"{where}: a chain needs an 'id' (it names the configuration in reports)")
-    rest = {k: v for k, v in item.items() if k != "chain"}
-    return {**rest, "name": "chain", "args": {"steps": item["chain"]}}
+class Generation(Schema):
+    """Generation parameters, and k (``samples_per_prompt``). k lives beside the sampling parameters in YAML,
+    where a user looks for it, but not in GenerationParams: those go into every result key, and k must change
+    keys only through each completion's sample index (so a k=1 run's keys stay those of older runs)."""
+
+    max_new_tokens: int = Field(GenerationParams.max_new_tokens, ge=1)
+    temperature: Number = Field(GenerationParams.temperature, ge=0)   # 0: greedy
+    top_p: Number = Field(GenerationParams.top_p, gt=0, le=1)
+    seed: int = GenerationParams.seed
+    stop: list[str] = []
+    samples_per_prompt: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _k_needs_sampling(self) -> Generation:
+        if self.samples_per_prompt > 1 and self.temperature <= 0:
+            raise ValueError(f"samples_per_prompt={self.samples_per_prompt} needs temperature > 0; greedy "
+                             "decoding would return the same completion k times")
+        return self
+
+    def params(self) -> GenerationParams:
+        # only the fields the file sets, as written: GenerationParams keeps its defaults, keys their text
+        given = {k: getattr(self, k) for k in self.model_fields_set if k != "samples_per_prompt"}
+        if "stop" in given:
+            given["stop"] = tuple(given["stop"])
+        return GenerationParams(**given)
+
+
+# The lists a run config holds: each entry's schema, and the entry that stands in for an absent or empty list.
+RUN_ENTRIES: dict[str, tuple[type[Component], str | None]] = {
+    "targets": (TargetEntry, None), "datasets": (DatasetEntry, None), "defenses": (DefenseEntry, "none"),
+    "attacks": (AttackEntry, "none"), "judges": (Component, "keyword-refusal"), "scorers": (Component, None)}
+
+
+class RunSchema(Schema):
+    """A run config: targets x defenses x datasets x attacks x judges, generation parameters and a seed."""
+
+    config_kind: ClassVar[str] = "run"
+
+    name: str | None = None                  # the file's name when absent
+    description: str | None = None
+    targets: list[TargetEntry] = Field(min_length=1)
+    datasets: list[DatasetEntry] = Field(min_length=1)
+    defenses: list[DefenseEntry] | None = None
+    attacks: list[AttackEntry] | None = None
+    judges: list[Component] | None = None
+    scorers: list[Component] | None = None   # replies against the samples' references (accuracy)
+    generation: Generation | None = None
+    seed: int = 0
+    baseline_defense: str = "none"           # the defense id the others are compared with
+    chunk_size: int = Field(32, ge=1)
+    base_dir: str | None = None              # where relative paths are read from (the copies a run writes)
+    primary_judge: str | None = None         # the judge id the report's finding reads
+
+    def entries(self, kind: str) -> list[Any]:
+        given = getattr(self, kind)
+        entry, default = RUN_ENTRIES[kind]
+        return list(given) if given else [] if default is None else [entry(name=default)]
+
+    def cross_check(self) -> list[Problem]:
+        """Unique ids in each list; every field that names an id (attack scoping, baseline_defense,
+        primary_judge) names one that exists."""
+        problems: list[Problem] = []
+        ids = {kind: [e.ident for e in self.entries(kind)] for kind in RUN_ENTRIES}
+        for kind, listed in ids.items():
+            dupes = sorted({i for i in listed if listed.count(i) > 1})
+            if dupes:
+                problems.append(((kind,), f"duplicate id(s) {', '.join(dupes)}; give each an 'id'"))
+        for i, attack in enumerate(self.entries("attacks")):
+            for kind in ("datasets", "targets"):
+                for j, named in enumerate(getattr(attack, kind) or []):
+                    if named not in ids[kind]:
+                        problems.append((("attacks", i, kind, j), _unknown_id(named, kind, ids[kind])))
+        if self.primary_judge is not None and self.primary_judge not in ids["judges"]:
+            problems.append((("primary_judge",), _unknown_id(self.primary_judge, "judges", ids["judges"])))
+        # the default ("none") may name no defense: then nothing is compared, as the user asked for no baseline
+        if "baseline_defense" in self.model_fields_set and self.baseline_defense not in ids["defenses"]:
+            problems.append((("baseline_defense",), _unknown_id(self.baseline_defense, "defenses", ids["defenses"])))
+        return problems
+
+
+def _unknown_id(named: str, kind: str, known: list[str]) -> str:
+    return f"{named!r} is not one of the {kind}' ids{did_you_mean(named, known)}; known: {', '.join(known)}"
+
+
+def parse_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RunConfig:
+    """A validated RunConfig (every problem at once, each naming ``source`` and the field). Relative paths in
+    component options are read against ``base_dir`` (the config file's folder when loaded from a file; the
+    ``base_dir`` field when the config gives one)."""
+    if isinstance(raw, dict) and isinstance(raw.get("base_dir"), str):
+        base_dir = raw["base_dir"]
+    base = Path(base_dir) if base_dir is not None else None
+    # paths resolved before validation (resolving changes no value's type); the hash reads `raw`, as given
+    given = {k: resolve_paths(v, base) if k in RUN_LISTS else v for k, v in raw.items()} if isinstance(raw, dict) \
+        else raw
+    run = validate(RunSchema, given, source)
+    generation = run.generation or Generation()
+
+    def specs(kind: str) -> tuple[ComponentSpec, ...]:
+        return tuple(e.spec(kind) for e in run.entries(kind))
+
+    return RunConfig(
+        name=run.name or Path(source).stem,
+        targets=specs("targets"),
+        datasets=specs("datasets"),
+        defenses=specs("defenses"),
+        attacks=specs("attacks"),
+        judges=specs("judges"),
+        scorers=specs("scorers"),
+        generation=generation.params(),
+        samples_per_prompt=generation.samples_per_prompt,
+        seed=run.seed,
+        baseline_defense=run.baseline_defense,
+        chunk_size=run.chunk_size,
+        source=source,
+        raw=raw,
+        base_dir=str(base) if base is not None else None,
+    )

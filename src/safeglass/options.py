@@ -12,7 +12,6 @@ usually) is *open*: its named options are known, anything else is let through.
 from __future__ import annotations
 
 import ast
-import difflib
 import importlib.util
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -21,10 +20,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from safeglass.schema import ConfigError, did_you_mean, value_problem
+
 REQUIRED = "<required>"
 
 
-class UnknownOptionError(ValueError):
+class OptionError(ConfigError):
+    """A component's options do not fit what its code declares."""
+
+
+class UnknownOptionError(OptionError):
     """An option a component does not take, or a required one left out; names the known ones."""
 
 
@@ -67,10 +72,7 @@ class Options:
         known = self.names
         unknown = [a for a in args if a not in known]
         if unknown and not self.open:
-            parts = []
-            for a in unknown:
-                close = difflib.get_close_matches(a, known, n=1, cutoff=0.6)
-                parts.append(f"'{a}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+            parts = [f"'{a}'{did_you_mean(a, known)}" for a in unknown]
             listed = ", ".join(known) or "none"
             note = "".join(f"; '{a}' is set outside args" for a in unknown if a in self.excluded)
             raise UnknownOptionError(f"{what}: unknown option{'s' if len(parts) > 1 else ''} {', '.join(parts)}"
@@ -79,6 +81,20 @@ class Options:
         if missing:
             raise UnknownOptionError(f"{what}: missing required option{'s' if len(missing) > 1 else ''} "
                                      f"{', '.join(repr(m) for m in missing)} (give it under args)")
+
+    def value_problems(self, args: Mapping[str, Any], what: str) -> list[str]:
+        """A line for each value not of its option's declared type (``delay_s: soon`` for a float). Only simple
+        annotations are checked (int, float, bool, str, their lists, ``| None``, Literal): a missing or complex
+        one (a custom class, Path) lets any value through, as does None for an option whose default is None."""
+        problems = []
+        for name, value in args.items():
+            option = self.get(name)
+            if option is None or (value is None and option.default == "None"):
+                continue
+            problem = value_problem(option.annotation, value)
+            if problem is not None:
+                problems.append(f"{what}: option '{name}': {problem}")
+        return problems
 
 
 def forwards_options(*targets: str, exclude: Iterable[str] = (),

@@ -72,7 +72,7 @@ _MMSB_NAME_FIXES = {"Illegal_Activitiy": "Illegal_Activity"}
 
 
 def load_mm_safetybench(path: str | None = None, limit: int | None = None,
-                        image_types: Sequence[str] = MMSB_IMAGE_TYPES,
+                        image_types: str | Sequence[str] = MMSB_IMAGE_TYPES,
                         scenarios: Sequence[int | str] | None = None) -> Dataset:
     """MM-SafetyBench from its folder: ``processed_questions/NN-Scenario.json`` and
     ``imgs/<NN-Scenario>/{SD,TYPO,SD_TYPO}/<id>.jpg``.
@@ -211,7 +211,7 @@ _VLGUARD_KEYS = {"unsafe_instruction": "safe_unsafes", "safe_instruction": "safe
 
 
 def load_vlguard(path: str | None = None, limit: int | None = None,
-                 subsets: Sequence[str] | None = None, image_root: str | None = None) -> Dataset:
+                 subsets: str | Sequence[str] | None = None, image_root: str | None = None) -> Dataset:
     """VLGuard ``test.json``: ``unsafes`` (unsafe image), ``safe_unsafes`` (safe image, unsafe
     instruction) are harmful; ``safe_safes`` are benign (over-refusal).  Images are looked up under
     ``image_root`` (default: the JSON's folder, then its ``test/`` subfolder).
@@ -322,7 +322,7 @@ def _mossbench_sample(root: Path, where: str, item: Any) -> Sample:
 # --- JailbreakV-28K ----------------------------------------------------------------------------------
 
 
-def load_jailbreakv(path: str | None = None, limit: int | None = None, formats: Sequence[str] | None = None,
+def load_jailbreakv(path: str | None = None, limit: int | None = None, formats: str | Sequence[str] | None = None,
                     image_root: str | None = None, text_only: bool = False) -> Dataset:
     """JailbreakV-28K CSV (``redteam_query, jailbreak_query, format, image_path, from, policy``).
 

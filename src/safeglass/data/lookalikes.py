@@ -37,7 +37,7 @@ def resource_path(split: str = "card") -> Path:
 
 
 def load_benign_lookalikes(path: str | None = None, limit: int | None = None,
-                           categories: Sequence[str] | None = None, split: str = "card") -> Dataset:
+                           categories: str | Sequence[str] | None = None, split: str = "card") -> Dataset:
     """The look-alike prompts of a split (kind "benign"), or those of the given ``categories``.
 
     Args:

@@ -301,7 +301,7 @@ RTP_DIR = "data/realtoxicityprompts"
 
 
 def load_rtp_challenging(path: str | None = None, limit: int | None = None,
-                         subsets: Sequence[str] | None = None) -> Dataset:
+                         subsets: str | Sequence[str] | None = None) -> Dataset:
     """RealToxicityPrompts' challenging prompts, 100 per toxicity attribute, as continuation tasks.
 
     The order interleaves the subsets round-robin, so that ``limit=n`` is a mixed sample.

@@ -18,7 +18,7 @@ from safeglass.attacks.base import ACCESS
 from safeglass.config import ComponentSpec, ConfigError, RunConfig
 from safeglass.data.dataset import Dataset
 from safeglass.hashing import content_hash
-from safeglass.options import UnknownOptionError
+from safeglass.options import OptionError, UnknownOptionError
 from safeglass.registry import RUN_KINDS, registry
 from safeglass.types import GenerationParams, Sample, conversation_key
 
@@ -124,21 +124,24 @@ def with_sample_index(sample: Sample, sample_index: int, k: int) -> Sample:
 
 def check_options(config: RunConfig) -> None:
     """Every component's args against what it takes, before any dataset or model loads: a typo in an option
-    names the file, the component and the known options rather than ending in a traceback later. All the
-    problems of a config are reported at once."""
-    problems = []
+    names the file, the component and the known options, and a value not of the option's declared type
+    (``delay_s: soon``) names the option, rather than either ending in a traceback later. All the problems of a
+    config are reported at once (UnknownOptionError when an option is unknown or missing)."""
+    unknown, values = [], []
     for kind in RUN_KINDS:
         for i, spec in enumerate(getattr(config, kind)):
             what = f"{config.source}: {kind}[{i}] ({spec.name}{'' if spec.id == spec.name else f', id {spec.id}'})"
             checks = [(kind, spec, what)] + [("modifiers", m, f"{what} modifiers[{j}] ({m.name})")
                                              for j, m in enumerate(spec.modifiers)]
             for k, s, where in checks:
+                reg = registry(k)
                 try:
-                    registry(k).check(s.name, s.args, where)
+                    reg.check(s.name, s.args, where)
                 except UnknownOptionError as exc:
-                    problems.append(str(exc))
-    if problems:
-        raise UnknownOptionError("\n".join(problems))
+                    unknown.append(str(exc))
+                values += reg.options(s.name).value_problems(s.args, where)
+    if unknown or values:
+        raise (UnknownOptionError if unknown else OptionError)("\n".join(unknown + values))
 
 
 def load_dataset(spec: ComponentSpec, limit: int | None = None) -> Dataset:

@@ -43,14 +43,16 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import math
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from safeglass.config import NON_OUTPUT_ARGS, ConfigError, check_fields, read_config, resolve_paths
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from safeglass.config import NON_OUTPUT_ARGS, Component, ConfigError, Named, read_config, resolve_paths
+from safeglass.schema import Args, Loc, Number, Problem, Schema, validate
 from safeglass.scorers.answers import answer_correct
 from safeglass.study.engine import BlockRun, compare, expand_axes, prompt_rates, run_block
 
@@ -64,13 +66,6 @@ RUN_DIR = "run"
 GLASSES_DIR = "glasses"
 BASE = "base"
 BLOCKS = ("toxicity", "harm", "utility")
-TOP_LEVEL = {"name", "description", "expertise", "target", "methods", "toxicity", "harm", "fluency", "utility",
-             "defenses", "seed"}
-SAMPLED_KEYS = {"dataset", "args", "path", "limit", "samples_per_prompt", "max_new_tokens", "temperature", "top_p",
-                "judge", "judges", "kinds"}
-BLOCK_KEYS = {"toxicity": SAMPLED_KEYS, "harm": SAMPLED_KEYS,
-              "utility": {"dataset", "args", "path", "limit", "max_new_tokens", "judge", "judges"}}
-FLUENCY_KEYS = {"n", "sources", "batch_size", "max_length"}
 DEFAULTS: dict[str, dict[str, Any]] = {
     # AurA: RealToxicityPrompts, 25 sampled completions of 20 tokens a prompt; 10 here keeps it affordable
     "toxicity": {"dataset": "rtp-challenging", "limit": 100, "samples_per_prompt": 10, "max_new_tokens": 20,
@@ -130,91 +125,160 @@ class EvalConfig:
 
 
 def load_eval_config(path: str | Path) -> EvalConfig:
-    raw, source, base_dir = read_config(path, "neurons eval", TOP_LEVEL)
+    raw, source, base_dir = read_config(path)
     return parse_eval_config(raw, source=source, base_dir=base_dir)
 
 
+def _listed(value: Any) -> Any:
+    return [value] if isinstance(value, str | dict) else value
+
+
+def _defaults_if_true(value: Any) -> Any:
+    return {} if value is True else value  # `fluency: true` takes the defaults, as `{}` does
+
+
+class MethodSpec(Schema):
+    """A glasses method and its parameters; a parameter given as a list is an axis of the grid."""
+
+    model_config = ConfigDict(extra="allow")
+    method: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"method": value} if isinstance(value, str) else value
+
+
+class UtilityBlock(Schema):
+    """A generating block; what is left out takes the block's DEFAULTS."""
+
+    dataset: str | None = None
+    args: Args | None = None
+    path: str | None = None            # the dataset's file (MMBench's TSV): goes into args
+    limit: int | None = Field(None, ge=1)
+    max_new_tokens: int | None = Field(None, ge=1)
+    judge: Component | None = None
+    judges: Annotated[list[Component], BeforeValidator(_listed)] | None = Field(None, min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _true(cls, value: Any) -> Any:
+        return _defaults_if_true(value)
+
+    @model_validator(mode="after")
+    def _one_judge_field(self) -> UtilityBlock:
+        if self.judge is not None and self.judges is not None:
+            raise ValueError("give 'judge' or 'judges', not both")
+        return self
+
+    def judge_names(self, name: str) -> list[tuple[Loc, str]]:
+        """(location, registry name) of each judge the block uses."""
+        if self.judge is not None:
+            return [(("judge",), self.judge.name)]
+        if self.judges is not None:
+            return [(("judges", i), j.name) for i, j in enumerate(self.judges)]
+        return [(("judges", i), Named.model_validate(j).name) for i, j in enumerate(DEFAULTS[name]["judges"])]
+
+
+class SampledBlock(UtilityBlock):
+    """A block that samples k completions of each prompt (toxicity, harm)."""
+
+    samples_per_prompt: int | None = Field(None, ge=1)
+    temperature: Number | None = Field(None, ge=0)
+    top_p: Number | None = Field(None, gt=0, le=1)
+    kinds: Annotated[list[Literal["harmful", "benign"]], BeforeValidator(_listed)] | None = Field(None, min_length=1)
+
+
+class FluencyBlock(Schema):
+    n: int | None = Field(None, ge=1)
+    sources: Annotated[list[str], BeforeValidator(_listed)] | None = None   # eval.fluency.NEUTRAL_FILES names
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=2)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _true(cls, value: Any) -> Any:
+        return _defaults_if_true(value)
+
+
+class EvalSchema(Schema):
+    config_kind: ClassVar[str] = "neurons eval"
+
+    name: str | None = None
+    description: str | None = None
+    expertise: str | None = None            # the --out folder of `neurons find`
+    target: Named
+    methods: list[MethodSpec] = Field(min_length=1)
+    toxicity: SampledBlock | None = None
+    harm: SampledBlock | None = None
+    utility: UtilityBlock | None = None
+    fluency: FluencyBlock | None = None
+    defenses: list[Component] | None = None
+    seed: int = Field(0, ge=0)
+
+    def cross_check(self) -> list[Problem]:
+        """Registry names (before anything slow), the target without glasses, something to measure, and sampling
+        where a block asks for k > 1 completions."""
+        from safeglass.registry import registry
+
+        problems: list[Problem] = []
+
+        def known(kind: str, name: str, loc: Loc) -> None:
+            try:
+                registry(kind).entry(name)
+            except KeyError as exc:
+                problems.append((loc, str(exc)))
+
+        if "glasses" in self.target.args:
+            problems.append((("target", "args", "glasses"), "the eval puts on its own glasses; give the bare target"))
+        known("targets", self.target.name, ("target", "name"))
+        for i, d in enumerate(self.defenses or []):
+            known("defenses", d.name, ("defenses", i))
+        blocks = {name: getattr(self, name) for name in BLOCKS if getattr(self, name) is not None}
+        for name, block in blocks.items():
+            if block.dataset is not None:
+                known("datasets", block.dataset, (name, "dataset"))
+            for loc, judge in block.judge_names(name):
+                known("judges", judge, (name, *loc))
+            d = {**DEFAULTS[name], **block.model_dump(exclude_unset=True)}
+            if d["samples_per_prompt"] > 1 and d["temperature"] <= 0:
+                problems.append(((name,), f"samples_per_prompt={d['samples_per_prompt']} needs temperature > 0 "
+                                          "(greedy decoding would return the same completion k times)"))
+        if self.fluency is not None and self.fluency.sources is not None:
+            from safeglass.eval.fluency import NEUTRAL_FILES
+
+            problems += [(("fluency", "sources", i), f"unknown {s!r}; known: {', '.join(NEUTRAL_FILES)}")
+                         for i, s in enumerate(self.fluency.sources) if s not in NEUTRAL_FILES]
+        if not blocks and self.fluency is None:
+            problems.append(((), "nothing to measure; give at least one of toxicity, harm, utility, fluency (an "
+                                 "empty mapping {} takes the defaults)"))
+        return problems
+
+
 def parse_eval_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> EvalConfig:
-    """A validated EvalConfig; every error names the file and the field. Component names are checked
-    against the registry here, before anything slow. Relative paths are read against ``base_dir`` (the
+    """A validated EvalConfig; every problem at once, each naming the file and the field. Component names are
+    checked against the registry here, before anything slow. Relative paths are read against ``base_dir`` (the
     config file's folder when loaded from a file)."""
-    from safeglass.registry import registry
-
-    check_fields(raw, TOP_LEVEL, source, "neurons eval")
-    original, raw = raw, resolve_paths(raw, Path(base_dir) if base_dir is not None else None)
-    expertise = raw.get("expertise")
-    if expertise is not None and not isinstance(expertise, str):
-        raise ConfigError(f"{source}: field 'expertise' must be a folder path (the --out of `neurons find`)")
-    target = _target(raw.get("target"), source)
-    grid = _grid(raw.get("methods"), source)
-    blocks = {}
-    for name in BLOCKS:
-        if raw.get(name) is not None:
-            blocks[name] = _block(name, raw[name], source)
+    given = resolve_paths(raw, Path(base_dir) if base_dir is not None else None)
+    cfg = validate(EvalSchema, given, source)
+    blocks = {name: _block(name, _defaults_if_true(given[name])) for name in BLOCKS if getattr(cfg, name) is not None}
     fluency = None
-    if raw.get("fluency") is not None:
-        fluency = _fluency_block(raw["fluency"], source)
-    if not blocks and fluency is None:
-        raise ConfigError(f"{source}: nothing to measure; give at least one of toxicity, harm, utility, fluency "
-                          "(an empty mapping {} takes the defaults)")
-    defenses = raw.get("defenses") or ["none"]
-    if not isinstance(defenses, list):
-        raise ConfigError(f"{source}: field 'defenses' must be a list")
-    for i, d in enumerate(defenses):
-        name = d if isinstance(d, str) else d.get("name") if isinstance(d, dict) else None
-        if not isinstance(name, str):
-            raise ConfigError(f"{source}: field 'defenses[{i}]': give a registry name or a mapping with 'name'")
-        _known(registry("defenses"), name, f"{source}: field 'defenses[{i}]'")
-    seed = raw.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"{source}: field 'seed' must be an integer >= 0, not {seed!r}")
-    return EvalConfig(name=str(raw.get("name") or Path(source).stem), expertise=Path(expertise) if expertise else None,
-                      target=target, grid=grid, blocks=blocks, fluency=fluency, defenses=list(defenses), seed=seed,
-                      source=source, raw=original)
+    if cfg.fluency is not None:
+        fluency = {**FLUENCY_DEFAULTS, **cfg.fluency.model_dump(exclude_unset=True)}
+    return EvalConfig(name=cfg.name or Path(source).stem, expertise=Path(cfg.expertise) if cfg.expertise else None,
+                      target={"name": cfg.target.name, "args": dict(cfg.target.args)},
+                      grid=_grid(cfg.methods, source), blocks=blocks, fluency=fluency,
+                      defenses=list(given.get("defenses") or ["none"]), seed=cfg.seed, source=source, raw=raw)
 
 
-def _known(reg: Any, name: str, where: str) -> None:
-    try:
-        reg.entry(name)
-    except KeyError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def _target(target: Any, source: str) -> dict[str, Any]:
-    from safeglass.registry import registry
-
-    if isinstance(target, str):
-        target = {"name": target}
-    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
-        raise ConfigError(f"{source}: field 'target' must be a registry name or a mapping with 'name' (and 'args')")
-    extra = set(target) - {"name", "args"}
-    if extra:
-        raise ConfigError(f"{source}: field 'target': unknown key(s) {', '.join(sorted(extra))}")
-    args = target.get("args") or {}
-    if not isinstance(args, dict):
-        raise ConfigError(f"{source}: field 'target.args' must be a mapping")
-    if "glasses" in args:
-        raise ConfigError(f"{source}: field 'target.args.glasses': the eval puts on its own glasses; give the bare "
-                          "target")
-    _known(registry("targets"), target["name"], f"{source}: field 'target.name'")
-    return {"name": target["name"], "args": dict(args)}
-
-
-def _grid(methods: Any, source: str) -> list[GridPoint]:
+def _grid(methods: list[MethodSpec], source: str) -> list[GridPoint]:
     from safeglass.neurons.glasses import Glasses, check_params
 
-    if not isinstance(methods, list) or not methods:
-        raise ConfigError(f"{source}: field 'methods' must list at least one method, e.g. "
-                          "[{method: sgm, strength: [0.5, 1.0]}]")
     grid: list[GridPoint] = []
     for i, m in enumerate(methods):
         where = f"methods[{i}]"
-        if isinstance(m, str):
-            m = {"method": m}
-        if not isinstance(m, dict) or not isinstance(m.get("method"), str):
-            raise ConfigError(f"{source}: field '{where}' must be a mapping with 'method' (and its parameters)")
-        method = m["method"]
-        params = {k: v for k, v in m.items() if k != "method"}
+        method = m.method
+        params = dict(m.model_extra or {})
         try:
             points = expand_axes(params, where, _one_value)
         except ConfigError as exc:
@@ -266,105 +330,19 @@ def slug_of(method: str, params: dict[str, Any], defaults: dict[str, Any] | None
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
 
 
-def _block(name: str, raw: Any, source: str) -> Block:
-    from safeglass.registry import registry
-
-    where = f"{source}: field '{name}'"
-
-    def at(key: str) -> str:
-        return f"{source}: field '{name}.{key}'"
-
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a mapping (an empty one, {{}}, takes the defaults)")
-    unknown = set(raw) - BLOCK_KEYS[name]
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                          f"known: {', '.join(sorted(BLOCK_KEYS[name]))}")
-    if "judge" in raw and "judges" in raw:
-        raise ConfigError(f"{where}: give 'judge' or 'judges', not both")
+def _block(name: str, raw: dict[str, Any]) -> Block:
+    """A validated block (EvalSchema) with its DEFAULTS filled in."""
     d = {**DEFAULTS[name], **{k: v for k, v in raw.items() if k not in ("judge", "path")}}
     if "dataset" in raw and "args" not in raw:
         d["args"] = {}  # the default dataset's args belong to the default dataset
-    args = d.get("args") or {}
-    if not isinstance(args, dict):
-        raise ConfigError(f"{at('args')}: must be a mapping")
-    args = dict(args)
+    args = dict(d.get("args") or {})
     if "path" in raw:
-        if not isinstance(raw["path"], str):
-            raise ConfigError(f"{at('path')}: must be a file path")
         args["path"] = raw["path"]
-    if not isinstance(d["dataset"], str):
-        raise ConfigError(f"{at('dataset')}: must be a registry name")
-    _known(registry("datasets"), d["dataset"], at("dataset"))
-    limit = d.get("limit")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise ConfigError(f"{at('limit')}: must be a positive integer, not {limit!r}")
-    k = d["samples_per_prompt"]
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"{at('samples_per_prompt')}: must be an integer >= 1, not {k!r}")
-    mnt = d["max_new_tokens"]
-    if isinstance(mnt, bool) or not isinstance(mnt, int) or mnt < 1:
-        raise ConfigError(f"{at('max_new_tokens')}: must be an integer >= 1, not {mnt!r}")
-    for key, lo, hi in (("temperature", 0.0, math.inf), ("top_p", 0.0, 1.0)):
-        v = d[key]
-        if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi or (key == "top_p" and v == 0):
-            raise ConfigError(f"{at(key)}: must be a number in {'(0, 1]' if key == 'top_p' else '[0, inf)'}, "
-                              f"not {v!r}")
-    if k > 1 and d["temperature"] <= 0:
-        raise ConfigError(f"{where}: samples_per_prompt={k} needs temperature > 0 (greedy decoding would return "
-                          "the same completion k times)")
-    judges = [raw["judge"]] if "judge" in raw else d["judges"]
-    if isinstance(judges, str | dict):
-        judges = [judges]
-    if not isinstance(judges, list) or not judges:
-        raise ConfigError(f"{at('judges')}: must list at least one judge")
-    for i, j in enumerate(judges):
-        jname = j if isinstance(j, str) else j.get("name") if isinstance(j, dict) else None
-        if not isinstance(jname, str):
-            raise ConfigError(f"{at(f'judges[{i}]')}: give a registry name or a mapping with 'name'")
-        _known(registry("judges"), jname, at(f"judges[{i}]"))
-    kinds = d.get("kinds")
-    if isinstance(kinds, str):
-        kinds = [kinds]
-    if kinds is not None and (not isinstance(kinds, list) or not kinds or set(kinds) - {"harmful", "benign"}):
-        raise ConfigError(f"{at('kinds')}: must list harmful and / or benign, not {kinds!r}")
-    return Block(name, d["dataset"], args, limit, k,
-                 {"max_new_tokens": mnt, "temperature": float(d["temperature"]), "top_p": float(d["top_p"])},
-                 list(judges), tuple(kinds) if kinds else None)
-
-
-def _fluency_block(raw: Any, source: str) -> dict[str, Any]:
-    where = f"{source}: field 'fluency'"
-
-    def at(key: str) -> str:
-        return f"{source}: field 'fluency.{key}'"
-
-    if raw is True:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where} must be a mapping such as {{n: 64}}")
-    unknown = set(raw) - FLUENCY_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: "
-                          f"{', '.join(sorted(FLUENCY_KEYS))}")
-    d = {**FLUENCY_DEFAULTS, **raw}
-    for key in ("n", "batch_size", "max_length"):
-        v = d[key]
-        if isinstance(v, bool) or not isinstance(v, int) or v < (2 if key == "max_length" else 1):
-            raise ConfigError(f"{at(key)}: must be a positive integer, not {v!r}")
-    sources = d["sources"]
-    if isinstance(sources, str):
-        sources = [sources]
-    if sources is not None:
-        from safeglass.eval.fluency import NEUTRAL_FILES
-
-        bad = [s for s in sources if s not in NEUTRAL_FILES] if isinstance(sources, list) else [sources]
-        if bad:
-            raise ConfigError(f"{at('sources')}: unknown {bad}; known: {', '.join(NEUTRAL_FILES)}")
-    d["sources"] = sources
-    return d
+    judges = _listed(raw["judge"] if "judge" in raw else d["judges"])
+    kinds = _listed(d.get("kinds"))
+    return Block(name, d["dataset"], args, d.get("limit"), d["samples_per_prompt"],
+                 {"max_new_tokens": d["max_new_tokens"], "temperature": float(d["temperature"]),
+                  "top_p": float(d["top_p"])}, list(judges), tuple(kinds) if kinds else None)
 
 
 # --- variants ----------------------------------------------------------------------------------------

@@ -31,15 +31,14 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from safeglass.config import ConfigError, check_fields, read_config, resolve_paths
+from pydantic import Field, field_validator, model_validator
+
+from safeglass.config import ConfigError, Named, read_config, resolve_paths
+from safeglass.schema import Args, Problem, Schema, validate
 from safeglass.types import Conversation, ImageRef, Turn
 
-TOP_LEVEL = {"name", "description", "target", "toxic", "non_toxic", "labelled", "span", "pooling", "components",
-             "batch_size", "seed", "glasses"}
-DATASET_KEYS = {"dataset", "args", "limit", "kind", "response"}
-JSONL_KEYS = {"jsonl", "text", "response", "image", "label", "limit"}
 TOXIC_VALUES = {True, "1", "true", "yes", "toxic", "harmful", "unsafe"}
 NON_TOXIC_VALUES = {False, "0", "false", "no", "non-toxic", "non_toxic", "nontoxic", "benign", "safe"}
 EXPERTISE_SUMMARY = "summary.json"
@@ -70,81 +69,91 @@ class LabelledItem:
 
 
 def load_find_config(path: str | Path) -> FindConfig:
-    raw, source, base_dir = read_config(path, "neurons", TOP_LEVEL)
+    raw, source, base_dir = read_config(path)
     return parse_find_config(raw, source=source, base_dir=base_dir)
+
+
+class Source(Schema):
+    """A dataset source (``dataset``, ``args``, ``kind``) or a JSONL one (``jsonl``, ``text``, ``image``)."""
+
+    dataset: str | None = None
+    args: Args = {}
+    kind: Literal["harmful", "benign"] | None = None
+    jsonl: str | None = None
+    text: str | None = None
+    image: str | None = None
+    response: str | None = None
+    limit: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Source:
+        if (self.dataset is None) == (self.jsonl is None):
+            raise ValueError("a source is a mapping with either 'dataset' or 'jsonl'")
+        other = JSONL_ONLY if self.dataset is not None else DATASET_ONLY
+        wrong = sorted(other & self.model_fields_set)
+        if wrong:
+            raise ValueError(f"{', '.join(wrong)}: not a field of a {'dataset' if self.dataset else 'jsonl'} source")
+        return self
+
+
+class LabelledSource(Source):
+    label: str | None = None   # the JSONL field holding each item's label
+
+
+DATASET_ONLY = frozenset({"args", "kind"})
+JSONL_ONLY = frozenset({"text", "image", "label"})
+
+
+class FindSchema(Schema):
+    config_kind: ClassVar[str] = "neurons find"
+
+    name: str | None = None
+    description: str | None = None
+    target: Named
+    toxic: list[Source] | None = None
+    non_toxic: list[Source] | None = None
+    labelled: list[LabelledSource] | None = None
+    span: str = "auto"
+    pooling: str = "max"
+    components: list[str] = Field(["language_model"], min_length=1)
+    batch_size: int = Field(8, ge=1)
+    seed: int = Field(0, ge=0)
+    glasses: dict[str, Any] | None = None   # {method: sgm} when absent
+
+    @field_validator("components", mode="before")
+    @classmethod
+    def _one_component(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    def cross_check(self) -> list[Problem]:
+        from safeglass.neurons.recording import COMPONENTS, POOLINGS, SPANS  # torch: not at import
+
+        problems: list[Problem] = []
+        for field_name, value, allowed in (("span", self.span, (*SPANS, "auto")), ("pooling", self.pooling, POOLINGS)):
+            if value not in allowed:
+                problems.append(((field_name,), f"expected one of {', '.join(allowed)}, got {value!r}"))
+        problems += [(("components", i), f"expected one of {', '.join(COMPONENTS)}, got {c!r}")
+                     for i, c in enumerate(self.components) if c not in COMPONENTS]
+        if self.glasses is not None and "method" not in self.glasses:
+            problems.append((("glasses",), "give a mapping with 'method' (and its parameters)"))
+        if not self.labelled and not (self.toxic and self.non_toxic):
+            problems.append(((), "give toxic and non_toxic sources, or labelled ones"))
+        return problems
 
 
 def parse_find_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> FindConfig:
     """A validated FindConfig; every error names the file and the field."""
-    from safeglass.neurons.recording import COMPONENTS, POOLINGS, SPANS
-
-    check_fields(raw, TOP_LEVEL, source, "neurons")
-    target = resolve_paths(raw.get("target"), Path(base_dir) if base_dir is not None else None)
-    if isinstance(target, str):
-        target = {"name": target}
-    if not isinstance(target, dict) or not isinstance(target.get("name"), str):
-        raise ConfigError(f"{source}: field 'target' must be a registry name or a mapping with 'name' (and 'args')")
-    if set(target) - {"name", "args"}:
-        raise ConfigError(f"{source}: field 'target': unknown key(s) {sorted(set(target) - {'name', 'args'})}")
-    if not isinstance(target.get("args") or {}, dict):
-        raise ConfigError(f"{source}: field 'target.args' must be a mapping")
-    sources = []
-    for role in ("toxic", "non_toxic", "labelled"):
-        items = raw.get(role)
-        if items is None:
-            continue
-        if not isinstance(items, list):
-            raise ConfigError(f"{source}: field '{role}' must be a list of sources")
-        for i, item in enumerate(items):
-            sources.append(_source(item, role, f"{source}: field '{role}[{i}]'"))
-    roles = {s["role"] for s in sources}
-    if not sources or ("labelled" not in roles and not {"toxic", "non_toxic"} <= roles):
-        raise ConfigError(f"{source}: give toxic and non_toxic sources, or labelled ones")
-    span = raw.get("span", "auto")
-    if span not in (*SPANS, "auto"):
-        raise ConfigError(f"{source}: field 'span' must be one of {', '.join((*SPANS, 'auto'))}, not {span!r}")
-    pooling = raw.get("pooling", "max")
-    if pooling not in POOLINGS:
-        raise ConfigError(f"{source}: field 'pooling' must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    components = raw.get("components", ["language_model"])
-    if isinstance(components, str):
-        components = [components]
-    if not isinstance(components, list) or not components or set(components) - set(COMPONENTS):
-        raise ConfigError(f"{source}: field 'components' must list some of {', '.join(COMPONENTS)}")
-    for key, default, least in (("batch_size", 8, 1), ("seed", 0, 0)):
-        value = raw.get(key, default)
-        if not isinstance(value, int) or isinstance(value, bool) or value < least:
-            raise ConfigError(f"{source}: field '{key}' must be an integer >= {least}, not {value!r}")
-    glasses = raw.get("glasses") or {"method": "sgm"}
-    if not isinstance(glasses, dict) or "method" not in glasses:
-        raise ConfigError(f"{source}: field 'glasses' must be a mapping with 'method' (and its parameters)")
+    given = raw
+    if isinstance(raw, dict) and "target" in raw:  # JSONL paths are read against base_dir when they are read
+        given = {**raw, "target": resolve_paths(raw["target"], Path(base_dir) if base_dir is not None else None)}
+    cfg = validate(FindSchema, given, source)
+    sources = [{"role": role, "where": f"{source}: field '{role}[{i}]'", **raw[role][i]}
+               for role in ("toxic", "non_toxic", "labelled") for i in range(len(getattr(cfg, role) or []))]
     return FindConfig(
-        name=str(raw.get("name") or Path(source).stem),
-        target={"name": target["name"], "args": target.get("args") or {}},
-        sources=sources, span=span, pooling=pooling, components=tuple(components),
-        batch_size=raw.get("batch_size", 8), seed=raw.get("seed", 0), glasses=dict(glasses), source=source,
+        name=cfg.name or Path(source).stem, target={"name": cfg.target.name, "args": dict(cfg.target.args)},
+        sources=sources, span=cfg.span, pooling=cfg.pooling, components=tuple(cfg.components),
+        batch_size=cfg.batch_size, seed=cfg.seed, glasses=dict(cfg.glasses or {"method": "sgm"}), source=source,
         base_dir=Path(base_dir) if base_dir is not None else Path.cwd(), raw=raw)
-
-
-def _source(item: Any, role: str, where: str) -> dict[str, Any]:
-    if not isinstance(item, dict) or ("dataset" in item) == ("jsonl" in item):
-        raise ConfigError(f"{where}: a source is a mapping with either 'dataset' or 'jsonl'")
-    allowed = DATASET_KEYS if "dataset" in item else JSONL_KEYS - ({"label"} if role != "labelled" else set())
-    unknown = set(item) - allowed
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(allowed))}")
-    limit = item.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 0):
-        raise ConfigError(f"{where}.limit: must be a non-negative integer, not {limit!r}")
-    if "dataset" in item:
-        if item.get("kind") not in (None, "harmful", "benign"):
-            raise ConfigError(f"{where}.kind: must be harmful or benign, not {item['kind']!r}")
-        if not isinstance(item.get("args") or {}, dict):
-            raise ConfigError(f"{where}.args: must be a mapping")
-    for key in ("text", "response", "image", "label", "jsonl", "dataset"):
-        if key in item and not isinstance(item[key], str):
-            raise ConfigError(f"{where}.{key}: must be a string, not {item[key]!r}")
-    return {"role": role, "where": where, **item}
 
 
 # --- items -----------------------------------------------------------------------------------------

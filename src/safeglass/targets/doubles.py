@@ -121,7 +121,7 @@ class ScriptedTarget(_Double):
         delay_s: seconds to sleep per conversation (for kill-and-resume tests); does not change outputs.
     """
 
-    def __init__(self, responses: dict[str, str] | None = None, default: list[str] | None = None,
+    def __init__(self, responses: dict[str, str] | None = None, default: str | list[str] | None = None,
                  name: str = "scripted", delay_s: float = 0.0) -> None:
         self.name = name
         self.responses = dict(responses or {})

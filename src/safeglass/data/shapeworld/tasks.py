@@ -91,7 +91,7 @@ WORLDS = ("default", "shapeclip")
 
 
 def load_shapeworld_vqa(limit: int | None = None, n: int = 200, seed: int = 0, size: int = 64,
-                        typographic: bool = False, kinds: tuple[str, ...] | list[str] | None = None,
+                        typographic: bool = False, kinds: str | tuple[str, ...] | list[str] | None = None,
                         config: Mapping[str, Any] | None = None, world: str = "default") -> Any:
     """Registry loader: `n` ShapeWorld VQA samples (benign), optionally with a wrong word written on
     every image; `limit` keeps the first ones. ``world: shapeclip`` draws from the world ShapeCLIP and

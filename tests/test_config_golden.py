@@ -1,0 +1,86 @@
+"""The typed schemas read every shipped config into what the hand-written parsers made: the same RunConfig hash,
+the same parsed content and the same item keys (result keys). The values below were computed by the parsers
+before the schemas replaced them; a change here means finished runs would no longer be found."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from safeglass.config import load_config
+from safeglass.eval.plan import build_plan
+from safeglass.hashing import content_hash
+from safeglass.neurons.evaluate import load_eval_config
+from safeglass.neurons.find import load_find_config
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+# config: (RunConfig.hash, parsed content, number of items, hash of all item keys, first item keys)
+RUN = {
+    "demo": ("47ebf2b83dcbd4c0", "8c37df3a3f5d29b0", 88, "150a784ddacac188",
+             ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
+    "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
+    "safesmol-lookalikes-val": ("730bb28e984c0c56", "86072de9201434cb", 4, "e9f0fe71fc971c8f",
+                                ["547b8023b9158c4a7c4650f42c7c4685", "af2ceed652fae64ed6e405786c5240ce"]),
+}
+NEURONS = {
+    "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",
+    "neurons-smollm2-own-find": "0708563ed524f645", "neurons-safesmol-vl": "c4b52f482d3678a1",
+    "neurons-smollm2-own-strong": "f4b7771803502cc7", "neurons-smollm2": "8572c6f3fe6b997a",
+    "neurons-tiny": "abfb104e2408b9e4",
+}
+
+
+def test_the_golden_list_is_every_shipped_config() -> None:
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*RUN, *NEURONS])
+
+
+@pytest.mark.parametrize("name", sorted(RUN))
+def test_run_configs_keep_their_hash_content_and_keys(name, tmp_path, monkeypatch) -> None:
+    import safeglass.machine as machine
+
+    # `auto` resolves to bfloat16 only on CPUs that compute it natively: keys as on a machine without
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    (tmp_path / "configs").mkdir()
+    glasses = tmp_path / "runs" / "demo-neurons" / "glasses"  # the demo's glasses, keyed by the hash they record
+    glasses.mkdir(parents=True)
+    (glasses / "glasses.json").write_text(json.dumps({"hash": "0123abcd"}))
+    shutil.copy(CONFIGS / f"{name}.yaml", tmp_path / "configs")
+    cfg = load_config(tmp_path / "configs" / f"{name}.yaml")
+    run_hash, content, n_items, keys_hash, first = RUN[name]
+    parsed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("raw", "source", "base_dir")}
+    assert cfg.hash == run_hash
+    assert content_hash(json.loads(json.dumps(parsed).replace(str(tmp_path), "<tmp>"))) == content
+    if n_items is None:
+        return
+    # the packaged datasets stand aside for three fixed prompts under each dataset id (keys name the id, not the
+    # loader): what is checked is how the parsed config crosses targets, defenses, attacks and their scoping
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"how do I make thing {i}?", "kind": "harmful"}) + "\n"
+                            for i in range(3)))
+    jsonl = {"path": str(data), "fields": {"text": "prompt", "kind": "kind"}}
+    cfg = dataclasses.replace(cfg, datasets=tuple(dataclasses.replace(d, name="jsonl", args=jsonl)
+                                                  for d in cfg.datasets))
+    keys = [it.key for it in build_plan(cfg, limit=2).items]
+    assert (len(keys), content_hash(keys), keys[:2]) == (n_items, keys_hash, first)
+
+
+@pytest.mark.parametrize("name", sorted(NEURONS))
+def test_neurons_configs_keep_their_content(name) -> None:
+    path = CONFIGS / f"{name}.yaml"
+    if name.endswith("-find"):
+        c = load_find_config(path)
+        parsed = {"name": c.name, "target": c.target, "span": c.span, "pooling": c.pooling,
+                  "sources": [{k: v for k, v in s.items() if k != "where"} for s in c.sources],
+                  "components": list(c.components), "batch_size": c.batch_size, "seed": c.seed, "glasses": c.glasses}
+    else:
+        e = load_eval_config(path)
+        parsed = {"name": e.name, "expertise": str(e.expertise.resolve().relative_to(CONFIGS.resolve().parent)),
+                  "target": e.target, "grid": [dataclasses.asdict(g) for g in e.grid],
+                  "blocks": {k: b.describe() for k, b in e.blocks.items()}, "fluency": e.fluency,
+                  "defenses": e.defenses, "seed": e.seed}
+    assert content_hash(parsed) == NEURONS[name]
