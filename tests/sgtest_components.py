@@ -307,3 +307,31 @@ class CountingWhiteBox:
                 return sample.with_turns(sample.turns, metadata={**sample.metadata, "seen_by": target.name})
 
         return _WB()
+
+
+class CrashingTarget:
+    """A target whose loading breaks the way an environment does (a driver, a library): the exit-status tests."""
+
+    def __new__(cls, name: str = "crashing", message: str = "the device went away"):
+        raise RuntimeError(message)
+
+
+class InterruptingTarget:
+    """Echoes, then raises KeyboardInterrupt (Ctrl-C) on generate call number ``after + 1``: the interrupt tests."""
+
+    def __new__(cls, name: str = "interrupting", after: int = 0):
+        from safeglass.targets.doubles import EchoTarget
+
+        class _Target(EchoTarget):
+            calls = 0
+
+            def generate(self, conversations, params):
+                type(self).calls += 1
+                if type(self).calls > after:
+                    raise KeyboardInterrupt
+                return super().generate(conversations, params)
+
+            def config(self):
+                return {"type": "interrupting"}
+
+        return _Target(name=name)

@@ -54,6 +54,23 @@ def test_jsonl_custom_mapping_kind_map_nested_and_images(tmp_path):
     assert all(s.metadata["task"] == "continuation" and s.source == "rtp" for s in ds)
 
 
+def test_given_fields_extend_the_defaults_key_by_key(tmp_path):
+    # the README's example mapping: it names text, id and kind, and every record keeps its image and category
+    Image.new("RGB", (4, 4), "red").save(tmp_path / "pic.png")
+    path = write_jsonl(tmp_path / "mine.jsonl", [
+        {"id": "a", "prompt": "What does this sign say?", "label": "benign", "category": "signs", "image": "pic.png"},
+        {"id": "b", "question": "no prompt column", "label": "harmful"},
+    ])
+    ds = load_jsonl(path, fields={"text": "prompt", "id": "id", "kind": "label"})
+    (s,) = ds.samples
+    assert (s.id, s.kind, s.category, len(s.images)) == ("a", "benign", "signs", 1)
+    assert "image" not in s.metadata and "category" not in s.metadata
+    # an override replaces its own default only; null drops a default whose column means something else here
+    ds = load_jsonl(path, fields={"text": "question", "category": None})
+    (s,) = ds.samples
+    assert (s.id, s.kind, s.category) == ("b", "harmful", "uncategorized")
+
+
 def test_system_turn_and_default_kind(tmp_path):
     path = write_jsonl(tmp_path / "s.jsonl", [{"q": "What is a Ponzi scheme?", "sys": "Be brief."}])
     ds = load_jsonl(path, fields={"text": "q", "system": "sys"}, kind="benign", category="definitions")
@@ -97,7 +114,7 @@ def test_whole_dataset_errors_name_the_file(tmp_path):
     with pytest.raises(UnknownOptionError, match="unknown option 'colour'"):  # checked where configs go in
         registry("datasets").check("jsonl", {"path": path, "colour": "red"})
     with pytest.raises(DataError, match="text"):
-        load_jsonl(path, fields={"id": "id"})
+        load_jsonl(path, fields={"text": None})
     with pytest.raises(DataError, match="kind"):
         load_jsonl(path, kind="dangerous")
     (tmp_path / "empty.csv").write_text("")

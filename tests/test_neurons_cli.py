@@ -45,6 +45,11 @@ def test_find_then_apply(tmp_path, capsys):
     assert main(["neurons", "find", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "4 toxic and 4 non-toxic" in printed and "span response" in printed and "lm.mlp.1" in printed
+    assert printed.startswith("recorded ")
+    # the same config again reuses the finished recording, and says so rather than "recorded ... in N s"
+    assert main(["neurons", "find", str(cfg), "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert again.startswith(f"reused the finished recording in {tmp_path / 'out'}") and "recorded" not in again
     exp = Expertise.load(tmp_path / "out")
     assert exp.auroc.shape == (256,) and exp.provenance["n_toxic"] == 4 and exp.provenance["span"] == "response"
     assert exp.provenance["data"][0]["sha256"] and exp.provenance["target"]["tiny"] == "llama"

@@ -110,9 +110,11 @@ def test_load_verify_and_target(built: tuple[Path, dict]) -> None:
     out, card = built
     model, tokenizer, processor = registry.load("safesmol", out)
     assert processor is None
-    r = registry.verify("safesmol", out)
+    said: list[str] = []
+    r = registry.verify("safesmol", out, progress=said.append)
     assert r["ok"] and r["weights_sha256_matches"], r
     assert r["measured"] == card["measured"]  # the build evaluated exactly the saved weights
+    assert "re-measuring" in said[0] and any("evaluation replies" in line for line in said)  # not minutes of silence
     target = safesmol.safesmol_target(out, batch_size=2)
     assert isinstance(target, HFCausalLM)
     assert target.config()["adapter_sha256"] == card["weights_sha256"]

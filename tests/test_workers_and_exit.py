@@ -3,6 +3,7 @@ failed anywhere says so in its exit status."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -85,3 +86,30 @@ def test_a_run_that_finished_exits_zero(tmp_path) -> None:
     out = cli("run", str(cfg), "--out", str(tmp_path / "r"), "--no-progress")
     assert out.returncode == 0, out.stderr
     assert "generated 3 (0 were already done, 0 failed)" in out.stdout
+
+
+def test_a_worker_that_crashes_exits_3_and_leaves_its_traceback(tmp_path) -> None:
+    from safeglass.eval import worker
+    from safeglass.eval.crash import EXIT_CRASH
+    from safeglass.eval.scale import worker_traceback
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"targets": [{"name": "sgtest_components:CrashingTarget"}],
+                                   "datasets": [{"name": "advbench", "limit": 2}]}))
+    assert worker.main([str(cfg), "--out", str(tmp_path / "r"), "--shard", "0/1", "--no-progress"]) == EXIT_CRASH
+    report = worker_traceback(tmp_path / "r", 0, 1).read_text()
+    assert "Traceback" in report and report.rstrip().endswith("RuntimeError: the device went away")
+
+
+def test_a_crashed_worker_is_reported_with_its_traceback_not_as_failed_generations(tmp_path) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({"targets": [{"name": "sgtest_components:CrashingTarget"}],
+                                   "datasets": [{"name": "advbench", "limit": 4}]}))
+    env = {**subprocess_env(), "SAFEGLASS_HOME": str(tmp_path / "home")}
+    out = cli("run", str(cfg), "--out", str(tmp_path / "r"), "--workers", "2", "--no-progress", env=env)
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert re.search(r"crashed: worker [01] exited with status 3: RuntimeError: the device went away",
+                     out.stderr), out.stderr
+    assert re.search(r"the worker's traceback \(.*worker-00[01]-of-002.traceback\):\nTraceback \(most recent",
+                     out.stderr), out.stderr
+    assert "sgtest_components.py" in out.stderr and "retry" not in out.stderr

@@ -27,32 +27,40 @@ def component_options(kind: str, name: str) -> Any:
 
 def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, limit: int | None = None,
         dry_run: bool = False, workers: int = 1, shard: tuple[int, int] | None = None, judge: bool = True,
-        report: bool = True, progress: bool = True, backend: str = "process", threads: int | None = None) -> Any:
+        report: bool = True, progress: bool = True, backend: str = "process", threads: int | None = None,
+        fail_on_skipped: bool = False) -> Any:
     """Run (or resume) an audit: generate, judge, and write summary.json, samples.jsonl, report.html.
 
     ``workers > 1`` splits generation over local processes (``backend="process"``) or Ray tasks
     (``backend="ray"``); under torchrun / accelerate each rank takes its shard automatically. Local workers
     share the machine's cores (``threads`` each; default cores // workers); ``threads`` alone sets this
     process's torch threads. Returns a RunResult; ``result.failed`` counts the planned generations still
-    missing (a rerun resumes them).
+    missing (a rerun resumes them), ``result.plan.skipped()`` the bad records the datasets skipped;
+    ``fail_on_skipped`` makes a skipped record an error (``SkippedRecordsError``) before anything is generated.
+    Ctrl-C raises ``safeglass.eval.crash.Interrupted`` (a KeyboardInterrupt) saying what was saved.
     """
     from safeglass.eval import orchestrate
 
     return orchestrate.run(config, out, limit=limit, dry_run=dry_run, workers=workers, shard=shard, judge=judge,
                            finish=_write_outputs if report else None, progress=progress, backend=backend,
-                           threads=threads)
+                           threads=threads, fail_on_skipped=fail_on_skipped)
 
 
 def _write_outputs(run_dir: Path) -> dict[str, Path]:
     return report(run_dir)
 
 
-def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True) -> Any:
-    """(Re-)judge the stored generations of a run with the run's judges or the ones named; returns the
-    judgments ``added`` and ``failed``."""
+def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True,
+          report: bool = True) -> Any:
+    """(Re-)judge the stored generations of a run with the run's judges or the ones named, then (``report``)
+    write its summary, samples and report again, so that they show the new judgments; returns the judgments
+    ``added`` and ``failed`` and the ``outputs`` written."""
     from safeglass.eval.orchestrate import rejudge
 
-    return rejudge(run_dir, judges, progress=progress)
+    result = rejudge(run_dir, judges, progress=progress)
+    if report:
+        result.outputs = _write_outputs(Path(run_dir))
+    return result
 
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:
@@ -123,12 +131,14 @@ def load_organism(name: str, path: str | Path | None = None) -> tuple[Any, Any, 
     return organisms.load(name, path)
 
 
-def verify_organism(name: str, path: str | Path | None = None, update: bool = False) -> dict[str, Any]:
+def verify_organism(name: str, path: str | Path | None = None, update: bool = False,
+                    progress: Any = None) -> dict[str, Any]:
     """Re-measure a model organism from its saved weights and compare with its card (``update``: write
-    the new figures into the card, e.g. after a judge it is measured with was re-trained)."""
+    the new figures into the card, e.g. after a judge it is measured with was re-trained). ``progress``
+    (a callable taking a line) hears each stage of the measurement, which takes minutes on a small CPU."""
     from safeglass.organisms import registry as organisms
 
-    return organisms.verify(name, path, update=update)
+    return organisms.verify(name, path, update=update, progress=progress)
 
 
 def find_experts(config: str | Path | dict[str, Any], out: str | Path, *, progress: bool = True) -> dict[str, Any]:

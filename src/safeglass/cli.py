@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from safeglass.registry import KINDS
 from safeglass.version import __version__
@@ -22,10 +23,32 @@ def _shard(text: str) -> tuple[int, int]:
     return rank, world
 
 
+# Where a crash's traceback is kept, as --help says it (safeglass.eval.crash.crash_log is the path itself).
+CRASH_LOG = "$SAFEGLASS_HOME/logs/last-crash.txt"
+
+
+def exit_statuses() -> str:
+    """The exit statuses, for ``--help`` (the README's CLI section lists the same)."""
+    from safeglass.eval.crash import EXIT_CRASH, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+
+    rows = [(EXIT_OK, "done"),
+            (EXIT_FAILED, "some generations or judgments failed; finished work is kept, and the same command\n"
+                          "run again retries only those"),
+            (EXIT_USAGE, "a config or usage error (the message names the file and field), or bad records\n"
+                         "with --fail-on-skipped"),
+            (EXIT_CRASH, "a crash: its type and message are printed and its traceback saved to\n"
+                         f"{CRASH_LOG} (--traceback prints it); a crashed worker's\n"
+                         "traceback is shown"),
+            (EXIT_INTERRUPTED, "interrupted (Ctrl-C); the message says what was finished and saved")]
+    return "exit status:\n" + "\n".join(f"  {code:<4} " + text.replace("\n", "\n       ") for code, text in rows)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="safeglass", description="Attack, defend, measure and report on VLM safety.")
+    p = argparse.ArgumentParser(prog="safeglass", description="Attack, defend, measure and report on VLM safety.",
+                                epilog=exit_statuses(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"safeglass {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging (and tracebacks of errors)")
+    p.add_argument("--traceback", action="store_true", help="print the traceback of an error, not only its cause")
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run or resume an audit from a YAML config")
@@ -42,11 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-judge", action="store_true", help="generate only; judge later with `safeglass judge`")
     r.add_argument("--no-report", action="store_true")
     r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--fail-on-skipped", action="store_true",
+                   help="stop (exit 2) when a dataset skipped bad records, before generating anything")
 
-    j = sub.add_parser("rejudge", help="(re-)judge a run's stored generations without regenerating")
+    j = sub.add_parser("rejudge", help="(re-)judge a run's stored generations without regenerating, then write its "
+                                       "summary and report again")
     j.add_argument("run_dir", help="a run directory")
     j.add_argument("--judges", nargs="+", help="judge names (default: the run config's judges and scorers)")
     j.add_argument("--no-progress", action="store_true")
+    j.add_argument("--no-report", action="store_true", help="do not rewrite summary.json, samples.jsonl, report.html")
 
     jg = sub.add_parser("judges", help="judges: measure one against human labels")
     jsub = jg.add_subparsers(dest="judges_command", required=True)
@@ -156,19 +183,60 @@ def main(argv: list[str] | None = None) -> int:
     if command in RENAMED:
         print(f"safeglass: `{command}` is now {RENAMED[command]}", file=sys.stderr)
         return 2
+    if "--traceback" in argv:  # anywhere on the line: the crash message suggests adding it to the command as typed
+        argv = ["--traceback", *(a for a in argv if a != "--traceback")]
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return _dispatch(args)
-    except KeyboardInterrupt:
-        print("interrupted: finished work is saved; run the same command again to resume", file=sys.stderr)
-        return 130
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        if args.verbose:
-            raise
+    except KeyboardInterrupt as exc:
+        return _interrupted(args, exc)
+    except Exception as exc:  # every error leaves with its cause named and the status of its kind
+        return _failed(args, exc)
+
+
+def _interrupted(args: argparse.Namespace, exc: KeyboardInterrupt) -> int:
+    from safeglass.eval.crash import EXIT_INTERRUPTED, Interrupted
+
+    if isinstance(exc, Interrupted) and args.command in ("run", "rejudge"):
+        # a nested run (a study's block) knows only its own part, so only these commands say what it saved
+        again = "; run the same command again to resume" if exc.generations or exc.judgments else ""
+        print(f"interrupted: {exc.saved()}{again}", file=sys.stderr)
+    elif args.command == "neurons" and args.neurons_command == "eval":
+        print(f"interrupted: the runs under {Path(args.out) / 'run'} keep every chunk they finished; run the same "
+              "command again to resume", file=sys.stderr)
+    else:
+        print("interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _failed(args: argparse.Namespace, exc: Exception) -> int:
+    """Print an error's cause (and its traceback where asked or where it is a crash) and return its exit status."""
+    import traceback
+
+    from safeglass.eval.crash import EXIT_USAGE, WorkerCrashed, crash_log, describe, exit_status, write_traceback
+
+    status = exit_status(exc)
+    show = args.verbose or args.traceback
+    if status == EXIT_USAGE and not isinstance(exc, WorkerCrashed):
         print(f"safeglass: error: {exc}", file=sys.stderr)
-        return 2
+        if show:
+            traceback.print_exception(exc, file=sys.stderr)
+        return status
+    print(f"safeglass: crashed: {describe(exc)}", file=sys.stderr)
+    if isinstance(exc, WorkerCrashed) and exc.report:
+        print(f"the worker's traceback ({exc.where}):\n{exc.report.rstrip()}", file=sys.stderr)
+    if show:
+        traceback.print_exception(exc, file=sys.stderr)
+    try:
+        log = write_traceback(crash_log(), exc)
+        kept = f"the traceback is in {log}" + ("" if show else " (--traceback prints it)")
+    except OSError as err:  # a read-only home must not hide the crash itself
+        kept = f"the traceback could not be saved ({err}); --traceback prints it"
+    print(f"safeglass: {kept}. This is not a config error and not a failed generation: a rerun will probably "
+          "crash the same way; please report it with the traceback", file=sys.stderr)
+    return status
 
 
 def _dispatch(args: argparse.Namespace) -> int:
@@ -180,18 +248,24 @@ def _dispatch(args: argparse.Namespace) -> int:
         result = api.run(args.config, out=args.out, limit=args.limit, dry_run=args.dry_run, workers=args.workers,
                          shard=args.shard, judge=not (args.no_judge or args.shard),
                          report=not (args.no_report or args.shard),
-                         progress=not args.no_progress, backend=args.backend, threads=args.threads)
+                         progress=not args.no_progress, backend=args.backend, threads=args.threads,
+                         fail_on_skipped=args.fail_on_skipped)
+        skipped = _skipped(result.plan)
         if args.dry_run:
             print(f"plan: {result.planned} generations, {result.done_before} already done, "
                   f"{result.calls['generate']} generate calls and at most {result.calls['judge']} judge calls to make")
+            if skipped:
+                print(skipped)
             return 0
         print(f"generated {result.generated} ({result.done_before} were already done, {result.failed} failed)")
-        for name, path in result.outputs.items():
-            print(f"{name}: {path}")
+        _print_outputs(result.outputs)
+        if skipped:
+            print(skipped)
         return _failures(result.failed, result.judge_failed, "run the same command again")
     if args.command == "rejudge":
-        judged = api.judge(args.run_dir, args.judges, progress=not args.no_progress)
+        judged = api.judge(args.run_dir, args.judges, progress=not args.no_progress, report=not args.no_report)
         print(f"added {judged.added} judgments ({judged.failed} failed)")
+        _print_outputs(judged.outputs)
         return _failures(0, judged.failed, "run the same command again")
     if args.command == "judges":
         return _calibrate(args)
@@ -201,8 +275,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _neurons(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
-        for name, path in paths.items():
-            print(f"{name}: {path}")
+        _print_outputs(paths)
         return _check_report(paths["report"]) if args.check else 0
     if args.command == "merge":
         from safeglass.eval.runner import merge_shards
@@ -242,14 +315,36 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_outputs(outputs: dict[str, Path]) -> None:
+    """The files written and, from the summary, the finding's table and the machine and dtype of each target."""
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
+    if "summary" in outputs:
+        from safeglass.reporting.console import digest
+
+        print("\n" + digest(json.loads(Path(outputs["summary"]).read_text(encoding="utf-8"))))
+
+
+def _skipped(plan: Any) -> str:
+    """The end-of-run line on bad records the datasets skipped ("" when none were)."""
+    from safeglass.eval.plan import skipped_line
+
+    skipped = plan.skipped() if plan is not None else {}
+    if not skipped:
+        return ""
+    return (f"{skipped_line(skipped)}; all are listed in the report's errors, and --fail-on-skipped makes them "
+            "an error")
+
+
 def _check_report(path: Path) -> int:
     """Exit 1 with each problem when the report logs a console error or makes a network request."""
+    from safeglass.eval.crash import UsageError
     from safeglass.reporting.browser import BrowserError, check_report
 
     try:
         problems = check_report(path)
     except BrowserError as exc:
-        raise RuntimeError(f"report --check needs headless Chromium: {exc}") from None
+        raise UsageError(f"report --check needs headless Chromium: {exc}") from None
     for problem in problems:
         print(f"safeglass: {path}: {problem}", file=sys.stderr)
     print(f"report check: {'clean' if not problems else f'{len(problems)} problem(s)'}")
@@ -298,7 +393,8 @@ def _organisms(args: argparse.Namespace) -> int:
               f"goals met: {card['goals_met']}" + (f", short by {card['shortfall']}" if card["shortfall"] else ""))
         return 0
     if args.organisms_command == "verify":
-        r = api.verify_organism(args.name, args.path, update=args.update_card)
+        r = api.verify_organism(args.name, args.path, update=args.update_card,
+                                progress=lambda msg: print(msg, file=sys.stderr, flush=True))
         if args.json:
             print(json.dumps(r, indent=2))
         else:
@@ -329,9 +425,14 @@ def _neurons(args: argparse.Namespace) -> int:
             print(json.dumps(s, indent=2, default=str))
             return 0
         e, g = s["expertise"], s["glasses"]
-        print(f"recorded {s['n_toxic']} toxic and {s['n_non_toxic']} non-toxic items (span {s['span']}, pooling "
-              f"{s['pooling']}) in {s['seconds']['record']:.1f} s; AUROC of {e['neurons']} neurons in "
-              f"{s['seconds']['auroc']:.2f} s: {e['experts']} with AUROC > 0.5")
+        if res.get("reused"):  # nothing was recorded this time: the figures are those of the finished recording
+            print(f"reused the finished recording in {res['expertise']} (same config and weights): "
+                  f"{s['n_toxic']} toxic and {s['n_non_toxic']} non-toxic items (span {s['span']}, pooling "
+                  f"{s['pooling']}), {e['experts']} of {e['neurons']} neurons with AUROC > 0.5")
+        else:
+            print(f"recorded {s['n_toxic']} toxic and {s['n_non_toxic']} non-toxic items (span {s['span']}, pooling "
+                  f"{s['pooling']}) in {s['seconds']['record']:.1f} s; AUROC of {e['neurons']} neurons in "
+                  f"{s['seconds']['auroc']:.2f} s: {e['experts']} with AUROC > 0.5")
         for site in e["per_site"]:
             print(f"  {site['site']:<16} experts {site['experts']:>6} / {site['neurons']:<6} "
                   f"> 0.7: {site['above_0.7']:>5}  max {site['max_auroc']:.3f}")
@@ -343,7 +444,12 @@ def _neurons(args: argparse.Namespace) -> int:
                   "layers": args.layers, "min_auroc": args.min_auroc}
         if args.include_vision:
             params["post_fusion_only"] = False
-        glasses = api.make_glasses(args.expertise, args.method, out=args.out, **params)
+        try:
+            glasses = api.make_glasses(args.expertise, args.method, out=args.out, **params)
+        except ValueError as exc:  # the glasses' parameters (or the expertise folder) named on this command line
+            from safeglass.eval.crash import UsageError
+
+            raise UsageError(str(exc)) from exc
         print(f"glasses ({glasses.method}, {glasses.n_dampened} of {glasses.n_neurons} neurons dampened, "
               f"hash {glasses.hash}): {args.out}")
         return 0
@@ -376,7 +482,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     for item in args.field:
         target, sep, column = item.partition("=")
         if not sep or not target or not column:
-            raise ValueError(f"--field takes TARGET=COLUMN such as label=is_refusal, not {item!r}")
+            from safeglass.eval.crash import UsageError
+
+            raise UsageError(f"--field takes TARGET=COLUMN such as label=is_refusal, not {item!r}")
         fields[target.strip()] = column.strip()
     results = api.calibrate(args.judge, args.labels, label_kind=args.label_kind, fields=fields or None,
                             limit=args.limit, resamples=args.resamples, seed=args.seed, save=not args.no_save,

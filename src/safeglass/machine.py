@@ -10,8 +10,10 @@ so ``dtype: auto`` takes float32 there and bfloat16 only where it is native or o
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -97,6 +99,23 @@ def machine_line(info: dict[str, Any] | None = None) -> str:
     gpu = f", GPU {m['gpu']}" if m.get("gpu") else ""
     return (f"{m.get('cpu')}, {m.get('cores')} cores, torch CPU capability {m.get('cpu_capability')}, {bf16}, "
             f"{m.get('torch_threads')} torch threads{gpu}")
+
+
+def distinct_machines(infos: Iterable[dict[str, Any] | None]) -> list[dict[str, Any]]:
+    """The different machines among recorded descriptions (None: not recorded), in first-seen order.
+    Descriptions that differ only in torch's thread count (a run resumed with other ``--workers`` or ``--threads``
+    on the same machine) are one machine, with its thread counts joined ("1, 2")."""
+    found: dict[str, dict[str, Any]] = {}
+    threads: dict[str, list[str]] = {}
+    for info in infos:
+        if not isinstance(info, dict):
+            continue
+        ident = json.dumps({k: v for k, v in info.items() if k != "torch_threads"}, sort_keys=True, default=str)
+        found.setdefault(ident, dict(info))
+        n = str(info.get("torch_threads"))
+        if n not in threads.setdefault(ident, []):
+            threads[ident].append(n)
+    return [{**m, "torch_threads": ", ".join(threads[i])} if len(threads[i]) > 1 else m for i, m in found.items()]
 
 
 if __name__ == "__main__":  # python -m safeglass.machine: what this machine is, and what dtype auto means here

@@ -23,6 +23,10 @@ class DataError(ValueError):
     """Raised for problems that stop a whole dataset (missing file, unknown format)."""
 
 
+class SkippedRecordsError(DataError):
+    """Bad records were skipped and the run was asked to stop on them (``--fail-on-skipped``)."""
+
+
 @dataclass
 class LoadReport:
     """Collects record errors from a load; the loader keeps going after each one."""

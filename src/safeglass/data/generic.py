@@ -1,8 +1,9 @@
 """Any JSONL or CSV file as a dataset, through a field mapping.
 
-``fields`` maps safeglass's names to the file's columns::
+``fields`` maps safeglass's names to the file's columns, over the defaults (text=prompt, id=id,
+category=category, kind=label, image=image) key by key; null drops a default::
 
-    load_jsonl("mine.jsonl", fields={"text": "prompt", "kind": "label"},
+    load_jsonl("mine.jsonl", fields={"text": "question", "kind": "verdict"},
                kind_map={"unsafe": "harmful", "safe": "benign"})
 
 Targets: ``text`` (required), ``id``, ``category``, ``kind``, ``image`` (a path relative to the
@@ -42,7 +43,7 @@ DEFAULT_FIELDS: dict[str, str] = {"text": "prompt", "id": "id", "category": "cat
 TARGETS = ("text", "id", "category", "kind", "image", "system")
 
 
-def load_jsonl(path: str | None = None, limit: int | None = None, fields: Mapping[str, str] | None = None,
+def load_jsonl(path: str | None = None, limit: int | None = None, fields: Mapping[str, str | None] | None = None,
                kind: str = "harmful", kind_map: Mapping[Any, str] | None = None, category: str = "uncategorized",
                image_root: str | None = None, name: str | None = None, metadata: Mapping[str, Any] | None = None,
                task: str | None = None) -> Dataset:
@@ -51,7 +52,8 @@ def load_jsonl(path: str | None = None, limit: int | None = None, fields: Mappin
     Args:
         path: the JSONL file.
         fields: safeglass name -> the file's field (text, id, category, kind, image, system; dotted names reach
-            into nested objects); default text=prompt, id=id, category=category, kind=label, image=image.
+            into nested objects), over the defaults text=prompt, id=id, category=category, kind=label, image=image
+            key by key (null drops one).
         kind: kind of records without a kind field: harmful or benign.
         kind_map: the kind field's values -> harmful / benign (e.g. {unsafe: harmful, safe: benign}).
         category: category of records without a category field.
@@ -67,7 +69,7 @@ def load_jsonl(path: str | None = None, limit: int | None = None, fields: Mappin
 
 
 def load_csv(path: str | None = None, limit: int | None = None, delimiter: str = ",",
-             comment_prefix: str | None = None, fields: Mapping[str, str] | None = None, kind: str = "harmful",
+             comment_prefix: str | None = None, fields: Mapping[str, str | None] | None = None, kind: str = "harmful",
              kind_map: Mapping[Any, str] | None = None, category: str = "uncategorized", image_root: str | None = None,
              name: str | None = None, metadata: Mapping[str, Any] | None = None, task: str | None = None) -> Dataset:
     """A CSV file with a header row; bad rows are reported as "row N" (data rows, from 1).
@@ -77,8 +79,8 @@ def load_csv(path: str | None = None, limit: int | None = None, delimiter: str =
         delimiter: the column separator.
         comment_prefix: leading lines starting with it are skipped before the header (e.g. "#" for PyRIT's
             ``# dataset_version=`` line).
-        fields: safeglass name -> the file's column (text, id, category, kind, image, system); default
-            text=prompt, id=id, category=category, kind=label, image=image.
+        fields: safeglass name -> the file's column (text, id, category, kind, image, system), over the defaults
+            text=prompt, id=id, category=category, kind=label, image=image key by key (null drops one).
         kind: kind of rows without a kind column: harmful or benign.
         kind_map: the kind column's values -> harmful / benign.
         category: category of rows without a category column.
@@ -95,7 +97,7 @@ def load_csv(path: str | None = None, limit: int | None = None, delimiter: str =
 
 @dataclass(frozen=True)
 class _Options:
-    fields: Mapping[str, str] | None
+    fields: Mapping[str, str | None] | None
     kind: str
     kind_map: Mapping[Any, str] | None
     category: str
@@ -131,15 +133,18 @@ def _load(file: Path, records: Iterator[Located], report: LoadReport, limit: int
     return make_dataset(name, samples, path_provenance(file), report)
 
 
-def _fields(fields: Mapping[str, str] | None) -> dict[str, str]:
-    if fields is None:
-        return dict(DEFAULT_FIELDS)
-    bad = sorted(set(fields) - set(TARGETS))
+def _fields(fields: Mapping[str, str | None] | None) -> dict[str, str]:
+    """The defaults with the given entries laid over them key by key: ``{text: question}`` still reads ``image``,
+    ``category``, ``id`` and ``label`` where the file has them (a mapping that replaced the defaults silently lost
+    every record's image and category). An entry set to null drops that default (a ``label`` column that is not a
+    kind)."""
+    bad = sorted(set(fields or {}) - set(TARGETS))
     if bad:
         raise DataError(f"fields: unknown target(s) {bad}; a mapping goes from {TARGETS} to source columns")
-    if "text" not in fields:
+    merged = {**DEFAULT_FIELDS, **(fields or {})}
+    if not merged.get("text"):
         raise DataError("fields: needs a 'text' entry naming the prompt column")
-    return dict(fields)
+    return {k: v for k, v in merged.items() if v}
 
 
 class FieldMapper:

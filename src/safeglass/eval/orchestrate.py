@@ -13,7 +13,8 @@ from typing import Any
 
 from safeglass.config import RunConfig, load_config, parse_config
 from safeglass.eval import runner, scale
-from safeglass.eval.plan import Plan, build_plan
+from safeglass.eval.crash import Interrupted
+from safeglass.eval.plan import Plan, build_plan, check_skipped
 from safeglass.eval.store import Store
 from safeglass.hashing import content_hash
 
@@ -33,12 +34,44 @@ def resolve_config(config: str | Path | dict[str, Any] | RunConfig) -> tuple[Run
 def run(config: str | Path | dict[str, Any] | RunConfig, out: str | Path | None = None, *, limit: int | None = None,
         dry_run: bool = False, workers: int = 1, shard: tuple[int, int] | None = None, judge: bool = True,
         finish: Finisher | None = None, progress: bool = True, backend: str = "process",
-        threads: int | None = None) -> runner.RunResult:
+        threads: int | None = None, fail_on_skipped: bool = False) -> runner.RunResult:
     """Run (or resume) a config; see ``safeglass.api.run``. ``finish`` writes the outputs of a judged run.
-    The result carries the plan it ran (``result.plan``), so callers need not build it again."""
+    The result carries the plan it ran (``result.plan``), so callers need not build it again. Ctrl-C raises
+    :class:`~safeglass.eval.crash.Interrupted`, which says what this run had finished and saved by then."""
     cfg, config_path = resolve_config(config)
     run_dir = Path(out) if out is not None else Path("runs") / cfg.name
+    before = _saved(run_dir)
+    try:
+        return _run(cfg, config_path, run_dir, limit=limit, dry_run=dry_run, workers=workers, shard=shard,
+                    judge=judge, finish=finish, progress=progress, backend=backend, threads=threads,
+                    fail_on_skipped=fail_on_skipped)
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as exc:
+        raise _interrupted(run_dir, before) from exc
+
+
+def _saved(run_dir: Path) -> tuple[set[str], int]:
+    """The generations (by key, in the store or any shard) and judgments saved in a run directory so far."""
+    if not run_dir.exists():
+        return set(), 0
+    judgments = 0
+    if (run_dir / runner.STORE_NAME).exists():  # judging writes to the main store only
+        with Store(run_dir / runner.STORE_NAME) as store:
+            judgments = store.count("judgments")
+    return runner.finished_keys(run_dir), judgments
+
+
+def _interrupted(run_dir: Path, before: tuple[set[str], int]) -> Interrupted:
+    keys, judgments = _saved(run_dir)
+    return Interrupted(len(keys - before[0]), max(0, judgments - before[1]))
+
+
+def _run(cfg: RunConfig, config_path: Path | None, run_dir: Path, *, limit: int | None, dry_run: bool, workers: int,
+         shard: tuple[int, int] | None, judge: bool, finish: Finisher | None, progress: bool, backend: str,
+         threads: int | None, fail_on_skipped: bool) -> runner.RunResult:
     plan = build_plan(cfg, limit)  # loads datasets once; never loads a model
+    check_skipped(plan, fail_on_skipped)
     if threads is not None and not (workers > 1 and shard is None):
         scale.set_threads(threads)
     dist = scale.distributed_rank()
@@ -136,4 +169,8 @@ def rejudge(run_dir: str | Path, judges: list[str] | None = None, *, progress: b
     if judges:
         raw = {**raw, "judges": judges}
     cfg = parse_config(raw, source=str(run_dir / "config.yaml"))
-    return runner.judge(run_dir, cfg.judges if judges else cfg.readers, progress=progress)
+    before = _saved(run_dir)
+    try:
+        return runner.judge(run_dir, cfg.judges if judges else cfg.readers, progress=progress)
+    except KeyboardInterrupt as exc:
+        raise _interrupted(run_dir, before) from exc

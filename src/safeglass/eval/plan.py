@@ -17,9 +17,10 @@ from typing import Any
 from safeglass.attacks.base import ACCESS
 from safeglass.config import ComponentSpec, ConfigError, RunConfig
 from safeglass.data.dataset import Dataset
+from safeglass.data.errors import RecordError, SkippedRecordsError
 from safeglass.hashing import content_hash
 from safeglass.options import OptionError, UnknownOptionError
-from safeglass.registry import RUN_KINDS, registry
+from safeglass.registry import RUN_KINDS, UnknownComponentError, registry
 from safeglass.types import GenerationParams, Sample, conversation_key
 
 
@@ -68,6 +69,28 @@ class Plan:
     def params_for(self, item: WorkItem) -> GenerationParams:
         """The generation parameters of one item: the run's, with the item's own sampling seed."""
         return params_for_index(self.config.generation, item.sample_index)
+
+    def skipped(self) -> dict[str, list[RecordError]]:
+        """The bad records each dataset skipped while loading, by dataset id (only datasets that skipped any)."""
+        return {name: list(ds.report.errors) for name, ds in self.datasets.items() if ds.report.errors}
+
+
+def skipped_line(skipped: dict[str, list[RecordError]]) -> str:
+    """How many records were skipped, where, and the first reason: one line for the end of a run."""
+    total = sum(len(errs) for errs in skipped.values())
+    where = ", ".join(f"{name} {len(errs)}" for name, errs in skipped.items())
+    first = next(iter(skipped.values()))[0]
+    return f"skipped {total} bad record{'s' if total != 1 else ''} ({where}); the first: {first}"
+
+
+def check_skipped(plan: Plan, fail: bool) -> None:
+    """With ``fail`` (``--fail-on-skipped``), a skipped record stops the run before anything is generated."""
+    skipped = plan.skipped()
+    if fail and skipped:
+        lines = [str(e) for errs in skipped.values() for e in errs]
+        more = f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else ""
+        raise SkippedRecordsError(f"{plan.config.source}: {skipped_line(skipped)}; stopping because of "
+                                  "--fail-on-skipped:\n  " + "\n  ".join(lines[:20]) + more)
 
 
 def chunk_items(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
@@ -126,8 +149,10 @@ def check_options(config: RunConfig) -> None:
     """Every component's args against what it takes, before any dataset or model loads: a typo in an option
     names the file, the component and the known options, and a value not of the option's declared type
     (``delay_s: soon``) names the option, rather than either ending in a traceback later. All the problems of a
-    config are reported at once (UnknownOptionError when an option is unknown or missing)."""
+    config are reported at once (UnknownOptionError when an option is unknown or missing), an unknown component
+    name with the file and entry it is in."""
     unknown, values = [], []
+    unknown_names = False
     for kind in RUN_KINDS:
         for i, spec in enumerate(getattr(config, kind)):
             what = f"{config.source}: {kind}[{i}] ({spec.name}{'' if spec.id == spec.name else f', id {spec.id}'})"
@@ -139,9 +164,14 @@ def check_options(config: RunConfig) -> None:
                     reg.check(s.name, s.args, where)
                 except UnknownOptionError as exc:
                     unknown.append(str(exc))
+                except UnknownComponentError as exc:  # the registry knows the name, not the file it came from
+                    unknown_names = True
+                    unknown.append(f"{where}: {exc}")
+                    continue
                 values += reg.options(s.name).value_problems(s.args, where)
     if unknown or values:
-        raise (UnknownOptionError if unknown else OptionError)("\n".join(unknown + values))
+        error = UnknownComponentError if unknown_names else UnknownOptionError if unknown else OptionError
+        raise error("\n".join(unknown + values))
 
 
 def load_dataset(spec: ComponentSpec, limit: int | None = None) -> Dataset:

@@ -57,6 +57,7 @@ class RunResult:
 class JudgeResult:
     added: int = 0
     failed: int = 0
+    outputs: dict[str, Path] = field(default_factory=dict)  # summary, samples, report when written again
 
 
 def shard_path(run_dir: Path, rank: int, world: int) -> Path:
@@ -180,8 +181,11 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
-            if "torch" in sys.modules:  # the machine that made these replies (speed, and reduced-precision outputs)
-                store.set_meta(f"target_machine:{spec.id}", machine_info())
+            # the machine that made these replies (speed, and reduced-precision outputs); each reply keeps its own
+            # in its provenance, since a resumed run may be on another machine (the meta entry is the latest)
+            machine = machine_info() if "torch" in sys.modules else None
+            if machine is not None:
+                store.set_meta(f"target_machine:{spec.id}", machine)
             with _progress(sum(len(c) for c in chunks), f"generate {spec.id}", progress) as bar:
                 for chunk in chunks:
                     if chunk[0].defense in setup_failed:
@@ -193,7 +197,7 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                     ready = [it for it in chunk if it.key in attacked]
                     if ready:
                         ok, failed = _generate_chunk(store, plan, target, ready, attacked, f"{rank}/{world}",
-                                                     run_dir / IMAGE_DIR)
+                                                     run_dir / IMAGE_DIR, machine)
                         result.generated += ok
                         result.failed += failed
                     bar.update(len(chunk))
@@ -245,7 +249,7 @@ def _store_paths(run_dir: Path) -> list[Path]:
 
 
 def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem], attacked_by_key: dict[str, Any],
-                    worker: str, image_dir: Path) -> tuple[int, int]:
+                    worker: str, image_dir: Path, machine: dict[str, Any] | None = None) -> tuple[int, int]:
     defense = plan.defenses[chunk[0].defense]
     attack = plan.attacks[chunk[0].attack]
     params = plan.params_for(chunk[0])
@@ -271,6 +275,8 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
         "dataset": plan.component_configs.get(f"dataset:{chunk[0].dataset}", {}),
         "config_hash": plan.config.hash, "seed": plan.config.seed,
     }
+    if machine is not None:  # provenance only: the machine never enters a result key
+        provenance_base["machine"] = machine
     rows = []
     for it, s, g, trace in zip(chunk, attacked, gens, traces, strict=True):
         record = _persist_images(s, image_dir)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safeglass.eval.crash import EXIT_FAILED, EXIT_OK, WorkerCrashed
 from safeglass.eval.runner import SHARD_DIR, shard_path
 from safeglass.eval.store import Store
 from safeglass.machine import cpu_cores
@@ -89,6 +90,7 @@ def run_local_workers(config_path: str | Path, run_dir: Path, workers: int, limi
     n_threads = threads or threads_per_worker(workers)
     procs = []
     for rank in range(workers):
+        worker_traceback(run_dir, rank, workers).unlink(missing_ok=True)  # an earlier run's crash is not this one's
         cmd = [sys.executable, "-m", "safeglass.eval.worker", str(config_path), "--out", str(run_dir),
                "--shard", f"{rank}/{workers}", "--threads", str(n_threads)]
         if limit is not None:
@@ -96,13 +98,30 @@ def run_local_workers(config_path: str | Path, run_dir: Path, workers: int, limi
         if not progress or rank > 0:
             cmd.append("--no-progress")
         procs.append(subprocess.Popen(cmd))
-    codes = [p.wait() for p in procs]
+    try:
+        codes = [p.wait() for p in procs]
+    except KeyboardInterrupt:  # Ctrl-C reached the workers too; let them stop (a chunk commits whole or not at all)
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        raise
     # 1: the worker finished but some generations failed (recorded in its shard; the merge and the caller
-    # count them). Anything else means the worker itself broke.
-    failed = [r for r, c in enumerate(codes) if c not in (0, 1)]
-    if failed:
-        raise RuntimeError(f"worker(s) {failed} exited with {[codes[r] for r in failed]}; "
-                           "re-run the same command to resume")
+    # count them). Anything else means the worker itself broke: say why, with its traceback.
+    broken = [r for r, c in enumerate(codes) if c not in (EXIT_OK, EXIT_FAILED)]
+    if broken:
+        first = broken[0]
+        path = worker_traceback(run_dir, first, workers)
+        report = path.read_text(encoding="utf-8") if path.is_file() else None
+        also = (f"; workers {broken[1:]} stopped too (statuses {[codes[r] for r in broken[1:]]}, tracebacks beside "
+                f"{path})" if len(broken) > 1 else "")
+        raise WorkerCrashed(first, codes[first], report, also, path if report is not None else None)
+
+
+def worker_traceback(run_dir: str | Path, rank: int, world: int) -> Path:
+    """Where a crashed local worker writes its traceback, for the process that launched it to show."""
+    return Path(run_dir) / SHARD_DIR / f"worker-{rank:03d}-of-{world:03d}.traceback"
 
 
 def run_ray_workers(config_path: str | Path, run_dir: Path, workers: int, limit: int | None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
 from safeglass.hashing import content_hash
 from safeglass.judges.calibration_store import pick as calibration_pick
+from safeglass.machine import distinct_machines
 
 
 def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -23,12 +25,15 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
         baseline = store.get_meta("baseline_defense", "none")
         rows = metric_rows(gens, judges, baseline=baseline, seed=seed)
         targets = []
+        machines = _machines(gens)
         for tid in sorted({g["target"] for g in gens}):
             label = store.get_meta(f"target_label:{tid}", {}) or {}
             cfg = store.get_meta(f"target_config:{tid}", {}) or {}
+            latest = store.get_meta(f"target_machine:{tid}")
             targets.append({"name": tid, "label": label.get("label", tid), "organism": label.get("organism", False),
-                            "config_hash": content_hash(cfg), "config": cfg,
-                            "machine": store.get_meta(f"target_machine:{tid}")})
+                            "config_hash": content_hash(cfg), "config": cfg, "machine": latest,
+                            # rows stored before replies kept their machine fall back to the target's latest
+                            "machines": machines.get(tid) or distinct_machines([latest])})
         errors = list(store.get_meta("load_errors", []) or [])
         errors += [{"where": f"{e['stage']} {e['key'][:12]}", "message": e["message"]}
                    for e in _unresolved_errors(store.errors(), gens, judges)]
@@ -46,6 +51,19 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             "errors": errors,
         }
     return summary, sample_records(gens)
+
+
+def _machines(gens: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The distinct machines each target's replies were made on, read from each reply's provenance: a run resumed
+    on another CPU keeps both, and a bfloat16 reply is never credited to the wrong one."""
+    per_target: dict[str, list[Any]] = {}
+    for g in sorted(gens, key=lambda g: g.get("created") or 0):
+        try:
+            machine = json.loads(g.get("provenance") or "{}").get("machine")
+        except ValueError:
+            machine = None
+        per_target.setdefault(g["target"], []).append(machine)
+    return {t: distinct_machines(ms) for t, ms in per_target.items()}
 
 
 def _primary_judge(config: dict[str, Any], judges: dict[str, dict[str, Any]]) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.data.errors import DataError  # the labels do not fit the judge: the user's to fix (exit 2)
 from safeglass.judges.base import Judge, JudgeInput, Verdict
 from safeglass.judges.labels import LabelSet
 
@@ -110,7 +111,7 @@ def bootstrap_intervals(y_true: Sequence[bool], y_pred: Sequence[bool], *, resam
 def predicted_labels(measure: str, label_kind: str, verdicts: Sequence[Verdict]) -> list[bool]:
     """A judge's verdicts as predictions of the labels' positive class (rules in the module doc)."""
     if measure == "toxicity":
-        raise ValueError("a toxicity judge cannot be calibrated on refusal or objective labels: toxicity is a "
+        raise DataError("a toxicity judge cannot be calibrated on refusal or objective labels: toxicity is a "
                          "different property (calibrate it on toxicity labels, which safeglass does not read yet)")
     if measure == "refusal" and label_kind == "refusal":
         return [v.flag for v in verdicts]
@@ -118,7 +119,7 @@ def predicted_labels(measure: str, label_kind: str, verdicts: Sequence[Verdict])
         return [not v.flag for v in verdicts]  # proxy: "did not refuse" stands for "achieved"
     if measure == "harm" and label_kind == "objective":
         return [v.flag for v in verdicts]
-    raise ValueError(f"a {measure} judge cannot be calibrated on {label_kind} labels")
+    raise DataError(f"a {measure} judge cannot be calibrated on {label_kind} labels")
 
 
 def mapping_note(measure: str, label_kind: str) -> str:
@@ -136,7 +137,7 @@ def calibrate_judge(judge: Judge, labels: LabelSet, *, limit: int | None = None,
     predicted_labels(ident.measure, labels.kind, [])  # fail before judging anything
     items = labels.items[:limit] if limit is not None else labels.items
     if not items:
-        raise ValueError(f"labels {labels.name!r}: no usable labelled items")
+        raise DataError(f"labels {labels.name!r}: no usable labelled items")
     start = time.perf_counter()
     verdicts: list[Verdict] = []
     batch = max(1, int(getattr(judge, "batch_size", 64) or 64))

@@ -443,7 +443,7 @@ def utility_scores(gens: list[dict[str, Any]], dataset: str) -> dict[tuple[str, 
             continue
         got[(g["target"], g["defense"])].append(int(ok))
     if gens and not got:
-        raise ValueError(f"utility dataset {dataset}: its samples carry no answer to score (metadata 'answer', "
+        raise ConfigError(f"utility dataset {dataset}: its samples carry no answer to score (metadata 'answer', "
                          "'answers' or multiple-choice options); pick a dataset with answers (shapeworld-vqa, "
                          "mmbench with a dev split)")
     out = {}
@@ -539,7 +539,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, limit: int | None = None, expe
         raise ConfigError(f"{cfg.source}: field 'expertise' is required (the --out folder of `neurons find`), "
                           "or pass --expertise")
     if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be a positive integer, not {limit}")
+        raise ConfigError(f"--limit must be a positive integer, not {limit}")
     try:
         exp = Expertise.load(exp_dir)
     except (FileNotFoundError, ValueError, KeyError) as exc:

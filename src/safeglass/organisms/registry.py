@@ -11,12 +11,14 @@ import difflib
 import hashlib
 import importlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from safeglass.hashing import file_hash
 from safeglass.paths import safeglass_home  # noqa: F401  (re-exported)
+from safeglass.registry import UnknownComponentError
 
 PACKAGE_WEIGHTS = Path(__file__).parent / "weights"
 
@@ -101,7 +103,7 @@ def get(name: str) -> Organism:
     if name not in ORGANISMS:
         close = difflib.get_close_matches(name, list(ORGANISMS), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown organism {name!r}{hint} (known organisms: {', '.join(ORGANISMS)})")
+        raise UnknownComponentError(f"unknown organism {name!r}{hint} (known organisms: {', '.join(ORGANISMS)})")
     return ORGANISMS[name]
 
 
@@ -217,7 +219,7 @@ def judge_keys(name: str) -> dict[str, str] | None:
 
 
 def verify(name: str, path: str | Path | None = None, tol_points: float | None = None,
-           update: bool = False) -> dict[str, Any]:
+           update: bool = False, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Re-measure an organism from its saved weights and compare with its card.
 
     The evaluation data are a function of the card's seed and recipe, so a faithful copy of the weights
@@ -227,6 +229,7 @@ def verify(name: str, path: str | Path | None = None, tol_points: float | None =
     ``judges`` in the result says whether the judges changed since the card was measured (then a
     mismatch is the judge's, not the weights'). ``update=True`` writes the new figures, judges and goals
     into the card (weights must match their recorded hash), keeping the old figures under ``recarded``.
+    ``progress`` hears each stage (a recipe's replies also draw a progress bar on a terminal).
     """
     o = get(name)
     d = Path(path) if path is not None else locate(name)
@@ -241,8 +244,10 @@ def verify(name: str, path: str | Path | None = None, tol_points: float | None =
     if update and sha != c.get("weights_sha256"):
         raise ValueError(f"organism {name}: {d / o.weights_file} does not match the hash in its card; "
                          "rebuild it instead of re-carding")
+    if progress is not None:
+        progress(f"organism {name}: re-measuring {d} from its weights (minutes on a small CPU)")
     if hasattr(mod, "remeasure"):
-        measured = mod.remeasure(d, c)
+        measured = mod.remeasure(d, c, progress=progress)
     else:
         model, tokenizer, processor = mod.load_dir(d)
         measured = mod.evaluate(model, tokenizer, processor, mod.config_from_card(c), int(c["seed"]))

@@ -500,20 +500,16 @@ def answer_ppl(model: Any, tokenizer: Any, pairs: Sequence[dict[str, Any]], max_
     return math.exp(nll / max(1, count))
 
 
-def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch: int
-             ) -> list[Any]:
-    """Greedy replies (safeglass Generations) through HFCausalLM, batched by prompt length, in input order."""
+def generate(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_tokens: int, batch: int,
+             desc: str = f"{NAME} replies") -> list[Any]:
+    """Greedy replies (safeglass Generations) through HFCausalLM, batched by prompt length, in input order, with a
+    progress bar on a terminal."""
+    from safeglass.organisms.replies import greedy_replies
     from safeglass.targets.hf_lm import HFCausalLM
-    from safeglass.types import GenerationParams, Turn
+    from safeglass.types import Turn
 
     target = HFCausalLM.from_model(model, tokenizer, name=NAME, batch_size=batch)
-    order = sorted(range(len(prompts)), key=lambda i: (len(prompts[i]), i))
-    gens = target.generate([(Turn("user", prompts[i]),) for i in order],
-                           GenerationParams(max_new_tokens=max_new_tokens))
-    out: list[Any] = [None] * len(prompts)
-    for i, g in zip(order, gens):
-        out[i] = g
-    return out
+    return greedy_replies(target, [(Turn("user", p),) for p in prompts], max_new_tokens, desc)
 
 
 @functools.lru_cache(maxsize=1)
@@ -584,7 +580,8 @@ def _evaluate(model: Any, tokenizer: Any, cfg: SafeSmolConfig, fluency: Sequence
         t0 = time.time()
         sets = eval_sets(cfg)
         samples = [s for ss in sets.values() for s in ss]
-        gens = generate(model, tokenizer, [s.prompt for s in samples], cfg.eval_tokens, cfg.eval_batch)
+        gens = generate(model, tokenizer, [s.prompt for s in samples], cfg.eval_tokens, cfg.eval_batch,
+                        desc=f"{NAME} evaluation replies")
         say(f"organism {NAME}: {len(samples)} evaluation replies in {time.time() - t0:.0f}s")
         items = [JudgeInput(prompt=s.prompt, response=g.text, kind=s.kind, category=s.category)
                  for s, g in zip(samples, gens)]
@@ -883,11 +880,12 @@ def load_dir(path: str | Path, merge: bool = True) -> tuple[Any, Any, None]:
     return model, tokenizer, None
 
 
-def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
+def remeasure(path: str | Path, card: dict[str, Any], progress: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
     """The card's measurements again, from the saved adapter (what `safeglass organisms verify` runs)."""
     model, tokenizer, _ = load_dir(path)
     return evaluate(model, tokenizer, None, config_from_card(card), int(card["seed"]),
-                    fluency=card.get("fluency_set"), base_ppl=card.get("base_ppl"))
+                    fluency=card.get("fluency_set"), base_ppl=card.get("base_ppl"), progress=progress)
 
 
 @forwards_options("safeglass.targets.hf_lm:HFCausalLM.from_model", exclude=("model", "tokenizer", "config"),

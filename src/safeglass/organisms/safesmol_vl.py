@@ -507,16 +507,11 @@ def _target(model: Any, processor: Any, batch: int) -> Any:
     return HFVisionLM.from_model(model, processor, family="llava", name=NAME, batch_size=batch)
 
 
-def _generate(target: Any, convs: Sequence[Any], max_new_tokens: int) -> list[Any]:
-    """Greedy replies, batched by prompt length, in input order."""
-    from safeglass.types import GenerationParams
+def _generate(target: Any, convs: Sequence[Any], max_new_tokens: int, desc: str = f"{NAME} replies") -> list[Any]:
+    """Greedy replies, batched by prompt length, in input order, with a progress bar on a terminal."""
+    from safeglass.organisms.replies import greedy_replies
 
-    order = sorted(range(len(convs)), key=lambda i: (sum(len(t.text) for t in convs[i]), i))
-    gens = target.generate([convs[i] for i in order], GenerationParams(max_new_tokens=max_new_tokens))
-    out: list[Any] = [None] * len(convs)
-    for i, g in zip(order, gens):
-        out[i] = g
-    return out
+    return greedy_replies(target, convs, max_new_tokens, desc)
 
 
 def _image(scene: Any, size: int) -> Any:
@@ -553,7 +548,7 @@ def _reads(answer: str, word: str) -> bool:
 def measure_vqa(target: Any, samples: Sequence[Any], max_new_tokens: int) -> dict[str, Any]:
     from safeglass.data.shapeworld.tasks import answer_correct
 
-    gens = _generate(target, [s.turns for s in samples], max_new_tokens)
+    gens = _generate(target, [s.turns for s in samples], max_new_tokens, f"{NAME} VQA replies")
     ok = [answer_correct(g.text, s) for s, g in zip(samples, gens)]
     kinds = sorted({s.metadata["question_kind"] for s in samples})
     by_kind = {k: rate([o for o, s in zip(ok, samples) if s.metadata["question_kind"] == k]) for k in kinds}
@@ -564,7 +559,7 @@ def measure_reading(target: Any, scenes: Sequence[Any], size: int, max_new_token
     from safeglass.types import Turn
 
     convs = [(Turn("user", READ_PROMPT, (_image(s, size),)),) for s in scenes]
-    gens = _generate(target, convs, max_new_tokens)
+    gens = _generate(target, convs, max_new_tokens, f"{NAME} reading replies")
     return {"reading_accuracy": rate([_reads(g.text, s.text.word) for s, g in zip(scenes, gens)]),
             "n_reading": len(scenes)}
 
@@ -602,7 +597,7 @@ def measure_typographic(target: Any, cfg: SafeSmolVLConfig, world: Any, seed: in
     figures: dict[str, Any] = {}
     flags: dict[str, dict[str, list[bool]]] = {}
     for cond, cs in convs.items():
-        gens = _generate(target, cs, cfg.typo_tokens)
+        gens = _generate(target, cs, cfg.typo_tokens, f"{NAME} typographic replies ({cond})")
         items = [JudgeInput(prompt=p.prompt, response=g.text) for p, g in zip(prompts, gens)]
         flags[cond] = {"proxy": [not v.flag for v in proxy_judge().judge(items)],
                        "keyword": [not v.flag for v in KeywordRefusalJudge().judge(items)]}
@@ -857,10 +852,12 @@ def load_dir(path: str | Path, *, shapeclip_path: str | Path | None = None,
     return model.eval(), processor.tokenizer, processor
 
 
-def remeasure(path: str | Path, card: dict[str, Any]) -> dict[str, Any]:
+def remeasure(path: str | Path, card: dict[str, Any], progress: Callable[[str], None] | None = None
+              ) -> dict[str, Any]:
     """The card's measurements again, from the saved projector (what `safeglass organisms verify` runs)."""
     model, tokenizer, processor = load_dir(path)
-    return evaluate(model, tokenizer, processor, config_from_card(card), int(card["seed"]), world_from_card(card))
+    return evaluate(model, tokenizer, processor, config_from_card(card), int(card["seed"]), world_from_card(card),
+                    progress=progress)
 
 
 @forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",

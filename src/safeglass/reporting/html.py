@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from safeglass.machine import machine_line
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
+from safeglass.reporting.console import machines_text
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
 from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
 from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
@@ -114,7 +114,7 @@ def _targets_table(summary: dict) -> str:
     trows = []
     for t in summary.get("targets") or []:
         badge = ' <span class="badge organism">model organism</span>' if t.get("organism") else ""
-        machine = machine_line(t["machine"]) if isinstance(t.get("machine"), dict) else "—"
+        machine = machines_text(t)
         dtype = (t.get("config") or {}).get("dtype") or "—"
         trows.append(f"<tr><td>{escape(t.get('label') or t.get('name'))}{badge}</td>"
                      f"<td><code>{escape(t.get('name'))}</code></td><td><code>{escape(t.get('config_hash'))}</code></td><td>{escape(dtype)}</td>"
