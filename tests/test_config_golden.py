@@ -24,8 +24,9 @@ RUN = {
     "demo": ("47ebf2b83dcbd4c0", "8c37df3a3f5d29b0", 88, "150a784ddacac188",
              ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
-    "safesmol-lookalikes-val": ("730bb28e984c0c56", "86072de9201434cb", 4, "e9f0fe71fc971c8f",
-                                ["547b8023b9158c4a7c4650f42c7c4685", "af2ceed652fae64ed6e405786c5240ce"]),
+    # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
+    "safesmol-lookalikes-val": ("a40029142430d60d", "3f388133a974bc13", 16, "1ab81394fb12302f",
+                                ["eb47a14623c196ca11097e76fbca0a71", "85df72897526c9949537d7be6128d04e"]),
 }
 NEURONS = {
     "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",

@@ -28,7 +28,7 @@ def _config(tmp_path: Path, **fields) -> Path:
 def test_config_and_usage_errors_exit_2(tmp_path, capsys) -> None:
     bad = _config(tmp_path, generation={"max_tokens": 5})
     assert main(["run", str(bad), "--out", str(tmp_path / "r")]) == EXIT_USAGE
-    assert "field 'generation'" in capsys.readouterr().err
+    assert "field 'generation.max_tokens'" in capsys.readouterr().err
     typo = _config(tmp_path, targets=[{"name": "echo", "args": {"delay": 1}}])
     assert main(["run", str(typo), "--out", str(tmp_path / "r")]) == EXIT_USAGE
     assert "unknown option 'delay'" in capsys.readouterr().err

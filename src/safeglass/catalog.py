@@ -25,7 +25,7 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      ("benign", "text", "builtin")),
     ("datasets", "safesmol-control", "safeglass.organisms.safesmol:load_control_dataset",
      "SafeSmol's MM-SafetyBench-style control: neutral instructions around a harmful word in the text "
-     "(side=harmful) or a harmless phrase (side=benign)", ("harmful", "benign", "text", "builtin")),
+     "(side=harmful) or a harmless phrase (side=benign)", ("harmful", "benign", "text", "builtin", "derived")),
     # --- public benchmark formats, read from a local path ----------------------------------------
     ("datasets", "mm-safetybench", "safeglass.data.formats:load_mm_safetybench",
      "MM-SafetyBench from a local folder (13 scenarios x SD/TYPO/SD_TYPO)", ("harmful", "image", "path")),
