@@ -78,7 +78,7 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "A GGUF file run by llama.cpp in process (llama-cpp-python), on its quantised weights; one sequence at a time, "
      "so slower than batched hf-lm on a CPU (docs/speed.md)", ("black-box", "text")),
     ("targets", "smollm2-llama-cpp", "safeglass.targets.llama_cpp:smollm2_llama_cpp",
-     "SmolLM2-135M-Instruct's packaged Q4_1 GGUF run by llama.cpp (8.8x slower than smollm2 batched, docs/speed.md)",
+     "SmolLM2-135M-Instruct's packaged Q4_1 GGUF run by llama.cpp, one sequence at a time (docs/speed.md)",
      ("black-box", "text", "packaged")),
     ("targets", "openai", "safeglass.targets.openai_compat:OpenAICompatTarget",
      "OpenAI-compatible chat endpoint (vLLM, SGLang, llama.cpp server)", ("black-box", "image")),
