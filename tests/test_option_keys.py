@@ -29,7 +29,8 @@ BASE_ARGS: dict[tuple[str, str], dict[str, Any]] = {
     ("targets", "openai"): {"base_url": "http://127.0.0.1:9/v1", "model": "m"},
 }
 
-# Values no rule below derives (enumerations, expressions, None defaults, objects); "<file>" is a fresh file.
+# Values no rule below derives (enumerations, expressions, None defaults, objects); "<file>" is a fresh file,
+# "<png>" a fresh picture, "<pictures>" a fresh folder holding one.
 ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) where names collide
     ("defenses", "chain", "steps"): ["safety_prompt", "none"],
     "judge": {"name": "proxy-harm", "args": {"threshold": 0.9}},
@@ -43,6 +44,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "system_prompt": "Judge.", "weights_path": "<file>", "tokenizer_path": "<file>", "vectorizer_path": "<file>",
     "model_path": "<file>", "threads": 3, "api_key_env": "OTHER_KEY", "base_url": "http://127.0.0.1:8/v1",
     "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
+    ("attacks", "sd-typo", "image_dir"): "<pictures>", "image_file": "<png>", "typographic": {"canvas": "plain"},
 }
 
 # Options read only in the company of another setting.
@@ -80,9 +82,21 @@ def _glasses(tmp_path: Path, tag: str) -> str:
     return str(folder)
 
 
+def _picture(path: Path, tag: str) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (8, 8), (len(tag) * 40 % 256, ord(tag[-1]) % 256, 0)).save(path)
+    return path
+
+
 def _materialise(value: Any, tmp_path: Path, tag: str) -> Any:
     if value == "<file>":
         return _file(tmp_path, f"file {tag}")
+    if value == "<png>":
+        return str(_picture(tmp_path / f"picture-{tag}.png", tag))
+    if value == "<pictures>":
+        (tmp_path / f"pictures-{tag}").mkdir(exist_ok=True)
+        return str(_picture(tmp_path / f"pictures-{tag}" / "scene.png", tag).parent)
     if isinstance(value, str) and value.startswith("<glasses"):
         return _glasses(tmp_path, value)
     return value

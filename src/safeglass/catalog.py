@@ -98,6 +98,15 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "Typographic (MM-SafetyBench TYPO): the key word leaves the text and is written in an image", ("image",)),
     ("attacks", "text-jailbreak", "safeglass.attacks.templates:TemplateJailbreak",
      "Jailbreak template around the prompt (Wei et al. 2023: prefix injection, refusal suppression)", ("text",)),
+    ("attacks", "figstep", "safeglass.attacks.figstep:FigStepAttack",
+     "FigStep (Gong et al. 2023): the request as the title of an empty numbered list in an image, and a text "
+     "prompt asking to fill each item in", ("image", "black-box")),
+    ("attacks", "sd-typo", "safeglass.attacks.sd_typo:SDTypoAttack",
+     "MM-SafetyBench SD+TYPO: a scene (a folder's picture, or ShapeWorld) above the key phrase in typography, "
+     "with MM-SafetyBench's rephrased instruction", ("image", "black-box")),
+    ("attacks", "mm-jailbreak", "safeglass.attacks.mm_jailbreak:MMJailbreak",
+     "Text jailbreak template and attack image at once (the typographic image, or a stored adversarial PNG)",
+     ("image", "text", "black-box")),
     ("attacks", "pgd", "safeglass.attacks.gradient:PGDAttack",
      "White-box PGD (l-inf) on the input images toward a target reply (HarmBench MultiModalPGD); per target",
      ("image", "white-box")),

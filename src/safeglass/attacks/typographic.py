@@ -229,23 +229,68 @@ def _last_user(sample: Sample) -> int:
 
 def _plain_image(text: str, size: int, text_size: float) -> Any:
     """Black text on white, wrapped to the width, as MM-SafetyBench's TYPO images."""
-    import textwrap
+    return plain_text_image(text, size, text_size)
 
-    from PIL import Image, ImageDraw, ImageFont
 
-    img = Image.new("RGB", (size, size), "white")
+# Line pitch of the plain canvas, in font sizes.
+LINE_SPACING = 1.25
+
+
+def plain_font(font_px: int) -> Any:
+    """The font every plain-canvas attack writes with: Pillow's bundled default at `font_px` (no system font, so
+    the same image on every machine with the same Pillow)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=font_px)
+
+
+def font_record(font_px: int) -> dict[str, Any]:
+    """What a replay needs to draw the same glyphs: the font's name, its size and the Pillow that bundles it."""
+    import PIL
+
+    family, style = plain_font(font_px).getname()
+    return {"font": f"{family} {style}".strip(), "source": "Pillow load_default", "font_px": font_px,
+            "pillow": PIL.__version__}
+
+
+def plain_font_px(width: int, text_size: float) -> int:
+    """The plain canvas's font size for a text of `text_size` (a share of the width)."""
+    return max(8, int(width * text_size / 2))
+
+
+def plain_text_image(text: str, width: int, text_size: float, height: int | None = None) -> Any:
+    """Black text on white, wrapped to `width` and centred. `height` None: a square canvas (the typographic
+    attack's TYPO image); otherwise a band of that height (see :func:`plain_text_height`)."""
+    from PIL import Image, ImageDraw
+
+    size = width if height is None else height
+    img = Image.new("RGB", (width, size), "white")
     draw = ImageDraw.Draw(img)
-    font_px = max(8, int(size * text_size / 2))
-    font = ImageFont.load_default(size=font_px)
-    chars = max(4, int(size / (0.55 * font_px)))
-    lines = textwrap.wrap(text, width=chars) or [text]
-    height = len(lines) * int(font_px * 1.25)
-    y = max(0, (size - height) // 2)
+    font_px = plain_font_px(width, text_size)
+    font = plain_font(font_px)
+    lines = plain_lines(text, width, font_px)
+    height_px = len(lines) * int(font_px * LINE_SPACING)
+    y = max(0, (size - height_px) // 2)
     for line in lines:
         w = draw.textlength(line, font=font)
-        draw.text(((size - w) / 2, y), line, fill="black", font=font)
-        y += int(font_px * 1.25)
+        draw.text(((width - w) / 2, y), line, fill="black", font=font)
+        y += int(font_px * LINE_SPACING)
     return img
+
+
+def plain_text_height(text: str, width: int, text_size: float) -> int:
+    """The height of a band that holds `text` as :func:`plain_text_image` wraps it, with half a line above and
+    below (MM-SafetyBench's typography under its SD images)."""
+    font_px = plain_font_px(width, text_size)
+    return (len(plain_lines(text, width, font_px)) + 1) * int(font_px * LINE_SPACING)
+
+
+def plain_lines(text: str, width: int, font_px: int) -> list[str]:
+    """`text` wrapped as the plain canvas wraps it: by an estimate of the characters a line holds."""
+    import textwrap
+
+    chars = max(4, int(width / (0.55 * font_px)))
+    return textwrap.wrap(text, width=chars) or [text]
 
 
 def load_typo_harmful(limit: int | None = None, seed: int = 0, words: Sequence[str] | None = None) -> Any:
