@@ -45,6 +45,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "model_path": "<file>", "threads": 3, "api_key_env": "OTHER_KEY", "base_url": "http://127.0.0.1:8/v1",
     "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
     ("attacks", "sd-typo", "image_dir"): "<pictures>", "image_file": "<png>", "typographic": {"canvas": "plain"},
+    "text_only": "keep",
 }
 
 # Options read only in the company of another setting.

@@ -117,6 +117,15 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "output_filter", "safeglass.defenses.output_filter:OutputFilter",
      "Output moderation: a harm / toxicity judge reads each reply and a flagged one is replaced by a refusal",
      ("output", "judge")),
+    ("defenses", "adashield-s", "safeglass.defenses.inspection_prompt:InspectionPrompt",
+     "AdaShield-S (Wang et al. 2024): request + a prompt to inspect the image and text for harm first + request, "
+     "in the user turn", ("prompt",)),
+    ("defenses", "rapguard", "safeglass.defenses.rationale_prompt:RationalePrompt",
+     "RapGuard (Jiang et al. 2024): the model states the request's risks, then answers under a safety prompt "
+     "built from that rationale", ("prompt",)),
+    ("defenses", "ecso", "safeglass.defenses.caption_fallback:CaptionFallback",
+     "ECSO (Gou et al. 2024): an answer a harm check calls unsafe is answered again from a caption of the image, "
+     "without the image", ("output", "judge")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),

@@ -108,8 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge worker shards of a run into its main store")
     m.add_argument("run_dir")
 
-    ls = sub.add_parser("list", help="list registered components and their options")
-    ls.add_argument("kind", choices=KINDS)
+    ls = sub.add_parser("list", help="list registered components and their options, or the defense presets")
+    ls.add_argument("kind", choices=(*KINDS, "presets"))
     ls.add_argument("name", nargs="?", help="only this component")
     ls.add_argument("--brief", action="store_true", help="names and descriptions only")
     ls.add_argument("--json", action="store_true")
@@ -288,6 +288,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from safeglass.api import component_options, list_components
 
+    if args.kind == "presets":
+        return _list_presets(args)
     entries = list_components(args.kind)
     if args.name:
         from safeglass.registry import registry
@@ -312,6 +314,32 @@ def _list(args: argparse.Namespace) -> int:
             print(f"    {x.name:<{ow}}  {x.help}{'  ' if x.help else ''}[{default}]")
         if o.open:
             print("    (also takes options it does not declare)")
+    if args.kind == "defenses" and not args.name:
+        print("\nNamed chains (defenses: [preset:NAME]): `safeglass list presets`")
+    return 0
+
+
+def _list_presets(args: argparse.Namespace) -> int:
+    """The defense presets: named chains a run config gives as ``preset:NAME``."""
+    from safeglass.defenses.presets import PRESETS
+    from safeglass.registry import registry
+
+    presets = [p for p in PRESETS.values() if not args.name or p.name == args.name]
+    if args.name and not presets:
+        print(f"unknown preset {args.name!r}; known: {', '.join(PRESETS)}", file=sys.stderr)
+        return 2
+    missing = {p.name: [s for s in p.steps if s not in registry("defenses")] for p in presets}
+    if args.json:
+        print(json.dumps([{"name": p.name, "steps": list(p.steps), "description": p.description, "study": p.study,
+                           "unavailable": missing[p.name]} for p in presets], indent=2))
+        return 0
+    width = max(len(p.name) for p in presets)
+    for p in presets:
+        note = f"  (needs {', '.join(missing[p.name])}, not registered here)" if missing[p.name] else ""
+        study = "  [study]" if p.study else ""
+        print(f"{p.name:<{width}}  {' > '.join(p.steps)}: {p.description}{study}{note}")
+    print("\nIn a run config: defenses: [preset:S+A+R] (id S+A+R) or {preset: S+A+R, id: mine}; steps in the "
+          "order they act, the first sees the request first. [study]: the six configurations of the defense study.")
     return 0
 
 

@@ -303,8 +303,25 @@ class DefenseEntry(Component):
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
-        """``{id: X, chain: [a, b]}`` is ``{id: X, name: chain, args: {steps: [a, b]}}``."""
+        """``{id: X, chain: [a, b]}`` is ``{id: X, name: chain, args: {steps: [a, b]}}``; ``preset:NAME`` (or a bare
+        preset name no defense is registered under) and ``{preset: NAME, id: X}`` are the chain the preset names
+        (``defenses/presets.py``), with id NAME unless given."""
+        from safeglass.defenses.presets import preset_name, preset_steps
+
         value = _by_name(value)
+        named = value.get("name")
+        if isinstance(named, str) and preset_name(named) is not None:
+            if set(value) - {"name", "id"}:
+                raise ValueError(f"preset {preset_name(named)!r} takes no 'args': write the chain out to change a step")
+            value = {**{k: v for k, v in value.items() if k != "name"}, "preset": preset_name(named)}
+        if "preset" in value:
+            if set(value) & {"name", "args", "chain"}:
+                raise ValueError("give 'preset' or 'name'/'args'/'chain', not both")
+            if not isinstance(value["preset"], str):
+                raise ValueError(f"'preset' names a preset, not {shown(value['preset'])}")
+            steps = preset_steps(value["preset"])
+            return {"id": value.get("id", value["preset"]), "name": "chain", "args": {"steps": steps},
+                    **{k: v for k, v in value.items() if k not in ("id", "preset")}}
         if "chain" not in value:
             return value
         if "name" in value or "args" in value:
