@@ -27,6 +27,9 @@ RUN = {
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
     "safesmol-lookalikes-val": ("a40029142430d60d", "3f388133a974bc13", 16, "1ab81394fb12302f",
                                 ["eb47a14623c196ca11097e76fbca0a71", "85df72897526c9949537d7be6128d04e"]),
+    # added with the gradient attacks (issue 30), computed by the schema parser: pgd and the adaptive pgd
+    "pgd-safesmol-vl": ("97f163cebd1f9e18", "590f16bab9a6e20c", 12, "46e901ede0044190",
+                        ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
 }
 NEURONS = {
     "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",

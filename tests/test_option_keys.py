@@ -5,6 +5,7 @@ writing a test: it fails here until its key covers it (or the table below says h
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ BASE_ARGS: dict[tuple[str, str], dict[str, Any]] = {
     ("targets", "hf-vlm"): {"model": "org/vlm"},
     ("targets", "llama-cpp"): {"model": "org/model-gguf"},
     ("targets", "openai"): {"base_url": "http://127.0.0.1:9/v1", "model": "m"},
+    ("attacks", "transfer"): {"from_run": "<run A>"},
 }
 
 # Values no rule below derives (enumerations, expressions, None defaults, objects); "<file>" is a fresh file,
@@ -46,12 +48,18 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
     ("attacks", "sd-typo", "image_dir"): "<pictures>", "image_file": "<png>", "typographic": {"canvas": "plain"},
     "text_only": "keep",
+    "norm": "l2", "patch": 0.2, "patch_at": [0.0, 1.0], "objective": "away-from-refusal", "refusals": ["No."],
+    "through": {"name": "safety_prompt", "args": {"prompt": "Be safe."}},
+    ("attacks", "transfer", "from_run"): "<run B>", ("attacks", "transfer", "attack"): "apgd",
+    ("attacks", "transfer", "from_target"): "b",
 }
 
 # Options read only in the company of another setting.
 CONTEXT: dict[tuple[str, str, str], dict[str, Any]] = {
     ("attacks", "typographic", "word_types"): {"rephrase": "mmsb"},  # MM-SafetyBench's wording reads the types
     ("attacks", "typographic", "missing"): {"canvas": "plain"},  # a whole request is written on a plain canvas
+    ("attacks", "pgd", "patch_at"): {"patch": 0.2},  # a position for a patch
+    ("attacks", "apgd", "patch_at"): {"patch": 0.2},
 }
 
 # Options keyed another way than by their value, and where that is tested.
@@ -90,6 +98,25 @@ def _picture(path: Path, tag: str) -> Path:
     return path
 
 
+def _run(tmp_path: Path, tag: str) -> str:
+    """A run folder whose store holds attacked samples of attacks pgd and apgd, replies of targets a and b."""
+    from safeglass.eval.store import GenerationRow, Store
+
+    folder = tmp_path / f"run-{tag.strip('<>').replace(' ', '-')}"
+    folder.mkdir(exist_ok=True)
+
+    def record(attack: str, target: str) -> str:
+        image = {"ref": f"{tag}-{attack}-{target}.png", "hash": f"{tag}-{attack}-{target}"}
+        return json.dumps({"id": "s0", "turns": [{"role": "user", "text": "q", "images": [image]}], "metadata": {}})
+
+    with Store(folder / "store.sqlite") as store:
+        store.add_attacked([(f"{tag}-{a}", a, "s0", record(a, "a")) for a in ("pgd", "apgd")])
+        store.add_generations([GenerationRow(f"{tag}-{a}-{t}", t, "d", "none", a, "s0", "harmful", "c", "q",
+                                             record(a, t), "r", 1, 1, 0.0, "stop", "{}", 0.0)
+                               for a in ("pgd", "apgd") for t in ("a", "b")])
+    return str(folder)
+
+
 def _materialise(value: Any, tmp_path: Path, tag: str) -> Any:
     if value == "<file>":
         return _file(tmp_path, f"file {tag}")
@@ -100,6 +127,8 @@ def _materialise(value: Any, tmp_path: Path, tag: str) -> Any:
         return str(_picture(tmp_path / f"pictures-{tag}" / "scene.png", tag).parent)
     if isinstance(value, str) and value.startswith("<glasses"):
         return _glasses(tmp_path, value)
+    if isinstance(value, str) and value.startswith("<run"):
+        return _run(tmp_path, value)
     return value
 
 

@@ -110,6 +110,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("attacks", "pgd", "safeglass.attacks.gradient:PGDAttack",
      "White-box PGD (l-inf) on the input images toward a target reply (HarmBench MultiModalPGD); per target",
      ("image", "white-box")),
+    ("attacks", "apgd", "safeglass.attacks.apgd:APGDAttack",
+     "White-box Auto-PGD (Croce & Hein 2020): pgd's objectives and budget, step size halved at checkpoints, "
+     "momentum 0.75; per target", ("image", "white-box")),
+    ("attacks", "transfer", "safeglass.attacks.transfer:TransferAttack",
+     "Black-box transfer: the adversarial images another run stored for the same sample ids, replayed on other "
+     "targets", ("image",)),
     # --- defenses --------------------------------------------------------------------------------
     ("defenses", "none", "safeglass.defenses.base:NoDefense", "No defense (the baseline)", ()),
     ("defenses", "safety_prompt", "safeglass.defenses.base:SafetyPrompt",
@@ -163,6 +169,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "The whole reply, normalised, is one of the sample's accepted answers", ("accuracy",)),
     ("scorers", "answer-accuracy", "safeglass.scorers.base:AnswerAccuracy",
      "The sample's own rule: multiple choice, ShapeWorld VQA, else an accepted answer as whole words",
+     ("accuracy",)),
+    ("scorers", "target-reached", "safeglass.scorers.target:TargetReached",
+     "A targeted attack reached its target string: the reply starts with the attack's target text",
      ("accuracy",)),
 ]
 
