@@ -43,6 +43,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "system_prompt": "Judge.", "weights_path": "<file>", "tokenizer_path": "<file>", "vectorizer_path": "<file>",
     "model_path": "<file>", "threads": 3, "api_key_env": "OTHER_KEY", "base_url": "http://127.0.0.1:8/v1",
     "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
+    "perturbation": "noise", "text_only": "swap",
 }
 
 # Options read only in the company of another setting.

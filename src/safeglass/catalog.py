@@ -108,6 +108,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "output_filter", "safeglass.defenses.output_filter:OutputFilter",
      "Output moderation: a harm / toxicity judge reads each reply and a flagged one is replaced by a refusal",
      ("output", "judge")),
+    ("defenses", "smoothvlm", "safeglass.defenses.smoothvlm:SmoothVLM",
+     "SmoothVLM (arXiv 2405.10529): N randomly masked / perturbed copies of the image answered in one batch, "
+     "majority vote over a refusal judge's verdicts", ("image", "judge", "vote")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),
