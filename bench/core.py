@@ -169,6 +169,12 @@ def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
     yield from proxy_throughput(n=max(n, 512))
 
 
+def _smoothvlm(n: int = 2) -> Iterator[dict[str, Any]]:
+    from bench.smoothvlm import smoothvlm_batching
+
+    yield from smoothvlm_batching(n=min(n, 2))  # 16 copies: two full batches, a few minutes on 2 cores
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
@@ -180,4 +186,5 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "proxy-judge": _proxy_judge,
     "sgm-curve": _sgm_curve,
     "sgm-vl": _sgm_vl,
+    "smoothvlm": _smoothvlm,
 }

@@ -47,11 +47,11 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "model_path": "<file>", "threads": 3, "api_key_env": "OTHER_KEY", "base_url": "http://127.0.0.1:8/v1",
     "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
     ("attacks", "sd-typo", "image_dir"): "<pictures>", "image_file": "<png>", "typographic": {"canvas": "plain"},
-    "text_only": "keep",
     "norm": "l2", "patch": 0.2, "patch_at": [0.0, 1.0], "objective": "away-from-refusal", "refusals": ["No."],
     "through": {"name": "safety_prompt", "args": {"prompt": "Be safe."}},
     ("attacks", "transfer", "from_run"): "<run B>", ("attacks", "transfer", "attack"): "apgd",
     ("attacks", "transfer", "from_target"): "b",
+    "perturbation": "noise", ("defenses", "smoothvlm", "text_only"): "swap", ("defenses", "ecso", "text_only"): "keep",
 }
 
 # Options read only in the company of another setting.

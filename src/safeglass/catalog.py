@@ -132,6 +132,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "ecso", "safeglass.defenses.caption_fallback:CaptionFallback",
      "ECSO (Gou et al. 2024): an answer a harm check calls unsafe is answered again from a caption of the image, "
      "without the image", ("output", "judge")),
+    ("defenses", "smoothvlm", "safeglass.defenses.smoothvlm:SmoothVLM",
+     "SmoothVLM (arXiv 2405.10529): N randomly masked / perturbed copies of the image answered in one batch, "
+     "majority vote over a refusal judge's verdicts", ("image", "judge", "vote")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),
