@@ -94,11 +94,15 @@ def check_skipped(plan: Plan, fail: bool) -> None:
 
 
 def chunk_items(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
-    """Items cut into chunks of at most ``size`` that share target, defense, attack and sample index (see
-    :meth:`Plan.chunks`); ordered by prompt length, then key, so the cut depends on the plan only."""
-    groups: dict[tuple[str, str, str, int], list[WorkItem]] = {}
+    """Items cut into chunks of at most ``size`` that share target, defense, attack, dataset and sample index (see
+    :meth:`Plan.chunks`); ordered by prompt length, then key, so the cut depends on the plan only.
+
+    The dataset is part of the group because replies within one set tend to be alike in length: a batch ends when
+    its longest reply does, so a batch of harmful requests that a model refuses in a dozen tokens stops early
+    instead of waiting for the 48-token answers to the benign prompts mixed into it."""
+    groups: dict[tuple[str, str, str, str, int], list[WorkItem]] = {}
     for it in items:
-        groups.setdefault((it.target, it.defense, it.attack, it.sample_index), []).append(it)
+        groups.setdefault((it.target, it.defense, it.attack, it.dataset, it.sample_index), []).append(it)
     out = []
     for group in groups.values():
         group = sorted(group, key=lambda it: (len(it.sample.prompt), it.key))
