@@ -14,6 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
+from safeglass.reporting.markdown import judged_rows, markdown_table, target_labels
 from safeglass.stats import format_p
 
 COLUMNS = (  # (header, dataset, attack, metric, judge family)
@@ -47,22 +48,14 @@ def main() -> None:
     ap.add_argument("--toxicity-judge", default="jigsaw-toxicity")
     args = ap.parse_args()
     summary = json.loads(Path(args.summary).read_text(encoding="utf-8"))
-    labels = {t["name"]: t["label"] for t in summary["targets"]}
-    judge_keys = {"refusal": [j["key"] for j in summary["judges"] if j["id"] == args.judge],
-                  "toxicity": [j["key"] for j in summary["judges"] if j["id"] == args.toxicity_judge]}
-    rows = {(r["target"], r["defense"], r["dataset"], r["attack"], r["metric"], r["judge"]): r
-            for r in summary["rows"] if r["category"] is None}
-    print(f"| target | defense | {' | '.join(c[0] for c in COLUMNS)} |")
-    print("| --- " * (len(COLUMNS) + 2) + "|")
+    labels = target_labels(summary)
+    rows = {"refusal": judged_rows(summary, args.judge), "toxicity": judged_rows(summary, args.toxicity_judge)}
     targets = [t["name"] for t in summary["targets"]]
     defenses = sorted({r["defense"] for r in summary["rows"]}, key=lambda d: (d != "none", d))
-    for t in targets:
-        for d in defenses:
-            cells = []
-            for _, dataset, attack, metric, family in COLUMNS:
-                found = [rows.get((t, d, dataset, attack, metric, k)) for k in judge_keys[family]]
-                cells.append(cell(next((f for f in found if f), None)))
-            print(f"| {labels.get(t, t)} | {d} | {' | '.join(cells)} |")
+    body = [[labels.get(t, t), d, *(cell(rows[family].get((t, d, dataset, attack, metric)))
+                                     for _, dataset, attack, metric, family in COLUMNS)]
+            for t in targets for d in defenses]
+    print(markdown_table(["target", "defense", *(c[0] for c in COLUMNS)], body))
 
 
 if __name__ == "__main__":

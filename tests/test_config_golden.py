@@ -30,6 +30,10 @@ RUN = {
     # added with the gradient attacks (issue 30), computed by the schema parser: pgd and the adaptive pgd
     "pgd-safesmol-vl": ("97f163cebd1f9e18", "590f16bab9a6e20c", 12, "46e901ede0044190",
                         ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
+    # added with the defense table (issue 30), computed by the schema parser: 7 defenses, the none attack scoped to
+    # advbench and the look-alikes, the typographic one to typo-harmful on SafeSmol-VL
+    "defenses-table": ("579bfb4272993d7e", "6ee2110f5f46e170", 70, "f7bdd3fbc640324e",
+                       ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
 }
 NEURONS = {
     "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",

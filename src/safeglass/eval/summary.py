@@ -1,4 +1,4 @@
-"""The run summary: metadata, component identities, metric rows and errors, as one JSON document."""
+"""The run summary: metadata, component identities, metric rows, costs and errors, as one JSON document."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from safeglass.eval.metrics import collect, metric_rows, sample_records
+from safeglass.eval.metrics import collect, cost_rows, metric_rows, sample_records
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
 from safeglass.hashing import content_hash
@@ -48,6 +48,8 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             "components": store.get_meta("components", {}),
             "judges": [{**j, "calibration": j.get("calibration") or calibration_pick(j)} for j in judges.values()],
             "rows": rows,
+            # what each reply cost (target calls, tokens, seconds) beside the baseline defense's: judge-free
+            "costs": cost_rows(gens, baseline),
             "errors": errors,
         }
     return summary, sample_records(gens)

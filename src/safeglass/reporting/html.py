@@ -1,7 +1,8 @@
 """One self-contained HTML report per run.
 
 The page reads top-down: the finding (attack success x over-refusal, one judge, coloured), then the plots,
-then any capability's sections, then the detailed tables folded, the errors and the sample browser.
+then any capability's sections, then what the replies cost and the detailed tables, folded, the errors and the
+sample browser.
 
 Everything is inline (CSS, SVG, one small script) so the file can be mailed, archived or opened
 offline, and a Content-Security-Policy pinned to the script's hash blocks anything else from
@@ -27,6 +28,7 @@ from typing import Any
 
 from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_plot
 from safeglass.reporting.console import machines_text
+from safeglass.reporting.costs import cost_section
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
 from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
 from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
@@ -690,8 +692,9 @@ def render_report(summary: dict, samples: list[dict], show_harmful: bool = False
     """
     choice = choose(summary)
     browser, blob, images = _sample_browser(samples, summary, show_harmful)
+    cost = cost_section(summary)
     parts = [finding_section(summary, choice), _tradeoff(summary, choice), _category_charts(summary, choice),
-             *ordered(sections), _details(summary), _errors(summary),
+             *ordered(sections), *([cost] if cost else []), _details(summary), _errors(summary),
              Section("Samples", browser, anchor="samples")]
     ids = [s.id for s in parts]
     if len(set(ids)) < len(ids):
