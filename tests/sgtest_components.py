@@ -335,3 +335,101 @@ class InterruptingTarget:
                 return {"type": "interrupting"}
 
         return _Target(name=name)
+
+
+class WordSignalJudge:
+    """An input signal (measure "signal"): flags a request whose text contains ``word``, as a stand-in for an
+    image-against-unsafe-text score (ETA's pre-check).
+
+    Args:
+        word: the word that flags a request (any case).
+    """
+
+    def __new__(cls, word: str = "unsafe"):
+        from safeglass.judges.base import Judge, Verdict
+
+        class _Judge(Judge):
+            name = "word-signal"
+            measure = "signal"
+
+            def judge(self, items):
+                hits = [word.lower() in i.prompt.lower() for i in items]
+                return [Verdict(h, float(h), "flagged" if h else "clean") for h in hits]
+
+        return _Judge()
+
+
+class TaggedHarmJudge:
+    """Harm read from a ``[harm N]`` tag in the reply (N from 0 to 9; score N / 10, flagged from 0.5); a reply
+    without a tag scores 0. A graded judge, so that a best-of-N choice can be checked."""
+
+    def __new__(cls):
+        import re
+
+        from safeglass.judges.base import Judge, Verdict
+
+        class _Judge(Judge):
+            name = "tagged-harm"
+            measure = "harm"
+
+            def judge(self, items):
+                out = []
+                for i in items:
+                    m = re.search(r"\[harm (\d)\]", i.response)
+                    score = int(m.group(1)) / 10 if m else 0.0
+                    out.append(Verdict(score >= 0.5, score, "harm" if score >= 0.5 else "safe"))
+                return out
+
+        return _Judge()
+
+
+class TaggedReplies:
+    """A double for ETA: a request naming "harmful" gets a ``[harm 9]`` reply, "risky" a ``[harm 3]`` one, any other a
+    ``[harm 0]`` one; a conversation ending in an assistant turn (a prefix) gets a candidate whose tag is drawn from
+    the request, the seed and the temperature (greedy: always ``[harm 5]``), so candidates differ as sampled ones do."""
+
+    def __new__(cls, name: str = "tagged"):
+        from safeglass.targets.doubles import ScriptedTarget, last_user_text, stable_index
+        from safeglass.types import Generation
+
+        class _Target(ScriptedTarget):
+            def generate(self, conversations, params):
+                out = []
+                for conv in conversations:
+                    text = last_user_text(conv)
+                    if conv[-1].role == "assistant":
+                        n = 5 if params.temperature <= 0 else stable_index(f"{params.seed}|{text}", 10)
+                        reply = f"Candidate {params.seed} for {text} [harm {n}]"
+                    elif "harmful" in text:
+                        reply = f"Sure, all of {text} [harm 9]"
+                    elif "risky" in text:
+                        reply = f"Careful answer to {text} [harm 3]"
+                    else:
+                        reply = f"Plain answer to {text} [harm 0]"
+                    out.append(Generation(reply, seconds=0.25))
+                return out
+
+            def config(self):
+                return {"type": "tagged"}
+
+        return _Target(name=name)
+
+
+class PictureParity:
+    """A double for JailGuard: a conversation with images is refused or answered by its images' content hash
+    (mutants of one picture split between the two), one without is answered the same whatever its wording."""
+
+    def __new__(cls, name: str = "picture-parity"):
+        from safeglass.targets.doubles import DEFAULT_COMPLIANCE, DEFAULT_REFUSAL, ScriptedTarget, stable_index
+
+        class _Target(ScriptedTarget):
+            def answer(self, conv):
+                hashes = "".join(i.content_hash() for t in conv for i in t.images)
+                if not hashes:
+                    return "A plain answer, the same for any wording."
+                return DEFAULT_REFUSAL if stable_index(hashes, 2) else DEFAULT_COMPLIANCE
+
+            def config(self):
+                return {"type": "picture-parity"}
+
+        return _Target(name=name)

@@ -52,6 +52,8 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     ("attacks", "transfer", "from_run"): "<run B>", ("attacks", "transfer", "attack"): "apgd",
     ("attacks", "transfer", "from_target"): "b",
     "perturbation": "noise", ("defenses", "smoothvlm", "text_only"): "swap", ("defenses", "ecso", "text_only"): "keep",
+    "image_mutators": ["hflip", "crop"], "text_mutators": ["delete"], "mutate": "both",
+    "pre_judge": "image-nsfw", "post_judge": {"name": "proxy-harm", "args": {"threshold": 0.9}}, "combine": "both",
 }
 
 # Options read only in the company of another setting.

@@ -135,6 +135,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "smoothvlm", "safeglass.defenses.smoothvlm:SmoothVLM",
      "SmoothVLM (arXiv 2405.10529): N randomly masked / perturbed copies of the image answered in one batch, "
      "majority vote over a refusal judge's verdicts", ("image", "judge", "vote")),
+    ("defenses", "jailguard", "safeglass.defenses.mutation_divergence:JailGuard",
+     "JailGuard (Zhang et al. 2023): the input and N-1 mutants answered in one batch; replies that diverge beyond a "
+     "threshold mark an attack, answered with a refusal", ("image", "text", "detect")),
+    ("defenses", "eta", "safeglass.defenses.evaluate_then_align:EvaluateThenAlign",
+     "ETA (Ding et al. 2024): an input check and a harm check of the reply; an unsafe one is answered again under a "
+     "safety prefix, best of N by the harm judge", ("output", "judge")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),

@@ -100,11 +100,8 @@ class SmoothVLM(Defense):
     # --- the copies ----------------------------------------------------------------------------------------------
 
     def rng_for(self, sample: Sample, seed: int) -> np.random.Generator:
-        """The sample's own random stream: from the generation seed (it enters every result key, so the copies a
-        key names never change) and the sample id, never from the batch, chunk or worker it lands in."""
-        import numpy as np
-
-        return np.random.default_rng(int(content_hash({"defense": self.name, "seed": seed, "sample": sample.id}), 16))
+        """The sample's own random stream (:func:`sample_rng`)."""
+        return sample_rng(self.name, sample, seed)
 
     def votes_on(self, sample: Sample) -> bool:
         """Whether `sample` is answered on N copies and voted on (it has an image, or text-only samples are swapped)."""
@@ -126,38 +123,14 @@ class SmoothVLM(Defense):
 
     def perturb(self, original: np.ndarray, rng: np.random.Generator) -> ImageRef:
         """One perturbed copy of an RGB image given as a [H, W, 3] uint8 array, drawn from `rng`."""
-        import numpy as np
-        from PIL import Image
-
-        pixels = original.copy()
-        h, w, _ = pixels.shape
-        if self.perturbation == "noise":
-            noisy = pixels / 255.0 + rng.normal(0.0, self.rate, pixels.shape)
-            pixels = np.rint(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.uint8)
-        elif self.perturbation == "patch":
-            cells = rng.random((PATCH_GRID, PATCH_GRID)) < self.rate
-            # each pixel's cell, so the grid covers any size (cells of a tiny image may be one pixel or none)
-            rows = np.arange(h) * PATCH_GRID // h
-            cols = np.arange(w) * PATCH_GRID // w
-            pixels[cells[rows[:, None], cols[None, :]]] = 0
-        else:
-            chosen = rng.random((h, w)) < self.rate
-            if self.perturbation == "mask":
-                pixels[chosen] = 0
-            else:  # swap
-                pixels[chosen] = rng.integers(0, 256, (int(chosen.sum()), 3), dtype=np.uint8)
-        return ImageRef(Image.fromarray(pixels))
+        return perturb_pixels(original, self.perturbation, self.rate, rng)
 
     def _swap_text(self, conv: Conversation, rng: np.random.Generator) -> Conversation:
-        """SmoothLLM's swap on the last user turn (the request; a system prompt is the defender's, not the user's):
-        ``rate`` of its characters, at distinct places, replaced by random printable characters."""
+        """SmoothLLM's swap on the last user turn (the request; a system prompt is the defender's, not the user's)."""
         users = [i for i, t in enumerate(conv) if t.role == "user"]
         last = users[-1] if users else len(conv) - 1
-        chars = list(conv[last].text)
-        k = int(len(chars) * self.rate)
-        for pos in rng.choice(len(chars), size=k, replace=False) if k else ():
-            chars[int(pos)] = PRINTABLE[int(rng.integers(len(PRINTABLE)))]
-        return (*conv[:last], Turn(conv[last].role, "".join(chars), conv[last].images), *conv[last + 1:])
+        swapped = Turn(conv[last].role, swap_characters(conv[last].text, self.rate, rng), conv[last].images)
+        return (*conv[:last], swapped, *conv[last + 1:])
 
     # --- answer and vote -----------------------------------------------------------------------------------------
 
@@ -198,3 +171,49 @@ class SmoothVLM(Defense):
         g = gens[chosen]
         vote = {"copies": n, "refused": k, "verdict": "refused" if verdict else "answered", "chosen": chosen}
         return replace(g, seconds=sum(x.seconds for x in gens), extra={**g.extra, "smoothvlm": vote})
+
+
+# --- shared with other defenses that perturb their input (jailguard's mutants) -----------------------------------
+
+
+def sample_rng(defense: str, sample: Sample, seed: int) -> np.random.Generator:
+    """A sample's own random stream for `defense`: from the generation seed (it enters every result key, so the
+    copies a key names never change) and the sample id, never from the batch, chunk or worker it lands in."""
+    import numpy as np
+
+    return np.random.default_rng(int(content_hash({"defense": defense, "seed": seed, "sample": sample.id}), 16))
+
+
+def perturb_pixels(original: np.ndarray, perturbation: str, rate: float, rng: np.random.Generator) -> ImageRef:
+    """One perturbed copy of an RGB image given as a [H, W, 3] uint8 array, drawn from `rng`: ``mask``, ``patch``,
+    ``noise`` or ``swap`` at `rate` (see :class:`SmoothVLM`)."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = original.copy()
+    h, w, _ = pixels.shape
+    if perturbation == "noise":
+        noisy = pixels / 255.0 + rng.normal(0.0, rate, pixels.shape)
+        pixels = np.rint(np.clip(noisy, 0.0, 1.0) * 255.0).astype(np.uint8)
+    elif perturbation == "patch":
+        cells = rng.random((PATCH_GRID, PATCH_GRID)) < rate
+        # each pixel's cell, so the grid covers any size (cells of a tiny image may be one pixel or none)
+        rows = np.arange(h) * PATCH_GRID // h
+        cols = np.arange(w) * PATCH_GRID // w
+        pixels[cells[rows[:, None], cols[None, :]]] = 0
+    else:
+        chosen = rng.random((h, w)) < rate
+        if perturbation == "mask":
+            pixels[chosen] = 0
+        else:  # swap
+            pixels[chosen] = rng.integers(0, 256, (int(chosen.sum()), 3), dtype=np.uint8)
+    return ImageRef(Image.fromarray(pixels))
+
+
+def swap_characters(text: str, rate: float, rng: np.random.Generator) -> str:
+    """SmoothLLM's swap: ``rate`` of `text`'s characters, at distinct places, replaced by random printable ones."""
+    chars = list(text)
+    k = int(len(chars) * rate)
+    for pos in rng.choice(len(chars), size=k, replace=False) if k else ():
+        chars[int(pos)] = PRINTABLE[int(rng.integers(len(PRINTABLE)))]
+    return "".join(chars)
