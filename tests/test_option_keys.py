@@ -52,6 +52,8 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     ("attacks", "transfer", "from_run"): "<run B>", ("attacks", "transfer", "attack"): "apgd",
     ("attacks", "transfer", "from_target"): "b",
     "perturbation": "noise", ("defenses", "smoothvlm", "text_only"): "swap", ("defenses", "ecso", "text_only"): "keep",
+    ("defenses", "adashield-a", "train"): {"name": "advbench"}, ("defenses", "adashield-a", "train_attack"): "figstep",
+    "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
 }
 
 # Options read only in the company of another setting.

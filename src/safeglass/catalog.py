@@ -135,6 +135,10 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "smoothvlm", "safeglass.defenses.smoothvlm:SmoothVLM",
      "SmoothVLM (arXiv 2405.10529): N randomly masked / perturbed copies of the image answered in one batch, "
      "majority vote over a refusal judge's verdicts", ("image", "judge", "vote")),
+    ("defenses", "adashield-a", "safeglass.defenses.adaptive_shield:AdaptiveShield",
+     "AdaShield-A (Wang et al. 2024): a defender model refines defense prompts per scenario on training requests, "
+     "those that hold on held-out ones are pooled, and the nearest is applied above a similarity threshold, the same "
+     "gate for every input", ("prompt", "judge", "trains")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),
