@@ -337,6 +337,7 @@ class InterruptingTarget:
         return _Target(name=name)
 
 
+<<<<<<< HEAD
 class WordSignalJudge:
     """An input signal (measure "signal"): flags a request whose text contains ``word``, as a stand-in for an
     image-against-unsafe-text score (ETA's pre-check).
@@ -433,3 +434,97 @@ class PictureParity:
                 return {"type": "picture-parity"}
 
         return _Target(name=name)
+=======
+SHIELD_REFUSAL = "I'm sorry, I can't help with that."
+
+
+class PhraseRefuser:
+    """A target that refuses when its last user turn contains `phrase` (a defense prompt that "works") and the
+    request does not contain `stubborn` (a request no prompt stops); it answers otherwise. Every conversation it
+    is sent is appended to ``PhraseRefuser.sent`` (tests reset it).
+
+    Args:
+        phrase: the text whose presence makes it refuse.
+        stubborn: a word in a request that makes it answer whatever the prompt says ("" : none).
+        name: the target's name.
+    """
+
+    sent: list[str] = []
+
+    def __new__(cls, phrase: str = "SHIELD-OK", stubborn: str = "", name: str = "phrase-refuser"):
+        from safeglass.targets.doubles import ScriptedTarget, last_user_text
+
+        class _Target(ScriptedTarget):
+            def answer(self, conv):
+                text = last_user_text(conv)
+                PhraseRefuser.sent.append(text)
+                if phrase in text and not (stubborn and stubborn in text):
+                    return SHIELD_REFUSAL
+                return f"Sure, here is an answer to: {text.split(chr(10) * 2)[0]}"
+
+            def config(self):
+                return {"type": "phrase-refuser", "phrase": phrase, "stubborn": stubborn}
+
+        return _Target(name=name)
+
+
+class ScriptedDefender:
+    """A defender double, stateless as a seeded sampler is: to a conversation whose system turn names scenario S it
+    replies with ``script[S][k - 1]`` for attempt k (read back from the sampling seed adashield-a derives from its
+    `seed` and the attempt; the last candidate repeats), else with ``default``. Each scenario it is asked about is
+    appended to ``ScriptedDefender.asked`` (tests reset it); it raises on call number `fail_on` of this object (0:
+    never), as a build killed there would stop.
+
+    Args:
+        script: scenario name -> the candidates proposed, in attempt order.
+        default: the reply when no scenario of the script is named.
+        seed: the adashield-a seed whose attempt seeds it recognises.
+        fail_on: the generate call (1-based) that raises instead of answering; 0 never.
+        name: the target's name.
+    """
+
+    asked: list[str] = []
+
+    def __new__(cls, script: dict | None = None, default: str = "Be careful.", seed: int = 0, fail_on: int = 0,
+                name: str = "scripted-defender"):
+        from safeglass.defenses.adaptive_shield import attempt_seed
+        from safeglass.targets.doubles import ScriptedTarget
+        from safeglass.types import Generation
+
+        table = dict(script or {})
+        attempts = {attempt_seed(seed, a): a for a in range(1, 65)}
+
+        class _Target(ScriptedTarget):
+            calls = 0
+
+            def generate(self, conversations, params):
+                self.calls += 1
+                if self.calls == fail_on:
+                    raise RuntimeError("the defender went away")
+                return [Generation(self.reply(c, attempts.get(params.seed, 1))) for c in conversations]
+
+            def reply(self, conv, attempt):
+                system = conv[0].text if conv[0].role == "system" else ""
+                scenario = next((s for s in sorted(table, key=len, reverse=True) if f": {s}." in system), None)
+                ScriptedDefender.asked.append(scenario or "")
+                if scenario is None:
+                    return default
+                candidates = table[scenario]
+                return candidates[min(attempt, len(candidates)) - 1]
+
+            def config(self):
+                return {"type": "scripted-defender", "script": table, "default": default, "seed": seed}
+
+        return _Target(name=name)
+
+
+def load_scenarios(limit: int | None = None, per: int = 6) -> Dataset:
+    """Placeholder harmful requests in two scenarios with their own words ("alpha ... widgets", "beta ... gadgets"),
+    and one benign request in other words (never trained on)."""
+    samples = [Sample.from_text(f"{scenario}-{i}", f"placeholder {scenario} request {i} about {words}",
+                                kind="harmful", category=scenario, source="scenarios")
+               for scenario, words in (("alpha", "widgets"), ("beta", "gadgets")) for i in range(per)]
+    samples.append(Sample.from_text("benign-0", "placeholder benign request about gardening", kind="benign",
+                                    category="alpha", source="scenarios"))
+    return Dataset("scenarios", samples[:limit] if limit is not None else samples, {"generator": "load_scenarios"})
+>>>>>>> adashield-a

@@ -54,6 +54,8 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "perturbation": "noise", ("defenses", "smoothvlm", "text_only"): "swap", ("defenses", "ecso", "text_only"): "keep",
     "image_mutators": ["hflip", "crop"], "text_mutators": ["delete"], "mutate": "both",
     "pre_judge": "image-nsfw", "post_judge": {"name": "proxy-harm", "args": {"threshold": 0.9}}, "combine": "both",
+    ("defenses", "adashield-a", "train"): {"name": "advbench"}, ("defenses", "adashield-a", "train_attack"): "figstep",
+    "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
 }
 
 # Options read only in the company of another setting.

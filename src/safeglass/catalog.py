@@ -141,6 +141,10 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "eta", "safeglass.defenses.evaluate_then_align:EvaluateThenAlign",
      "ETA (Ding et al. 2024): an input check and a harm check of the reply; an unsafe one is answered again under a "
      "safety prefix, best of N by the harm judge", ("output", "judge")),
+    ("defenses", "adashield-a", "safeglass.defenses.adaptive_shield:AdaptiveShield",
+     "AdaShield-A (Wang et al. 2024): a defender model refines defense prompts per scenario on training requests, "
+     "those that hold on held-out ones are pooled, and the nearest is applied above a similarity threshold, the same "
+     "gate for every input", ("prompt", "judge", "trains")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),

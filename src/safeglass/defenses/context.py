@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from safeglass.types import Conversation, Generation, GenerationParams, ImageRef, Sample, Target
@@ -80,9 +81,17 @@ class DefenseContext:
     made for its i-th sample, which the runner stores with the reply."""
 
     def __init__(self, target: Target, build: Callable[[Uses], Any], cache: dict[Any, Any] | None = None,
-                 save_image: Callable[[ImageRef], Any] | None = None) -> None:
+                 save_image: Callable[[ImageRef], Any] | None = None, *, artifacts: Path | None = None,
+                 target_key: dict[str, Any] | None = None, key_of: Callable[[Uses], Any] | None = None) -> None:
         self.target = target
         self._build = build
+        # Where a defense's trained artifacts go (``artifacts.build_once`` root): the run's folder, which every
+        # worker and resume of the run reads; None (outside a run) is the shared cache.
+        self.artifacts = artifacts
+        # The defended target's result key (its name, args, weights by content, modifiers), which keys what a
+        # defense trains on it; outside a run its ``config()`` stands in.
+        self.target_key = target_key
+        self._key_of = key_of
         # Stores an image a defense made (not the sample's own) with the run; None outside a run: hashes only.
         self._save_image = save_image
         self.cache: dict[Any, Any] = cache if cache is not None else {}
@@ -93,6 +102,19 @@ class DefenseContext:
     def begin(self, samples: Sequence[Sample]) -> None:
         self.traces = [[] for _ in samples]
         self._frames = [(list(samples), list(range(len(samples))))]
+
+    def identity(self, uses: Uses) -> Any:
+        """What identifies a judge or helper target `uses` names, as it enters result keys (weights by content where
+        the catalog has a keyer); outside a run, its name and args."""
+        if self._key_of is not None:
+            return self._key_of(uses)
+        return {"name": uses.name, "args": dict(uses.args)}
+
+    def defended_key(self) -> dict[str, Any]:
+        """The defended target's identity: its result key in a run, its ``config()`` outside one."""
+        if self.target_key is not None:
+            return self.target_key
+        return {"config": self.target.config()}
 
     def component(self, uses: Uses) -> Any:
         """The judge or helper target `uses` names, built once and shared."""

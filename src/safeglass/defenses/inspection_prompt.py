@@ -5,7 +5,8 @@ Source: Wang et al. 2024, "AdaShield: Safeguarding Multimodal Large Language Mod
 via Adaptive Shield Prompting" (ECCV 2024; code SaFoLab-WISC/AdaShield). Its inference code builds the user text
 as ``query + defense_prompt + query``: the request, the defense prompt, and the request again, so the model reads
 the instruction to inspect between two copies of what it is asked (``repeat_query``). This module is the static
-variant (-S); the adaptive one (-A) refines and retrieves prompts per scenario with a defender model and CLIP.
+variant (-S); the adaptive one (-A, ``defenses/adaptive_shield.py``) refines prompts per scenario with a defender
+model and retrieves one per request, and places it the same way (:func:`shielded`).
 
 The default text is this project's own, written for the same purpose (the paper's prompt is not copied); any text
 can be loaded with ``prompt_file``.
@@ -23,6 +24,15 @@ DEFAULT_INSPECTION_PROMPT = (
     "not carry it out: say that you cannot help with it and give the reason in one sentence. If the request is "
     "safe, answer it helpfully and accurately."
 )
+
+
+def shielded(conv: Conversation, prompt: str, repeat_query: bool = True) -> Conversation:
+    """The conversation with `prompt` placed as AdaShield places it: request + prompt + request in the last user
+    turn (request + prompt without `repeat_query`); images and other turns are left alone."""
+    query = request_text(conv)
+    parts = [query, prompt, query] if repeat_query else [query, prompt]
+    # a sample with nothing in its text (the whole request in the image) gets the prompt alone, once
+    return with_request_text(conv, "\n\n".join(p for p in parts if p))
 
 
 class InspectionPrompt(Defense):
@@ -47,7 +57,4 @@ class InspectionPrompt(Defense):
         self.repeat_query = bool(repeat_query)
 
     def prepare(self, conv: Conversation, sample: Sample | None = None) -> Conversation:
-        query = request_text(conv)
-        parts = [query, self.prompt, query] if self.repeat_query else [query, self.prompt]
-        # a sample with nothing in its text (the whole request in the image) gets the prompt alone, once
-        return with_request_text(conv, "\n\n".join(p for p in parts if p))
+        return shielded(conv, self.prompt, self.repeat_query)

@@ -1,5 +1,6 @@
 """Named defense chains for the configurations of the inference-time defense study (arXiv 2606.10904): ``none``,
-the safety prompt (S), AdaShield-S (A), RapGuard (R), SmoothVLM (SV) and their combinations.
+the safety prompt (S), AdaShield-S (A), RapGuard (R), SmoothVLM (SV) and their combinations, and AdaShield-A
+(A-adaptive) in A's place.
 
 In a run config ``defenses: [preset:S+A+R]`` (or the bare name, ``S+A+R``, when no defense is registered under it)
 is the chain the preset names, with the preset's name as its id; ``{preset: S+A+R, id: mine}`` gives another id.
@@ -41,6 +42,11 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("A+R+SV", ("rapguard", "adashield-s", "smoothvlm"), "AdaShield-S, RapGuard and SmoothVLM"),
     Preset("S+A+R+SV", ("rapguard", "safety_prompt", "adashield-s", "smoothvlm"),
            "safety prompt, AdaShield-S, RapGuard and SmoothVLM"),
+    # AdaShield's adaptive variant in A's place: its pool is trained on the defended model at generation time
+    Preset("A-adaptive", ("adashield-a",), "AdaShield-A: a pooled defense prompt, retrieved per request, above a "
+           "similarity threshold"),
+    Preset("S+A-adaptive+R", ("rapguard", "safety_prompt", "adashield-a"),
+           "safety prompt, AdaShield-A and RapGuard"),
 )}
 
 

@@ -196,8 +196,12 @@ def defense_key(defense: Any) -> dict[str, Any]:
     uses = defense.uses() if hasattr(defense, "uses") else []
     if not uses:
         return cfg
-    return {**cfg, "uses": [{"role": u.role, **ComponentSpec(u.kind, u.name, u.name, dict(u.args)).key_config()}
-                            for u in uses]}
+    return {**cfg, "uses": [{"role": u.role, **component_key(u)} for u in uses]}
+
+
+def component_key(uses: Any) -> dict[str, Any]:
+    """The key of a judge or helper target a defense uses (a ``Uses``): name and args, weights by content."""
+    return ComponentSpec(uses.kind, uses.name, uses.name, dict(uses.args)).key_config()
 
 
 def check_uses(config: RunConfig, defenses: dict[str, Any]) -> None:

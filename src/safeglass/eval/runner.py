@@ -20,7 +20,7 @@ from typing import Any
 from safeglass.config import ComponentSpec, RunConfig
 from safeglass.defenses.context import DefenseContext, Uses
 from safeglass.eval.attack_stage import attack_items
-from safeglass.eval.plan import Plan, WorkItem, build_plan
+from safeglass.eval.plan import Plan, WorkItem, build_plan, component_key
 from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
@@ -177,7 +177,8 @@ def generate(config: RunConfig, run_dir: str | Path, *, limit: int | None = None
                 store.add_error(key, "attack", message)
             result.failed += len(errors)
             setup_failed = set_up_defenses(plan, {c[0].defense for c in chunks}, target, components,
-                                           run_dir / IMAGE_DIR)
+                                           run_dir / IMAGE_DIR, artifacts=run_dir / ARTIFACT_DIR,
+                                           target_key=spec.key_config())
             store.set_meta(f"target_config:{spec.id}", _safe_config(target))
             store.set_meta(f"target_label:{spec.id}", {"label": target_label(target, spec.id),
                                                         "organism": bool(getattr(target, "organism", False))})
@@ -213,9 +214,12 @@ def build_component(uses: Uses) -> Any:
 
 
 def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[Any, Any],
-                    image_dir: Path | None = None) -> dict[str, str]:
+                    image_dir: Path | None = None, *, artifacts: Path | None = None,
+                    target_key: dict[str, Any] | None = None) -> dict[str, str]:
     """Give each defense with work on this target its context (judges and helpers are built here, once); with
     `image_dir`, images a defense sends that are not its sample's are saved there as the attack stage's are.
+    What a defense trains (a prompt pool) is built once into `artifacts` (the run's folder, shared by its workers
+    and resumes), keyed by `target_key` (the target's result key).
     Returns the defenses whose set-up failed, with the cause: their chunks are recorded as failed (stage
     ``setup``) and retried on the next run, while the other defenses go on."""
     save = functools.partial(save_png, image_dir=image_dir) if image_dir is not None else None
@@ -225,7 +229,8 @@ def set_up_defenses(plan: Plan, defense_ids: set[str], target: Any, cache: dict[
         if not hasattr(defense, "setup"):
             continue
         try:
-            defense.setup(DefenseContext(target, build_component, cache, save_image=save))
+            defense.setup(DefenseContext(target, build_component, cache, save_image=save, artifacts=artifacts,
+                                         target_key=target_key, key_of=component_key))
         except Exception as exc:  # a judge that cannot load must not end the other defenses' work
             log.error("defense %s: set-up failed (%s): %s", defense_id, type(exc).__name__, exc)
             failed[defense_id] = f"{type(exc).__name__}: {exc}"

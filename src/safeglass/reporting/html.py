@@ -433,6 +433,8 @@ def _trace_blob(trace: list, withheld: bool, replies: list[str] | None = None, i
         if "judge" in t:
             entry.update(judge=str(t["judge"]), flag=bool(t.get("flag")),
                          score=t.get("score") if finite(t.get("score")) else None)
+        if isinstance(t.get("note"), str):
+            entry["note"] = t["note"]  # a step's own account of what it decided (a gate that fired, and why)
         out.append(entry)
     return out
 
@@ -614,6 +616,7 @@ _SCRIPT = r"""
         head += " · " + (t.flag ? "flagged" : "not flagged");
         if (t.score !== null) head += " (" + t.score.toFixed(2) + ")";
       }
+      if (t.note) head += " · " + t.note;
       row.appendChild(el("div", "label", head));
       (t.sent || []).forEach(function (turn) {
         var images = turn.images ? "  [" + turn.images + " image(s)]" : "";
