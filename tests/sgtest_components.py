@@ -337,7 +337,6 @@ class InterruptingTarget:
         return _Target(name=name)
 
 
-<<<<<<< HEAD
 class WordSignalJudge:
     """An input signal (measure "signal"): flags a request whose text contains ``word``, as a stand-in for an
     image-against-unsafe-text score (ETA's pre-check).
@@ -434,7 +433,6 @@ class PictureParity:
                 return {"type": "picture-parity"}
 
         return _Target(name=name)
-=======
 SHIELD_REFUSAL = "I'm sorry, I can't help with that."
 
 
@@ -527,4 +525,3 @@ def load_scenarios(limit: int | None = None, per: int = 6) -> Dataset:
     samples.append(Sample.from_text("benign-0", "placeholder benign request about gardening", kind="benign",
                                     category="alpha", source="scenarios"))
     return Dataset("scenarios", samples[:limit] if limit is not None else samples, {"generator": "load_scenarios"})
->>>>>>> adashield-a
