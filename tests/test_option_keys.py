@@ -45,7 +45,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "extra_body": {"top_k": 3}, "gguf_file": "m.Q4.gguf", "revision": "abc123", "chat_template": "{{ x }}",
     "system_prompt": "Judge.", "weights_path": "<file>", "tokenizer_path": "<file>", "vectorizer_path": "<file>",
     "model_path": "<file>", "threads": 3, "api_key_env": "OTHER_KEY", "base_url": "http://127.0.0.1:8/v1",
-    "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label",
+    "model": "org/other", "name": "other-name", "threshold": 0.33, "field": "label", "request_threshold": 0.4,
     ("attacks", "sd-typo", "image_dir"): "<pictures>", "image_file": "<png>", "typographic": {"canvas": "plain"},
     "norm": "l2", "patch": 0.2, "patch_at": [0.0, 1.0], "objective": "away-from-refusal", "refusals": ["No."],
     "through": {"name": "safety_prompt", "args": {"prompt": "Be safe."}},
@@ -77,6 +77,12 @@ NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     ("judges", "proxy-harm", "weights"): "heads by content",
     ("judges", "proxy-refusal", "embedder"): "an object, not a config value",
     ("judges", "proxy-harm", "embedder"): "an object, not a config value",
+    # the request head and the heads it gates enter by content (tests/test_judges_proxy_request.py)
+    ("judges", "proxy-request", "weights"): "head by content",
+    ("judges", "proxy-harm-gated", "weights"): "heads by content",
+    ("judges", "proxy-harm-gated", "request_weights"): "head by content",
+    ("judges", "proxy-request", "embedder"): "an object, not a config value",
+    ("judges", "proxy-harm-gated", "embedder"): "an object, not a config value",
 }
 
 

@@ -121,7 +121,8 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("defenses", "safety_prompt", "safeglass.defenses.base:SafetyPrompt",
      "A safety system prompt before the conversation", ("prompt",)),
     ("defenses", "output_filter", "safeglass.defenses.output_filter:OutputFilter",
-     "Output moderation: a harm / toxicity judge reads each reply and a flagged one is replaced by a refusal",
+     "Output moderation: a harm / toxicity judge reads each request and reply (default proxy-harm-gated) and a "
+     "flagged reply is replaced by a refusal",
      ("output", "judge")),
     ("defenses", "adashield-s", "safeglass.defenses.inspection_prompt:InspectionPrompt",
      "AdaShield-S (Wang et al. 2024): request + a prompt to inspect the image and text for harm first + request, "
@@ -158,6 +159,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("judges", "proxy-harm", "safeglass.judges.proxy:ProxyHarmJudge",
      "Local proxy judge: MiniLM embeddings + trained head, objective achieved, trained on safeglass-built data",
      ("harm",)),
+    ("judges", "proxy-harm-gated", "safeglass.judges.proxy_request:GatedHarmJudge",
+     "Harm that counts: proxy-request says the request asks for harm and proxy-harm says the reply achieves it "
+     "(output_filter's default; keeps on-topic answers to benign requests)", ("harm",)),
+    ("judges", "proxy-request", "safeglass.judges.proxy_request:ProxyRequestJudge",
+     "Input signal: the REQUEST asks for harm (MiniLM embedding + trained head; the reply is not read)",
+     ("signal", "input")),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -196,4 +203,6 @@ KEYERS: dict[tuple[str, str], str] = {
     ("targets", "safesmol-vl"): "safeglass.organisms.registry:target_key_args",
     ("judges", "proxy-refusal"): "safeglass.judges.proxy_files:key_args",
     ("judges", "proxy-harm"): "safeglass.judges.proxy_files:key_args",
+    ("judges", "proxy-harm-gated"): "safeglass.judges.proxy_files:gated_key_args",
+    ("judges", "proxy-request"): "safeglass.judges.proxy_files:request_key_args",
 }

@@ -1,6 +1,11 @@
 """Output moderation: the reply is generated, a judge reads it, and a reply the judge flags is replaced by a
 refusal (what a Llama Guard-style output filter does in front of a deployed model).
 
+The default judge, ``proxy-harm-gated``, reads the request with the reply: it withholds a reply only when the
+request asks for harm and the reply achieves it. ``proxy-harm`` alone (the default before it, still reachable by
+naming it) only sees whether a reply does what was asked, so it withheld every on-topic answer to a benign request
+(SmolLM2 on the 186 look-alikes: docs/defenses.md).
+
 The judge is built at generation time through the defense context (never on ``--dry-run``), shared with the
 run's other defenses, and its identity enters this defense's result key. Every reply costs one judgment,
 traced beside the model call in the report's sample browser.
@@ -18,20 +23,22 @@ from safeglass.types import Generation, GenerationParams, JudgeInput, Sample, Ta
 
 DEFAULT_REFUSAL = "I'm sorry, but I can't help with that."
 WITHHOLDING_MEASURES = ("harm", "toxicity")  # a flag on these means the reply must not go out
+DEFAULT_JUDGE = "proxy-harm-gated"
 
 
 class OutputFilter(Defense):
     """Replaces replies a harm or toxicity judge flags by a refusal.
 
     Args:
-        judge: the judge reading each reply, a registry name or ``{name, args}``; it must measure harm or toxicity
-            (its flag withholds the reply), e.g. proxy-harm, jigsaw-toxicity or llm-judge with the harm rubric.
+        judge: the judge reading each request and reply, a registry name or ``{name, args}``; it must measure harm or
+            toxicity (its flag withholds the reply), e.g. proxy-harm-gated (harmful request and achieved),
+            proxy-harm (achieved, whatever was asked), jigsaw-toxicity or llm-judge with the harm rubric.
         refusal: the text returned instead of a withheld reply.
     """
 
     name = "output_filter"
 
-    def __init__(self, judge: Any = "proxy-harm", refusal: str = DEFAULT_REFUSAL) -> None:
+    def __init__(self, judge: Any = DEFAULT_JUDGE, refusal: str = DEFAULT_REFUSAL) -> None:
         self.judge_ref = Uses.parse(judge, "judges", "output judge", "output_filter: option 'judge'",
                                     needs=WITHHOLDING_MEASURES)
         self.refusal = str(refusal)

@@ -48,3 +48,29 @@ def key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     heads = Path(args["weights"]) if args.get("weights") else weights_dir()
     return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
                                              "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+
+
+# The request head (does the REQUEST ask for harm?) ships apart from the pair heads, so that proxy-harm's and
+# proxy-refusal's keys stay what they were when it is re-trained.
+REQUEST_WEIGHTS_FILE = "request_head.safetensors"
+REQUEST_CARD_FILE = "request_card.json"
+
+
+def request_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "request_weights"
+
+
+def request_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The request judge's args with its head and the embedding model in by content."""
+    head = Path(args["weights"]) if args.get("weights") else request_weights_dir()
+    return {**args, "weights": content_hash({"request": files_hash(head, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE)),
+                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+
+
+def gated_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """The gated harm judge's args with both of its heads' files and the embedding model in by content."""
+    heads = Path(args["weights"]) if args.get("weights") else weights_dir()
+    request = Path(args["request_weights"]) if args.get("request_weights") else request_weights_dir()
+    return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
+                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)}),
+            "request_weights": files_hash(request, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE))}
