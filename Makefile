@@ -14,6 +14,11 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF \
 	-DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_SERVER=OFF
 
+# Generation in 2 worker processes of one torch thread each: on the 2-core AVX2 machines one process decodes no
+# faster with 2 threads than with 1 (SmolLM2, 32 prompts: 67 against 71 tokens/s), while 2 one-thread processes
+# make 154 (docs/speed.md). Replies are the same for any worker count (float32; chunks never depend on it).
+DEMO_WORKERS ?= 2
+
 .PHONY: demo test test-fast bench lint install clean-venv
 
 install: $(STAMP)
@@ -31,7 +36,7 @@ $(STAMP): $(REQS)
 
 demo: $(STAMP)
 	$(BIN)/safeglass neurons find configs/neurons-safesmol-vl-find.yaml --out runs/demo-neurons
-	$(BIN)/safeglass run configs/demo.yaml --out runs/demo
+	$(BIN)/safeglass run configs/demo.yaml --out runs/demo --workers $(DEMO_WORKERS)
 	@echo "open runs/demo/report.html"
 
 test: $(STAMP)

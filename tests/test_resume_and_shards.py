@@ -124,3 +124,20 @@ def test_torchrun_style_ranks_merge_on_rank_zero(tmp_path, reference):
                                           "--no-report"), env=env))
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert snapshot(run_dir) == reference
+
+
+def test_workers_own_every_chunk_once_with_balanced_work_per_target(tmp_path):
+    from safeglass.config import load_config
+    from safeglass.eval.plan import build_plan
+
+    write_config(tmp_path / "cfg.yaml", 0.0)
+    plan = build_plan(load_config(tmp_path / "cfg.yaml"))
+    whole = {tuple(it.key for it in c) for c in plan.chunks(0, 1)}
+    for world in (2, 3):
+        shares = [plan.chunks(r, world) for r in range(world)]
+        owned = [tuple(it.key for it in c) for share in shares for c in share]
+        assert sorted(owned) == sorted(whole)  # every chunk once, cut the same as with one worker
+        assert [plan.chunks(r, world) for r in range(world)] == shares  # the same owners every time (resume)
+        # within one chunk of each other (owners by the hash of the first key: 120 / 92 / 88 items over 3 workers)
+        sizes = [sum(len(c) for c in share) for share in shares]
+        assert max(sizes) - min(sizes) <= 4, sizes

@@ -34,10 +34,6 @@ class WorkItem:
     sample: Sample
     sample_index: int = 0  # which of the prompt's k completions this item is
 
-    def shard(self, world: int) -> int:
-        """Stable owner rank: depends on the key only, so any worker count splits the same plan."""
-        return int(self.key[:12], 16) % world
-
 
 @dataclass
 class Plan:
@@ -53,15 +49,17 @@ class Plan:
 
         A chunk is one call of one defense and attack on one target with one set of generation parameters
         (a sample index samples with its own seed), so it never mixes those. Chunks are cut from the whole
-        plan, whatever is already done and whatever the worker count, and a worker owns whole chunks (by the
-        hash of a chunk's first key): every number of workers, and every kill and resume, batches the same
-        prompts together. That matters because a batch's make-up can change what a model writes in reduced
-        precision (padding changes the shapes the kernels sum over). Within a group, prompts are ordered by
-        length, so that a batch pads little.
+        plan, whatever is already done and whatever the worker count, and a worker owns whole chunks
+        (:func:`chunk_owners`, a function of the plan and the worker count only): every number of workers, and
+        every kill and resume, batches the same prompts together. That matters because a batch's make-up can
+        change what a model writes in reduced precision (padding changes the shapes the kernels sum over).
+        Within a group, prompts are ordered by length, so that a batch pads little.
         """
         if not 0 <= rank < world:
             raise ValueError(f"shard rank {rank} is outside 0..{world - 1}")
-        return [c for c in chunk_items(self.items, self.config.chunk_size) if chunk_owner(c, world) == rank]
+        chunks = chunk_items(self.items, self.config.chunk_size)
+        owners = chunk_owners(chunks, world, self.config.generation.max_new_tokens)
+        return [c for c, owner in zip(chunks, owners, strict=True) if owner == rank]
 
     def for_shard(self, rank: int, world: int) -> list[WorkItem]:
         return [it for c in self.chunks(rank, world) for it in c]
@@ -110,8 +108,26 @@ def chunk_items(items: list[WorkItem], size: int) -> list[list[WorkItem]]:
     return out
 
 
-def chunk_owner(chunk: list[WorkItem], world: int) -> int:
-    return chunk[0].shard(world)
+def chunk_owners(chunks: list[list[WorkItem]], world: int, new_tokens: int = 64) -> list[int]:
+    """The worker that owns each chunk: per target, the largest chunks first, each to the least loaded worker.
+
+    Workers go through the targets in the same order and the run ends with its slowest worker, so each target's
+    work is split evenly; a chunk's weight is the tokens it costs, roughly (its prompts' characters / 4 and the
+    new tokens of each). Owning chunks by the hash of their first key, as before, gave one of two workers 465 of
+    SmolLM2's 672 demo generations. Depends on the plan and the worker count only, so every worker, and every
+    resume, finds the same owners."""
+    owners = [0] * len(chunks)
+    by_target: dict[str, list[int]] = {}
+    for i, c in enumerate(chunks):
+        by_target.setdefault(c[0].target, []).append(i)
+    for indices in by_target.values():
+        weight = {i: sum(len(it.sample.prompt) // 4 + new_tokens for it in chunks[i]) for i in indices}
+        load = [0] * world
+        for i in sorted(indices, key=lambda i: (-weight[i], chunks[i][0].key)):
+            rank = min(range(world), key=lambda r: (load[r], r))
+            owners[i] = rank
+            load[rank] += weight[i]
+    return owners
 
 
 def sample_seed(base: int, sample_index: int) -> int:
