@@ -21,7 +21,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # config: (RunConfig.hash, parsed content, number of items, hash of all item keys, first item keys)
 RUN = {
-    "demo": ("47ebf2b83dcbd4c0", "8c37df3a3f5d29b0", 88, "150a784ddacac188",
+    # the hand-written parser's values for the demo as it is now (64 look-alikes, 32 RTP prompts; item keys as before)
+    "demo": ("aa028b4b759a23b1", "87e845af132a300d", 88, "150a784ddacac188",
              ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
@@ -32,8 +33,13 @@ RUN = {
                         ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
     # added with the defense table (issue 30), computed by the schema parser: 7 defenses, the none attack scoped to
     # advbench and the look-alikes, the typographic one to typo-harmful on SafeSmol-VL
-    "defenses-table": ("579bfb4272993d7e", "6ee2110f5f46e170", 70, "f7bdd3fbc640324e",
+    # (its output_filter's keys moved once, when the filter's default judge became proxy-harm-gated)
+    "defenses-table": ("579bfb4272993d7e", "6ee2110f5f46e170", 70, "523be71caf36e5b2",
                        ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
+    # added with output_filter's new default (issue 29), computed by the schema parser; the hand-written one gave the
+    # same hash and content (its 16 items lacked the third defense's judge, which did not exist then)
+    "output-filter-default": ("a4989e1535a54c00", "26d56482e73a0588", 24, "702c533db4fab1ff",
+                              ["114c4a2d0816d67c5b3820346deb03e3", "787bd7b51f4e0ec9ddf341c054e44af5"]),
 }
 NEURONS = {
     "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",
