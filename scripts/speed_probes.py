@@ -5,6 +5,9 @@ size, and the same with the output projection's contiguous-input hook taken off.
     .venv/bin/python -m scripts.speed_probes safesmol-vl bfloat16 16 --without-hook
     ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \\
         .venv/bin/python -m scripts.speed_probes smollm2 float32 16      # an AVX2-only CPU, emulated
+    .venv/bin/python -m scripts.speed_probes smollm2 float32 32 --threads 2   # one process, both cores
+    (.venv/bin/python -m scripts.speed_probes smollm2 float32 32 --threads 1 &); \\
+        .venv/bin/python -m scripts.speed_probes smollm2 float32 32 --threads 1   # two one-thread processes
 """
 
 from __future__ import annotations
@@ -28,7 +31,10 @@ def main() -> None:
     ap.add_argument("batch", type=int)
     ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--without-hook", action="store_true", help="also time it with the contiguous-input hook off")
+    ap.add_argument("--threads", type=int, help="torch threads of this process (default: torch's own)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     target = registry("targets").build(args.target, dtype=args.dtype, batch_size=args.batch)
     load = time.perf_counter() - t0
@@ -43,7 +49,8 @@ def main() -> None:
 
     dt, gens = timed()
     tokens = sum(g.completion_tokens for g in gens)
-    print(f"{args.target} {args.dtype} batch {args.batch}: load {load:.1f} s, {tokens / dt:.1f} tokens/s, "
+    print(f"{args.target} {args.dtype} batch {args.batch}, {torch.get_num_threads()} threads: load {load:.1f} s, "
+          f"{tokens / dt:.1f} tokens/s, "
           f"{len(gens) / dt:.2f} replies/s; matmul {matmul_gflops(torch.float32):.0f} GFLOP/s float32, "
           f"{matmul_gflops(torch.bfloat16):.0f} bfloat16; {machine_line()}")
     if args.without_hook:

@@ -247,25 +247,35 @@ class LoadedHead:
     threshold: float
 
 
-def load_heads(folder: str | Path | None = None) -> tuple[dict[str, LoadedHead], dict[str, Any]]:
-    """The heads saved by ``proxy_judge_train`` (safetensors + JSON card; no pickle)."""
+def read_heads_files(folder: Path, card_file: str, weights_file: str, feature_version: str,
+                     build_script: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(card, tensors) of heads saved as safetensors + a JSON card (no pickle), checked against the features this
+    code computes; the proxy heads and the request head are both stored this way."""
     from safetensors.torch import load_file
 
-    folder = Path(folder) if folder is not None else weights_dir()
-    card_path, weights_path = folder / CARD_FILE, folder / WEIGHTS_FILE
+    card_path, weights_path = folder / card_file, folder / weights_file
     if not card_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"no trained proxy heads in {folder}: run scripts/build_proxy_judge.py")
+        raise FileNotFoundError(f"no trained heads in {folder}: run {build_script}")
     card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("feature_version") != FEATURE_VERSION:
+    if card.get("feature_version") != feature_version:
         raise ValueError(f"{card_path}: heads were trained on features {card.get('feature_version')!r}, "
-                         f"this code computes {FEATURE_VERSION!r}; retrain them")
-    tensors = load_file(str(weights_path))
-    heads = {}
-    for name, spec in card["heads"].items():
-        module = MLPHead(int(spec["dim"]), int(spec["hidden"]))
-        state = {k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == name}
-        module.load_state_dict(state)
-        heads[name] = LoadedHead(name, module.eval(), float(spec["threshold"]))
+                         f"this code computes {feature_version!r}; retrain them")
+    return card, load_file(str(weights_path))
+
+
+def head_module(spec: dict[str, Any], tensors: dict[str, torch.Tensor], prefix: str) -> MLPHead:
+    """The MLP head a card's ``spec`` describes, with the tensors stored under ``prefix.``."""
+    module = MLPHead(int(spec["dim"]), int(spec["hidden"]))
+    module.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == prefix})
+    return module.eval()
+
+
+def load_heads(folder: str | Path | None = None) -> tuple[dict[str, LoadedHead], dict[str, Any]]:
+    """The heads saved by ``proxy_judge_train``."""
+    folder = Path(folder) if folder is not None else weights_dir()
+    card, tensors = read_heads_files(folder, CARD_FILE, WEIGHTS_FILE, FEATURE_VERSION, "scripts/build_proxy_judge.py")
+    heads = {name: LoadedHead(name, head_module(spec, tensors, name), float(spec["threshold"]))
+             for name, spec in card["heads"].items()}
     return heads, card
 
 

@@ -13,7 +13,6 @@ harmful prompts and the project's own harmless ones, its threshold picked on val
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,15 @@ import torch
 
 from safeglass.hashing import content_hash
 from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
-from safeglass.judges.proxy import PROMPT_TOKENS, MiniLMEmbedder, MLPHead, ProxyJudge, shared_embedder
+from safeglass.judges.proxy import (
+    PROMPT_TOKENS,
+    MiniLMEmbedder,
+    MLPHead,
+    ProxyJudge,
+    head_module,
+    read_heads_files,
+    shared_embedder,
+)
 from safeglass.judges.proxy_files import REQUEST_CARD_FILE, REQUEST_WEIGHTS_FILE, files_hash, request_weights_dir
 
 __all__ = ["REQUEST_FEATURES", "GatedHarmJudge", "ProxyRequestJudge", "load_request_head", "request_features"]
@@ -33,22 +40,11 @@ HEAD_PREFIX = "request"
 
 
 def load_request_head(folder: str | Path | None = None) -> tuple[MLPHead, dict[str, Any]]:
-    """The request head saved by ``request_head_train`` (safetensors + JSON card; no pickle)."""
-    from safetensors.torch import load_file
-
+    """The request head saved by ``request_head_train``."""
     folder = Path(folder) if folder is not None else request_weights_dir()
-    card_path, weights_path = folder / REQUEST_CARD_FILE, folder / REQUEST_WEIGHTS_FILE
-    if not card_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"no trained request head in {folder}: run scripts/build_request_head.py")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("feature_version") != REQUEST_FEATURES:
-        raise ValueError(f"{card_path}: head trained on features {card.get('feature_version')!r}, this code "
-                         f"computes {REQUEST_FEATURES!r}; retrain it")
-    spec = card["head"]
-    module = MLPHead(int(spec["dim"]), int(spec["hidden"]))
-    tensors = load_file(str(weights_path))
-    module.load_state_dict({k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(HEAD_PREFIX + ".")})
-    return module.eval(), card
+    card, tensors = read_heads_files(folder, REQUEST_CARD_FILE, REQUEST_WEIGHTS_FILE, REQUEST_FEATURES,
+                                     "scripts/build_request_head.py")
+    return head_module(card["head"], tensors, HEAD_PREFIX), card
 
 
 def request_features(embedder: MiniLMEmbedder, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
