@@ -28,8 +28,9 @@ RUN = {
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
     "safesmol-lookalikes-val": ("a40029142430d60d", "3f388133a974bc13", 16, "1ab81394fb12302f",
                                 ["eb47a14623c196ca11097e76fbca0a71", "85df72897526c9949537d7be6128d04e"]),
-    # added with the gradient attacks (issue 30), computed by the schema parser: pgd and the adaptive pgd
-    "pgd-safesmol-vl": ("97f163cebd1f9e18", "590f16bab9a6e20c", 12, "46e901ede0044190",
+    # added with the gradient attacks (issue 30), computed by the schema parser: pgd and the adaptive pgd (content
+    # moved once, when chunk_size: 5 was added; hash and item keys did not)
+    "pgd-safesmol-vl": ("97f163cebd1f9e18", "e1d1020c9f9c4007", 12, "46e901ede0044190",
                         ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
     # added with the defense table (issue 30), computed by the schema parser: 7 defenses, the none attack scoped to
     # advbench and the look-alikes, the typographic one to typo-harmful on SafeSmol-VL
