@@ -525,3 +525,22 @@ def load_scenarios(limit: int | None = None, per: int = 6) -> Dataset:
     samples.append(Sample.from_text("benign-0", "placeholder benign request about gardening", kind="benign",
                                     category="alpha", source="scenarios"))
     return Dataset("scenarios", samples[:limit] if limit is not None else samples, {"generator": "load_scenarios"})
+
+
+class WordSignal:
+    """An input signal: flags an input whose prompt contains ``word`` (the selector's tests)."""
+
+    def __new__(cls, word: str = "Start your reply"):
+        from safeglass.judges.base import Judge, Verdict
+
+        class _Judge(Judge):
+            name = "word-signal"
+            measure = "signal"
+
+            def judge(self, items):
+                return [Verdict(word in i.prompt, float(word in i.prompt), "seen" if word in i.prompt else "none")
+                        for i in items]
+
+        j = _Judge()
+        j.version = word
+        return j

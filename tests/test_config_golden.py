@@ -54,6 +54,19 @@ def test_the_golden_list_is_every_shipped_config() -> None:
     assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*RUN, *NEURONS])
 
 
+# fields added to the parsed config after the goldens were taken, at the default every older config has: left out, so
+# that the goldens keep saying "parsed as before" (a config that sets one is a new config with a new golden)
+NEW_DEFAULTS = {"only_defenses": ()}
+
+
+def without_new_defaults(value):
+    if isinstance(value, dict):
+        return {k: without_new_defaults(v) for k, v in value.items() if k not in NEW_DEFAULTS or tuple(v) != NEW_DEFAULTS[k]}
+    if isinstance(value, list | tuple):
+        return [without_new_defaults(v) for v in value]
+    return value
+
+
 @pytest.mark.parametrize("name", sorted(RUN))
 def test_run_configs_keep_their_hash_content_and_keys(name, tmp_path, monkeypatch) -> None:
     import safeglass.machine as machine
@@ -69,7 +82,7 @@ def test_run_configs_keep_their_hash_content_and_keys(name, tmp_path, monkeypatc
     run_hash, content, n_items, keys_hash, first = RUN[name]
     parsed = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("raw", "source", "base_dir")}
     assert cfg.hash == run_hash
-    assert content_hash(json.loads(json.dumps(parsed).replace(str(tmp_path), "<tmp>"))) == content
+    assert content_hash(json.loads(json.dumps(without_new_defaults(parsed)).replace(str(tmp_path), "<tmp>"))) == content
     if n_items is None:
         return
     # the packaged datasets stand aside for three fixed prompts under each dataset id (keys name the id, not the

@@ -171,6 +171,18 @@ def make_glasses(expertise: str | Path | Any, method: str = "sgm", out: str | Pa
     return glasses
 
 
+def study_defenses(config: str | Path | dict[str, Any], out: str | Path, *, limit: int | None = None,
+                   progress: bool = True, workers: int = 1, report: bool = True) -> dict[str, Any]:
+    """The defense comparison study: targets x configurations x benchmarks grouped into attack classes, as one
+    resumable run in ``out/run``; attack success, harmless rate and over-refusal with intervals per class, cost,
+    winners, the Pareto front, white-box cells and (with ``selector:``) an adaptive selector fitted on one split and
+    measured on the other. Writes ``out/study.json`` and ``out/study.html``; returns their paths and the data."""
+    from safeglass.study.defense_study import load_study_config, parse_study_config, run_study
+
+    study, raw, source = (parse_study_config(config) if isinstance(config, dict) else load_study_config(config))
+    return run_study(study, raw, source, out, limit=limit, progress=progress, workers=workers, report=report)
+
+
 def evaluate_glasses(config: str | Path | dict[str, Any], out: str | Path, *, limit: int | None = None,
                      expertise: str | Path | None = None, progress: bool = True, workers: int = 1) -> dict[str, Any]:
     """SGM step 3: glasses over a suppression-strength curve, measured by the resumable runner.

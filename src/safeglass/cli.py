@@ -132,6 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("--update-card", action="store_true",
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
+    st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
+    ssub = st.add_subparsers(dest="study_command", required=True)
+    sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
+                                          "over-refusal, cost, winners, Pareto plot, an adaptive selector; resumable",
+                         description="CONFIG names targets, datasets, configurations, attack classes, benign sets, "
+                                     "the judge and the selector (see safeglass.study.defense_study for the format). "
+                                     "Writes OUT/study.json and OUT/study.html; the run under OUT/run resumes.")
+    sd.add_argument("config", help="defense study config (YAML)")
+    sd.add_argument("--out", required=True, help="output folder (run, signals, selectors, study.json, study.html)")
+    sd.add_argument("--limit", type=int, help="at most N samples per dataset (smoke run)")
+    sd.add_argument("--workers", type=int, default=1, help="split generation over N processes")
+    sd.add_argument("--no-progress", action="store_true")
+    sd.add_argument("--json", action="store_true", help="print study.json")
     return p
 
 
@@ -203,6 +216,9 @@ def _interrupted(args: argparse.Namespace, exc: KeyboardInterrupt) -> int:
         # a nested run (a study's block) knows only its own part, so only these commands say what it saved
         again = "; run the same command again to resume" if exc.generations or exc.judgments else ""
         print(f"interrupted: {exc.saved()}{again}", file=sys.stderr)
+    elif args.command == "study":
+        print(f"interrupted: the run under {Path(args.out) / 'run'} keeps every chunk it finished; run the same "
+              "command again to resume", file=sys.stderr)
     elif args.command == "neurons" and args.neurons_command == "eval":
         print(f"interrupted: the runs under {Path(args.out) / 'run'} keep every chunk they finished; run the same "
               "command again to resume", file=sys.stderr)
@@ -273,6 +289,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _organisms(args)
     if args.command == "neurons":
         return _neurons(args)
+    if args.command == "study":
+        return _study(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -500,6 +518,24 @@ def _neurons(args: argparse.Namespace) -> int:
             print("safeglass: some generations failed; run the same command again to retry them", file=sys.stderr)
         return 1 if curve["errors"] else 0
     raise AssertionError(args.neurons_command)
+
+
+def _study(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.study.defense_study import format_summary
+
+    res = api.study_defenses(args.config, args.out, limit=args.limit, progress=not args.no_progress,
+                             workers=args.workers)
+    data = res["data"]
+    if args.json:
+        print(json.dumps(data, indent=2, sort_keys=True, default=str))
+    else:
+        print(format_summary(data))
+        print(f"study: {res['paths']['json']}\nreport: {res['paths'].get('html')}")
+    errors = data["provenance"]["run"]["failed"]
+    if errors:
+        print(f"safeglass: {errors} generations failed; run the same command again to retry them", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def _calibrate(args: argparse.Namespace) -> int:

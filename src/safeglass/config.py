@@ -37,12 +37,16 @@ class ComponentSpec:
     # for a text-only model, and a jailbreak template none on benign look-alikes.
     only_datasets: tuple[str, ...] = ()
     only_targets: tuple[str, ...] = ()
+    # attacks only: the defense ids it is answered under (empty: all). An adaptive attack optimised through one
+    # defense is meant for that defense (the defense study's adaptive PGD).
+    only_defenses: tuple[str, ...] = ()
     # targets only: modifiers applied in order after the target loads (glasses, adapters, ...)
     modifiers: tuple[ComponentSpec, ...] = ()
 
-    def applies_to(self, target_id: str, dataset_id: str) -> bool:
+    def applies_to(self, target_id: str, dataset_id: str, defense_id: str | None = None) -> bool:
         return ((not self.only_targets or target_id in self.only_targets)
-                and (not self.only_datasets or dataset_id in self.only_datasets))
+                and (not self.only_datasets or dataset_id in self.only_datasets)
+                and (defense_id is None or not self.only_defenses or defense_id in self.only_defenses))
 
     def key_config(self) -> dict[str, Any]:
         """What identifies this component's outputs (non-output args removed)."""
@@ -290,13 +294,14 @@ class DatasetEntry(Component):
 
 
 class AttackEntry(Component):
-    # the dataset and target ids it applies to (all when absent)
+    # the dataset, target and defense ids it applies to (all when absent)
     datasets: list[str] | None = Field(None, min_length=1)
     targets: list[str] | None = Field(None, min_length=1)
+    defenses: list[str] | None = Field(None, min_length=1)
 
     def spec(self, kind: str) -> ComponentSpec:
         return ComponentSpec(kind, self.name, self.ident, dict(self.args), only_datasets=tuple(self.datasets or ()),
-                             only_targets=tuple(self.targets or ()))
+                             only_targets=tuple(self.targets or ()), only_defenses=tuple(self.defenses or ()))
 
 
 class DefenseEntry(Component):
@@ -445,7 +450,7 @@ class RunSchema(Schema):
             if dupes:
                 problems.append(((kind,), f"duplicate id(s) {', '.join(dupes)}; give each an 'id'"))
         for i, attack in enumerate(self.entries("attacks")):
-            for kind in ("datasets", "targets"):
+            for kind in ("datasets", "targets", "defenses"):
                 for j, named in enumerate(getattr(attack, kind) or []):
                     if named not in ids[kind]:
                         problems.append((("attacks", i, kind, j), _unknown_id(named, kind, ids[kind])))

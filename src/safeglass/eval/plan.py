@@ -282,7 +282,7 @@ def build_plan(config: RunConfig, limit: int | None = None) -> Plan:
         for defense_id in defenses:
             for attack_id, attack in attacks.items():
                 for ds_id, ds in datasets.items():
-                    if not attack_specs[attack_id].applies_to(t.id, ds_id):
+                    if not attack_specs[attack_id].applies_to(t.id, ds_id, defense_id):
                         continue
                     for s in ds.samples:
                         for j in range(k):
