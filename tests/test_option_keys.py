@@ -22,6 +22,7 @@ KINDS = ("defenses", "attacks", "modifiers", "judges", "scorers", "targets")
 # Required options a component cannot be built without.
 BASE_ARGS: dict[tuple[str, str], dict[str, Any]] = {
     ("defenses", "chain"): {"steps": ["safety_prompt"]},
+    ("defenses", "adaptive"): {"selector_file": "<selector A>"},
     ("modifiers", "glasses"): {"path": "<glasses A>"},
     ("judges", "llm-judge"): {"target": "echo"},
     ("targets", "hf-lm"): {"model": "org/model"},
@@ -56,6 +57,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "pre_judge": "image-nsfw", "post_judge": {"name": "proxy-harm", "args": {"threshold": 0.9}}, "combine": "both",
     ("defenses", "adashield-a", "train"): {"name": "advbench"}, ("defenses", "adashield-a", "train_attack"): "figstep",
     "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
+    ("defenses", "adaptive", "selector_file"): "<selector B>",
 }
 
 # Options read only in the company of another setting.
@@ -127,6 +129,16 @@ def _run(tmp_path: Path, tag: str) -> str:
     return str(folder)
 
 
+def _selector(tmp_path: Path, tag: str) -> str:
+    """A valid selector file (one signal, one configuration) whose content differs by tag."""
+    selector = {"format": "safeglass-selector", "version": 1, "target": tag,
+                "signals": [{"id": "ocr", "judge": "image-ocr", "args": {}}], "configurations": {"none": ["none"]},
+                "rule": {"cells": {}, "fallback": "none"}}
+    path = tmp_path / f"selector-{tag.strip('<>').replace(' ', '-')}.json"
+    path.write_text(json.dumps(selector), encoding="utf-8")
+    return str(path)
+
+
 def _materialise(value: Any, tmp_path: Path, tag: str) -> Any:
     if value == "<file>":
         return _file(tmp_path, f"file {tag}")
@@ -139,6 +151,8 @@ def _materialise(value: Any, tmp_path: Path, tag: str) -> Any:
         return _glasses(tmp_path, value)
     if isinstance(value, str) and value.startswith("<run"):
         return _run(tmp_path, value)
+    if isinstance(value, str) and value.startswith("<selector"):
+        return _selector(tmp_path, value)
     return value
 
 

@@ -146,6 +146,10 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "AdaShield-A (Wang et al. 2024): a defender model refines defense prompts per scenario on training requests, "
      "those that hold on held-out ones are pooled, and the nearest is applied above a similarity threshold, the same "
      "gate for every input", ("prompt", "judge", "trains")),
+    ("defenses", "adaptive", "safeglass.defenses.adaptive:Adaptive",
+     "Adaptive selector: per input, cheap signals (judges' flags: image text, injection, NSFW, a harmful request) "
+     "choose one of several configurations by a rule fitted offline and saved as a selector file; the choice and "
+     "its reason are traced", ("compose", "judge", "adaptive")),
     ("defenses", "chain", "safeglass.defenses.chain:Chain",
      "Defenses in order (the first sees the request first and the reply last); shorthand `chain: [...]`",
      ("compose",)),

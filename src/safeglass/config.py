@@ -196,7 +196,8 @@ def read_yaml(path: str | Path) -> Any:
 # is not among them: it is relative to its data file, as the loaders document.)
 PATH_KEYS = frozenset({"path", "prompt_file", "template_file", "rubric_file", "weights",
                        "weights_path", "tokenizer_path", "vectorizer_path", "model_path", "expertise", "jsonl",
-                       "glasses", "model", "image_file", "image_dir", "from_run"})
+                       "glasses", "model", "image_file", "image_dir", "from_run",
+                       "selector_file"})
 
 
 def read_config(path: str | Path) -> tuple[Any, str, Path]:

@@ -9,7 +9,8 @@ the defenses of a run in one process; what a defense declares in ``uses()`` ente
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,20 @@ class DefenseContext:
         self._frames.append((inner, [positions[o] if o < len(positions) else -1 for o in owners]))
         try:
             return stage.defense.generate(stage.inner, inner, params)
+        finally:
+            self._frames.pop()
+
+    @contextmanager
+    def part(self, indices: Sequence[int]) -> Iterator[None]:
+        """Within it, this level's samples are those at `indices` only: a defense that hands a subset of its batch to
+        another (``adaptive``, one configuration per group) keeps each sub-call under the sample it was made for."""
+        if not self._frames:  # outside a batch nothing is traced: nothing to map
+            yield
+            return
+        samples, positions = self._frames[-1]
+        self._frames.append(([samples[i] for i in indices], [positions[i] for i in indices]))
+        try:
+            yield
         finally:
             self._frames.pop()
 

@@ -180,7 +180,8 @@ def sample_cost(g: dict[str, Any]) -> dict[str, float]:
     no model call in its trace (a run stored before traces, or a defense that called its target outside the
     context) is one call with the reply's own tokens and seconds."""
     trace = _trace(g)
-    calls = [t for t in trace if "judge" not in t]
+    # a step's own account of a decision (a gate, a selector's choice: an entry with a note) is no model call
+    calls = [t for t in trace if "judge" not in t and "note" not in t]
     judged = [t for t in trace if "judge" in t]
     if calls:
         prompt = sum(_number(t.get("prompt_tokens")) for t in calls)
