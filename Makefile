@@ -37,7 +37,8 @@ $(STAMP): $(REQS)
 demo: $(STAMP)
 	$(BIN)/safeglass neurons find configs/neurons-safesmol-vl-find.yaml --out runs/demo-neurons
 	$(BIN)/safeglass run configs/demo.yaml --out runs/demo --workers $(DEMO_WORKERS)
-	@echo "open runs/demo/report.html"
+	$(BIN)/safeglass study defenses configs/study-demo.yaml --out runs/study-demo --workers $(DEMO_WORKERS)
+	@echo "open runs/demo/report.html and runs/study-demo/study.html"
 
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true

@@ -103,7 +103,7 @@ def test_evaluate_compares_with_each_fixed_configuration_on_held_out_rows():
     res = evaluate(sel, held)
     assert res["overlap_with_fit"] == 0 and evaluate(sel, fit)["overlap_with_fit"] > 0
     assert res["selector"]["attack_success"]["rate"] == 0.0 and res["selector"]["over_refusal"]["rate"] == 0.0
-    assert res["selector"]["attack_success"]["ci"][0] == 0.0 < res["selector"]["attack_success"]["ci"][1]
+    assert res["selector"]["attack_success"]["ci_low"] == 0.0 < res["selector"]["attack_success"]["ci_high"]
     assert res["fixed"]["none"]["attack_success"]["rate"] > 0 and res["fixed"]["A"]["over_refusal"]["rate"] > 0
     assert all(res["fixed"][c]["dominates"] for c in CONFIGS)
     assert res["fixed"]["none"]["paired"]["attack_success"]["delta"] < 0

@@ -21,8 +21,10 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # config: (RunConfig.hash, parsed content, number of items, hash of all item keys, first item keys)
 RUN = {
-    # the hand-written parser's values for the demo as it is now (64 look-alikes, 32 RTP prompts; item keys as before)
-    "demo": ("aa028b4b759a23b1", "87e845af132a300d", 88, "150a784ddacac188",
+    # the demo without the safety prompt (issue 31: the defense study took that comparison over); its 44 items are
+    # the 88 of the hand-written parser's golden (64 look-alikes, 32 RTP prompts) less those under safety_prompt,
+    # with their keys (the first two as before)
+    "demo": ("4a70174a36169434", "99d05b060d339fd4", 44, "f64f630fc27b6342",
              ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
@@ -50,8 +52,19 @@ NEURONS = {
 }
 
 
+# defense studies (issue 31): the hash of the run config each compiles to, and its plan's item keys (None: datasets
+# from the user's paths)
+STUDY = {
+    "study-demo": ("352181fcca03c8e2", 32, "b3127100a82ad4a4"),
+    # its white-box classes replay runs/pgd-safesmol-vl's images, which a fresh clone lacks: the run config only
+    "defense-study": ("743bd45128ea9dce", None, None),
+    # the paper's setting (hub models on GPUs, benchmarks from local paths): checked here, run elsewhere
+    "defense-study-paper": ("a41ea979028a9a92", 312, "16e368ef326b8c40"),
+}
+
+
 def test_the_golden_list_is_every_shipped_config() -> None:
-    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*RUN, *NEURONS])
+    assert sorted(p.stem for p in CONFIGS.glob("*.yaml")) == sorted([*RUN, *NEURONS, *STUDY])
 
 
 # fields added to the parsed config after the goldens were taken, at the default every older config has: left out, so
@@ -61,7 +74,8 @@ NEW_DEFAULTS = {"only_defenses": ()}
 
 def without_new_defaults(value):
     if isinstance(value, dict):
-        return {k: without_new_defaults(v) for k, v in value.items() if k not in NEW_DEFAULTS or tuple(v) != NEW_DEFAULTS[k]}
+        return {k: without_new_defaults(v) for k, v in value.items()
+                if k not in NEW_DEFAULTS or tuple(v) != NEW_DEFAULTS[k]}
     if isinstance(value, list | tuple):
         return [without_new_defaults(v) for v in value]
     return value
@@ -85,16 +99,38 @@ def test_run_configs_keep_their_hash_content_and_keys(name, tmp_path, monkeypatc
     assert content_hash(json.loads(json.dumps(without_new_defaults(parsed)).replace(str(tmp_path), "<tmp>"))) == content
     if n_items is None:
         return
-    # the packaged datasets stand aside for three fixed prompts under each dataset id (keys name the id, not the
-    # loader): what is checked is how the parsed config crosses targets, defenses, attacks and their scoping
+    keys = plan_keys(cfg, tmp_path)
+    assert (len(keys), content_hash(keys), keys[:2]) == (n_items, keys_hash, first)
+
+
+def plan_keys(cfg, tmp_path) -> list[str]:
+    """The plan's item keys with the packaged datasets standing aside for three fixed prompts under each dataset id
+    (keys name the id, not the loader): what is checked is how the parsed config crosses targets, defenses, attacks
+    and their scoping."""
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps({"prompt": f"how do I make thing {i}?", "kind": "harmful"}) + "\n"
                             for i in range(3)))
     jsonl = {"path": str(data), "fields": {"text": "prompt", "kind": "kind"}}
     cfg = dataclasses.replace(cfg, datasets=tuple(dataclasses.replace(d, name="jsonl", args=jsonl)
                                                   for d in cfg.datasets))
-    keys = [it.key for it in build_plan(cfg, limit=2).items]
-    assert (len(keys), content_hash(keys), keys[:2]) == (n_items, keys_hash, first)
+    return [it.key for it in build_plan(cfg, limit=2).items]
+
+
+@pytest.mark.parametrize("name", sorted(STUDY))
+def test_study_configs_keep_the_run_they_compile_to(name, tmp_path, monkeypatch) -> None:
+    import safeglass.machine as machine
+    from safeglass.config import parse_config
+    from safeglass.study.defense_study import compile_run, load_study_config
+
+    monkeypatch.setattr(machine, "native_bf16", lambda: False)
+    study, raw, source = load_study_config(CONFIGS / f"{name}.yaml")
+    run, _ = compile_run(study, raw)
+    run_hash, n_items, keys_hash = STUDY[name]
+    assert content_hash(json.loads(json.dumps(run).replace(str(CONFIGS.parent), "<repo>"))) == run_hash
+    if n_items is None:
+        return
+    keys = plan_keys(parse_config(run, source), tmp_path)
+    assert (len(keys), content_hash(keys)) == (n_items, keys_hash)
 
 
 @pytest.mark.parametrize("name", sorted(NEURONS))

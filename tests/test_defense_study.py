@@ -77,11 +77,11 @@ def test_an_attack_scoped_to_a_defense_is_answered_under_it_alone():
 
 
 def test_the_study_runs_resumes_and_reports(tmp_path):
-    from safeglass.study.selector import load_selector_file
+    from safeglass.defenses.selector_rule import load_selector
 
     res = run_study(*parse_study_config(study_config()), tmp_path / "s", progress=False)
     data = res["data"]
-    assert data["provenance"]["run"]["generated"] == 2 * (40 + 20)  # 2 configurations x (40 plain + 20 attacked)
+    assert data["provenance"]["run"]["generated"] == 2 * (40 + 40)  # 2 configurations x (40 plain + 40 templated)
     rows = {(r["configuration"], r["attack_class"]): r for r in data["class_rows"] if r["category"] is None}
     # the double refuses 3 in 10 requests without a system prompt and 8 in 10 with one
     success = {k: r["attack_success"]["rate"] for k, r in rows.items()}
@@ -98,16 +98,16 @@ def test_the_study_runs_resumes_and_reports(tmp_path):
     # the selector: fitted on one half, measured on the other, its file keyed by content and readable again
     sel = data["selector"]["heeds"]
     assert sel["n_fit"] + sel["n_eval"] == 60 and sel["n_fit"] > 0 and sel["n_eval"] > 0
-    fitted = load_selector_file(sel["file"])
+    fitted = load_selector(sel["file"])
     assert fitted["rule"] == sel["rule"] and set(fitted["configurations"]) == {"none", "safety_prompt"}
     assert not set(fitted["fit"]["sample_ids"]) & set(fitted["fit"]["eval_sample_ids"])
     # every jailbreak-templated input (signal on) is harmful here: the rule sends them to the safety prompt
-    assert any(k for k, v in sel["rule"]["cells"].items() if "True" in k or "1" in k) or sel["rule"]["fallback"]
+    assert sel["rule"]["cells"]["template=1"]["configuration"] == "safety_prompt"
     page = res["paths"]["html"].read_text(encoding="utf-8")
     for anchor in ("study-table", "study-pareto", "study-winners", "study-cost", "study-selector"):
         assert f"id='{anchor}'" in page
     assert "<svg class=\"chart scatter\"" in page and "adaptive selector" in page
-    assert "attack success: text-jailbreak" in format_summary(data)
+    assert "success: text-jailbreak" in format_summary(data)
     # a finished study re-run generates nothing and reads the signals from its cache
     again = run_study(*parse_study_config(study_config()), tmp_path / "s", progress=False)
     assert again["data"]["provenance"]["run"]["generated"] == 0
@@ -116,3 +116,26 @@ def test_the_study_runs_resumes_and_reports(tmp_path):
 
 def test_the_pareto_front_keeps_what_nothing_beats_on_both_axes():
     assert pareto_front({"a": (0.1, 0.5), "b": (0.5, 0.1), "c": (0.5, 0.5), "d": (0.1, 0.5)}) == {"a", "b", "d"}
+
+
+@pytest.mark.browser
+def test_the_study_page_shows_its_plot_and_winners_in_a_browser(tmp_path):
+    from conftest import require
+
+    from safeglass.reporting.browser import find_chromium, open_page
+
+    require(find_chromium() is not None, "headless Chromium",
+            "run scripts/ensure-chromium.sh or set SAFEGLASS_CHROMIUM")
+    config = study_config(name="unit <script>document.title='PWNED'</script>")
+    res = run_study(*parse_study_config(config), tmp_path / "s", progress=False)
+    box = ("(() => { const e = document.querySelector(SEL); if (!e) return null; const r = e.getBoundingClientRect();"
+           " return [r.width, r.height, getComputedStyle(e).visibility]; })()")
+    page = open_page(res["paths"]["html"], evaluate=[box.replace("SEL", "'#study-pareto svg.scatter'"),
+                                                     box.replace("SEL", "'#study-winners table'"),
+                                                     "document.querySelectorAll('#study-winners tbody tr').length",
+                                                     "document.querySelectorAll('#study-pareto circle.point').length"])
+    assert not page.errors and not page.external_requests and page.title != "PWNED"
+    plot, winners, n_winners, n_points = page.values
+    assert plot[0] > 200 and plot[1] > 200 and plot[2] == "visible"
+    assert winners[0] > 100 and winners[1] > 20 and winners[2] == "visible"
+    assert n_winners == 2 and n_points == 3  # two classes; none, safety_prompt and the selector

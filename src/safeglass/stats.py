@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
+from typing import Any
 
 
 def format_p(p: float | None) -> str:
@@ -52,3 +53,9 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], *, resamples: int =
         above = sum(1 for s in stats if s >= 0) / resamples
         p = min(1.0, 2 * min(below, above))
     return {"delta": delta, "ci_low": lo, "ci_high": hi, "p_value": p, "n_pairs": n}
+
+
+def proportion(k: int, n: int) -> dict[str, Any]:
+    """k of n as a rate with its 95 % Wilson interval (``rate`` None when n is 0): how studies write a rate."""
+    lo, hi = wilson_interval(k, n)
+    return {"rate": k / n if n else None, "ci_low": lo, "ci_high": hi, "k": k, "n": n}

@@ -160,11 +160,8 @@ def selector_section(data: dict[str, Any]) -> Section | None:
     for t, s in sel.items():
         ev = s["evaluation"]
         rows = []
-        dom = ev.get("dominates") or {}
         for c, r in ev["fixed"].items():
-            d = dom.get(c)
-            verdict = "—" if d is None else ("dominated by the selector" if (d.get("dominates") if isinstance(d, dict)
-                                                                              else d) else "not dominated")
+            verdict = "dominated by the selector" if r.get("dominates") else "not dominated"
             rows.append(f"<tr><td>{escape(c)}</td>{_cell(r['attack_success'])}{_cell(r['over_refusal'])}"
                         f"<td>{escape(verdict)}</td></tr>")
         r = ev["selector"]

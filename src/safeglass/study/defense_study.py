@@ -47,7 +47,7 @@ from safeglass.config import (
 )
 from safeglass.eval.metrics import cost_rows, paired_against
 from safeglass.schema import Number, Problem, Schema, did_you_mean, validate
-from safeglass.stats import wilson_interval
+from safeglass.stats import proportion
 from safeglass.study.engine import run_block
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,7 @@ def _component_raw(c: Component) -> dict[str, Any]:
 # --- the figures ---------------------------------------------------------------------------------------------------
 
 def _rate(values: dict[Any, int]) -> dict[str, Any]:
-    n, k = len(values), sum(values.values())
-    lo, hi = wilson_interval(k, n)
-    return {"rate": k / n if n else None, "ci_low": lo, "ci_high": hi, "k": k, "n": n}
+    return proportion(sum(values.values()), len(values))
 
 
 def observations(gens: list[dict[str, Any]], judge_key: str, harm_key: str | None,
@@ -509,8 +507,8 @@ def fit_selectors(study: DefenseStudySchema, gens: list[dict[str, Any]], judge_k
         fit, held = split_rows(rows, fit_share=float(block.fit_share), seed=block.seed)
         seconds = {c: (costs.get((t, c)) or {}).get("seconds", 0.0) for c in conf_ids}
         selector = fit_selector(fit, confs, signal_specs, target=t, weight_benign=float(block.weight_benign),
-                                costs=seconds, meta={"study": study.name, "eval_sample_ids":
-                                                     sorted(r["sample_id"] for r in held)})
+                                costs=seconds, eval_sample_ids=[r["sample_id"] for r in held],
+                                meta={"study": study.name})
         path = save_selector(selector, out / "selectors")
         result[t] = {"file": str(path), "n_fit": len(fit), "n_eval": len(held),
                      "rule": selector["rule"], "evaluation": evaluate(selector, held)}

@@ -26,7 +26,7 @@ from safeglass.defenses.selector_rule import (
 )
 from safeglass.eval.metrics import paired_against
 from safeglass.hashing import content_hash
-from safeglass.stats import wilson_interval
+from safeglass.stats import proportion
 
 KINDS = ("harmful", "benign")
 
@@ -148,9 +148,7 @@ def save_selector(selector: dict[str, Any], folder: str | Path) -> Path:
 
 
 def _rate(values: list[int]) -> dict[str, Any]:
-    k, n = sum(values), len(values)
-    lo, hi = wilson_interval(k, n)
-    return {"rate": k / n if n else None, "ci": [lo, hi], "k": k, "n": n}
+    return proportion(sum(values), len(values))
 
 
 def _rates(rows: Sequence[dict[str, Any]], bad: list[int]) -> dict[str, Any]:
