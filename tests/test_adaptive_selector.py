@@ -65,8 +65,9 @@ def test_the_fitted_rule_picks_per_cell_falls_back_to_the_best_overall_and_break
     tie = fit_selector([r for r in synthetic() if not r["signals"]["ocr"]], {"A": CONFIGS["A"], "B": CONFIGS["B"]},
                        OCR, target="t", costs={"A": 3.0, "B": 1.0})
     assert tie["rule"]["cells"]["ocr=0"]["configuration"] == "B"
-    # benign failures weighted to nothing: in the no-text cell every configuration is safe, so the order decides
-    assert fitted(weight_benign=0.0)["rule"]["cells"]["ocr=0"]["configuration"] == "none"
+    # benign failures weighted to nothing: in the no-text cell every configuration is safe, so the one better over
+    # all rows decides (A: none lets the 6 text attacks through)
+    assert fitted(weight_benign=0.0)["rule"]["cells"]["ocr=0"]["configuration"] == "A"
     assert sel["fit"]["n"] == {"rows": 24, "harmful": 12, "benign": 12} and sel["target"] == "tiny-llama"
 
 

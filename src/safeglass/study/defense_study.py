@@ -505,9 +505,10 @@ def fit_selectors(study: DefenseStudySchema, gens: list[dict[str, Any]], judge_k
         if not rows:
             continue
         fit, held = split_rows(rows, fit_share=float(block.fit_share), seed=block.seed)
-        seconds = {c: (costs.get((t, c)) or {}).get("seconds", 0.0) for c in conf_ids}
+        # ties go to fewer tokens a reply: what a configuration costs, without the noise of a shared machine's seconds
+        tokens = {c: (costs.get((t, c)) or {}).get("tokens", 0.0) for c in conf_ids}
         selector = fit_selector(fit, confs, signal_specs, target=t, weight_benign=float(block.weight_benign),
-                                costs=seconds, eval_sample_ids=[r["sample_id"] for r in held],
+                                costs=tokens, eval_sample_ids=[r["sample_id"] for r in held],
                                 meta={"study": study.name})
         path = save_selector(selector, out / "selectors")
         result[t] = {"file": str(path), "n_fit": len(fit), "n_eval": len(held),

@@ -76,10 +76,14 @@ def _tally(rows: Sequence[dict[str, Any]], config: str, weight_benign: float) ->
 
 
 def _ranked(rows: Sequence[dict[str, Any]], configs: list[str], weight_benign: float,
-            costs: dict[str, float]) -> list[dict[str, Any]]:
-    """Configurations best first: lowest loss, then the cheaper, then the one listed first."""
+            costs: dict[str, float], overall: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Configurations best first: lowest loss, then (a cell's tie) the lower loss over all fitting rows, since a
+    cell of a few rows ties often and the configuration better elsewhere is the safer guess, then the cheaper, then
+    the one listed first."""
     tallies = [_tally(rows, c, weight_benign) for c in configs]
-    return sorted(tallies, key=lambda t: (t["loss"], float(costs.get(t["configuration"], 0.0)),
+    overall = overall or {}
+    return sorted(tallies, key=lambda t: (t["loss"], overall.get(t["configuration"], 0.0),
+                                          float(costs.get(t["configuration"], 0.0)),
                                           configs.index(t["configuration"])))
 
 
@@ -88,7 +92,8 @@ def fit_selector(fit_rows: Sequence[dict[str, Any]], configurations: dict[str, l
                  costs: dict[str, float] | None = None, eval_sample_ids: Sequence[str] | None = None,
                  meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """The selector fitted on `fit_rows`: per cell (combination of signal flags) the configuration with the fewest
-    failures (harmful ones, plus `weight_benign` times benign ones), ties to the lower cost (`costs`: seconds or
+    failures (harmful ones, plus `weight_benign` times benign ones), ties to the one with fewer failures over all
+    fitting rows, then to the lower cost (`costs`: tokens, seconds or
     calls a sample) then to the configuration listed first; the fallback, for a cell never seen, is the best
     configuration over all fitting rows. `eval_sample_ids` (the held-out split) is recorded and must be disjoint."""
     sig = [{"id": s["id"], "judge": s["judge"], "args": dict(s.get("args") or {})} for s in signals]
@@ -103,13 +108,14 @@ def fit_selector(fit_rows: Sequence[dict[str, Any]], configurations: dict[str, l
     if overlap:
         raise ValueError(f"fit_selector: {len(overlap)} evaluation sample(s) are also fitting ones "
                          f"(e.g. {overlap[0]}); split with split_rows")
+    overall = {t["configuration"]: t["loss"] for t in _ranked(fit_rows, configs, weight_benign, costs)}
     by_cell: dict[str, list[dict[str, Any]]] = {}
     for r in fit_rows:
         by_cell.setdefault(cell_key(ids, r["signals"]), []).append(r)
     cells = {}
     for key in sorted(by_cell):
         rows = by_cell[key]
-        best, *rest = _ranked(rows, configs, weight_benign, costs)
+        best, *rest = _ranked(rows, configs, weight_benign, costs, overall)
         cells[key] = {**best, "n_harmful": sum(r["kind"] == "harmful" for r in rows),
                       "n_benign": sum(r["kind"] == "benign" for r in rows),
                       "runner_up": rest[0] if rest else None}
