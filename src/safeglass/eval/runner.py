@@ -255,27 +255,42 @@ def _store_paths(run_dir: Path) -> list[Path]:
 
 def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem], attacked_by_key: dict[str, Any],
                     worker: str, image_dir: Path, machine: dict[str, Any] | None = None) -> tuple[int, int]:
-    defense = plan.defenses[chunk[0].defense]
-    attack = plan.attacks[chunk[0].attack]
     params = plan.params_for(chunk[0])
-    ctx = getattr(defense, "ctx", None)
     try:
         attacked = [attacked_by_key[it.key] for it in chunk]
-        if ctx is not None:
-            ctx.begin(attacked)
-        gens = defense.generate(target, attacked, params)
-        if len(gens) != len(chunk):
-            raise RuntimeError(f"defense returned {len(gens)} generations for {len(chunk)} conversations")
-        traces = ctx.traces if ctx is not None else [[] for _ in chunk]
+        gens, traces = defended_generate(plan.defenses[chunk[0].defense], target, attacked, params)
     except Exception as exc:  # one failing chunk must not end the run: record, go on, retry on resume
         log.error("generation failed for %d items (%s): %s", len(chunk), type(exc).__name__, exc)
         for it in chunk:
             store.add_error(it.key, "generate", f"{type(exc).__name__}: {exc}")
         return 0, len(chunk)
+    rows = generation_rows(plan, chunk, attacked, gens, traces, params, worker, image_dir, machine)
+    store.add_generations(rows)
+    return len(rows), 0
+
+
+def defended_generate(defense: Any, target: Any, samples: Sequence[Any], params: Any) -> tuple[list[Any], list[Any]]:
+    """One call of `defense` on `samples` (a chunk of a run, a batch of served requests): the replies and, per
+    sample, the trace of every sub-call the defense made through its context (empty lists without one)."""
+    ctx = getattr(defense, "ctx", None)
+    if ctx is not None:
+        ctx.begin(samples)
+    gens = defense.generate(target, samples, params)
+    if len(gens) != len(samples):
+        raise RuntimeError(f"defense returned {len(gens)} generations for {len(samples)} conversations")
+    return gens, (ctx.traces if ctx is not None else [[] for _ in samples])
+
+
+def generation_rows(plan: Plan, chunk: Sequence[WorkItem], attacked: Sequence[Any], gens: Sequence[Any],
+                    traces: Sequence[Any], params: Any, worker: str, image_dir: Path,
+                    machine: dict[str, Any] | None = None) -> list[GenerationRow]:
+    """The store's rows for a chunk's replies: each with its sample record (images saved under `image_dir`) and
+    its provenance (target, defense, attack, params, dataset, config hash, seed, machine, the defense's trace)."""
     now = time.time()
     provenance_base = {
         "target": plan.component_configs[f"target:{chunk[0].target}"],
-        "defense": plan.component_configs[f"defense:{chunk[0].defense}"], "attack": attack.config(),
+        "defense": plan.component_configs[f"defense:{chunk[0].defense}"],
+        "attack": plan.attacks[chunk[0].attack].config(),
         "params": params.to_dict(),
         "dataset": plan.component_configs.get(f"dataset:{chunk[0].dataset}", {}),
         "config_hash": plan.config.hash, "seed": plan.config.seed,
@@ -296,8 +311,7 @@ def _generate_chunk(store: Store, plan: Plan, target: Any, chunk: list[WorkItem]
             sample=json.dumps(record, default=str), response=g.text, prompt_tokens=g.prompt_tokens,
             completion_tokens=g.completion_tokens, seconds=g.seconds, finish_reason=g.finish_reason,
             provenance=json.dumps(prov, sort_keys=True, default=str), created=now, worker=worker))
-    store.add_generations(rows)
-    return len(rows), 0
+    return rows
 
 
 def target_label(target: Any, fallback: str) -> str:
