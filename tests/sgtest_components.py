@@ -544,3 +544,40 @@ class WordSignal:
         j = _Judge()
         j.version = word
         return j
+
+
+BATCH_SIZES: list[int] = []  # what RecordsBatches saw: the size of each generate call, in order
+
+
+class RecordsBatches:
+    """Echoes the system turn and the last user text ("[system: ...] You said: ..."), recording each generate
+    call's batch size in BATCH_SIZES; ``delay_s`` sleeps once per call (a batch costs one model call).
+
+    Args:
+        delay_s: seconds each generate call sleeps.
+    """
+
+    def __new__(cls, delay_s: float = 0.0):
+        import time as _time
+
+        from safeglass.targets.doubles import EchoTarget, last_user_text
+        from safeglass.types import Generation
+
+        class _Target(EchoTarget):
+            def generate(self, conversations, params):
+                BATCH_SIZES.append(len(conversations))
+                _time.sleep(self.delay_s)
+                out = []
+                for conv in conversations:
+                    system = " ".join(t.text for t in conv if t.role == "system")
+                    images = sum(len(t.images) for t in conv)
+                    text = (f"[system: {system}] " if system else "") + (f"[{images} image(s)] " if images else "") \
+                        + f"You said: {last_user_text(conv)}"
+                    out.append(Generation(text, prompt_tokens=sum(len(t.text.split()) for t in conv),
+                                          completion_tokens=len(text.split())))
+                return out
+
+            def config(self):
+                return {"type": "records-batches"}
+
+        return _Target(name="records-batches", delay_s=delay_s)

@@ -70,6 +70,31 @@ def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path
     return write_outputs(run_dir, show_harmful=show_harmful)
 
 
+def serve_app(config: str | Path | dict[str, Any] | None = None, **flags: Any) -> Any:
+    """The ASGI app of ``safeglass serve`` (Starlette), without binding a port: the target and defense are built now.
+    ``config`` is a serve YAML, its dict or None; ``flags`` (target, defense, host, port, token_env, log_to, ...)
+    override its fields. See docs/serve.md."""
+    from safeglass.serve.app import build_app
+    from safeglass.serve.config import serve_config
+
+    return build_app(serve_config(config, **flags))
+
+
+def serve(config: str | Path | dict[str, Any] | None = None, *, run: bool = True, **flags: Any) -> Any:
+    """Serve a target behind a defense configuration as an OpenAI-compatible endpoint (``/v1/chat/completions``,
+    ``/v1/models``). ``run``: block in uvicorn until stopped; otherwise return the uvicorn Server (``.run()`` it, or
+    ``.serve()`` it in a loop of your own; port 0 picks a free port). A non-loopback host needs ``token_env``."""
+    from safeglass.serve.app import build_app, uvicorn_server
+    from safeglass.serve.config import serve_config
+
+    cfg = serve_config(config, **flags)
+    server = uvicorn_server(cfg, build_app(cfg))
+    if not run:
+        return server
+    server.run()
+    return server
+
+
 def calibrate(judge: Any, labels: str | Path | list[str | Path], *, label_kind: str | None = None,
               fields: dict[str, str] | None = None, limit: int | None = None, resamples: int = 2000,
               seed: int = 0, save: bool = True, store_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -108,6 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("merge", help="merge worker shards of a run into its main store")
     m.add_argument("run_dir")
 
+    sv = sub.add_parser("serve", help="an OpenAI-compatible endpoint (/v1/chat/completions, /v1/models) in front of a "
+                                      "target behind a defense configuration (docs/serve.md)")
+    sv.add_argument("--config", help="serve config (YAML: target, defense, host, port, token_env, limits, batch, "
+                                     "log_to); the flags override its fields")
+    sv.add_argument("--target", help="the target's registry name (a config gives its args)")
+    sv.add_argument("--defense", help="a defense name or preset (S+A); a config takes {name, args} or a chain")
+    sv.add_argument("--host", help="address to bind (default 127.0.0.1; any other needs --token-env)")
+    sv.add_argument("--port", type=int, help="port (default 8000)")
+    sv.add_argument("--token-env", help="environment variable holding the bearer token clients must send")
+    sv.add_argument("--log-to", help="run folder: store every answered request as a run stores a reply "
+                                     "(safeglass rejudge / report read it)")
+
     ls = sub.add_parser("list", help="list registered components and their options, or the defense presets")
     ls.add_argument("kind", choices=(*KINDS, "presets"))
     ls.add_argument("name", nargs="?", help="only this component")
@@ -295,6 +307,14 @@ def _dispatch(args: argparse.Namespace) -> int:
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
         return _check_report(paths["report"]) if args.check else 0
+    if args.command == "serve":
+        if args.config is None and args.target is None:
+            from safeglass.schema import ConfigError
+
+            raise ConfigError("safeglass serve: give --target NAME (and --defense) or --config FILE")
+        api.serve(args.config, target=args.target, defense=args.defense, host=args.host, port=args.port,
+                  token_env=args.token_env, log_to=args.log_to)
+        return 0
     if args.command == "merge":
         from safeglass.eval.runner import merge_shards
 
