@@ -10,6 +10,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 import openai
@@ -280,3 +281,11 @@ def test_the_tiny_hf_vlm_answers_an_image_request() -> None:
     body = r.json()
     assert isinstance(body["choices"][0]["message"]["content"], str)
     assert 0 < body["usage"]["completion_tokens"] <= 4 and body["usage"]["prompt_tokens"] > 10
+
+
+def test_the_example_config_parses() -> None:
+    cfg = serve_config(Path(__file__).resolve().parents[1] / "configs" / "serve-example.yaml")
+    assert cfg.model_id == "safeglass/safesmol-vl+sp+filter" and cfg.schema.log_to.endswith("runs/served")
+    assert [s.name for s in cfg.run.targets] == ["safesmol-vl"] and cfg.run.defenses[0].name == "chain"
+    with pytest.raises(ConfigError, match="max_images"):
+        serve_config({"target": "echo", "limits": {"max_images": "many"}})

@@ -45,7 +45,7 @@ class Limits(Schema):
 
     max_body_bytes: int = Field(20_000_000, ge=1)
     max_messages: int = Field(64, ge=1)
-    max_depth: int = Field(8, ge=2)          # nesting of the request's JSON (a message's content list is 4 deep)
+    max_depth: int = Field(16, ge=2)         # nesting of the request JSON (an image part sits 6 deep)
     max_text_chars: int = Field(100_000, ge=1)  # all text parts together
     max_images: int = Field(4, ge=0)
     max_image_bytes: int = Field(10_000_000, ge=1)
