@@ -289,3 +289,19 @@ def test_the_example_config_parses() -> None:
     assert [s.name for s in cfg.run.targets] == ["safesmol-vl"] and cfg.run.defenses[0].name == "chain"
     with pytest.raises(ConfigError, match="max_images"):
         serve_config({"target": "echo", "limits": {"max_images": "many"}})
+
+
+def test_an_upstream_openai_server_behind_the_defense_and_its_failure_is_a_500() -> None:
+    with running({"target": REC, "defense": "none"}) as upstream:  # safeglass serving itself, undefended
+        target = {"name": "openai", "id": "up", "args": {"base_url": f"{upstream}/v1", "model": "safeglass/rec+none",
+                                                         "api_key_env": None, "max_retries": 0, "timeout_s": 10}}
+        with running({"target": target, "defense": "safety_prompt"}) as url:
+            client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+            r = client.chat.completions.create(model="safeglass/up+safety_prompt",
+                                               messages=[{"role": "user", "content": "via upstream"}])
+            assert r.choices[0].message.content.startswith("[system: You are a helpful and harmless assistant.")
+    with running({"target": {**target, "args": {**target["args"], "base_url": "http://127.0.0.1:9/v1"}},
+                  "defense": "safety_prompt"}) as url:
+        down = httpx.post(f"{url}/v1/chat/completions", json=chat("x", "safeglass/up+safety_prompt"))
+        assert down.status_code == 500 and down.json()["error"]["code"] == "generation_failed"
+        assert httpx.get(f"{url}/v1/models").status_code == 200  # and it goes on serving

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import os
 import time
 import uuid
@@ -27,6 +28,8 @@ from safeglass.serve import messages
 from safeglass.serve.config import ServeConfig, check_address
 from safeglass.serve.engine import Answer, Batcher, Served
 from safeglass.serve.messages import ApiError
+
+log = logging.getLogger("safeglass.serve")
 
 STREAM_CHUNK_CHARS = 64  # the finished reply is streamed in pieces of about this many characters
 
@@ -166,6 +169,10 @@ def build_app(cfg: ServeConfig, served: Served | None = None) -> Starlette:
                 return await handler(request)
             except ApiError as err:
                 return error_response(err)
+            except Exception:  # a bug must still answer in OpenAI's error format, and the server goes on
+                log.exception("%s %s failed", request.method, request.url.path)
+                return error_response(ApiError(500, "the server failed on this request", type="server_error",
+                                               code="internal_error"))
         return route
 
     async def not_found(request: Request, exc: HTTPException) -> Response:
