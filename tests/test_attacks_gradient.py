@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sgtest_scripts import load_script
 
 from safeglass.api import run
 from safeglass.attacks.apgd import APGDAttack
@@ -213,24 +214,13 @@ def test_transfer_replays_the_stored_image_of_the_same_sample_from_another_run(t
     assert len(verdicts) == 2  # echo repeats the prompt: scored (not reached), not left unscored
     assert all(j["label"] == "wrong" for j in verdicts)
     # the goal script's table: per target, defense and attack, the replies that reached the target, budget, minutes
-    goal = _script("pgd_goal")
+    goal = load_script("pgd_goal")
     rows = {(r["target"], r["attack"]): r for r in goal.goal_rows(source)}
     assert set(rows) == {("v", "pgd"), ("q", "pgd")}
     assert rows[("v", "pgd")]["n"] == 2 and rows[("v", "pgd")]["budget"]["steps"] == 2
     assert rows[("v", "pgd")]["steps_used_mean"] == 2 and rows[("v", "pgd")]["attack_minutes"] > 0
     (echoed,) = goal.goal_rows(tmp_path / "dst")
     assert (echoed["attack"], echoed["reached"], echoed["n"]) == ("transfer", 0, 2)
-
-
-def _script(name: str):
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_target_reached_scores_the_reply_opening_against_the_attacks_target():

@@ -34,6 +34,10 @@ RUN = {
     # moved once, when chunk_size: 5 was added; hash and item keys did not)
     "pgd-safesmol-vl": ("97f163cebd1f9e18", "e1d1020c9f9c4007", 12, "46e901ede0044190",
                         ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
+    # added with the defense study's white-box images (issue 31), computed by the schema parser: pgd-safesmol-vl with
+    # 50 steps instead of 100 (its attack-free items share their keys with it)
+    "pgd-study-safesmol-vl": ("fcf42568c6cee743", "c2d75294f3dde95a", 12, "6c6b0bcc929efa13",
+                              ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
     # added with the defense table (issue 30), computed by the schema parser: 7 defenses, the none attack scoped to
     # advbench and the look-alikes, the typographic one to typo-harmful on SafeSmol-VL
     # (its output_filter's keys moved once, when the filter's default judge became proxy-harm-gated)
@@ -56,8 +60,9 @@ NEURONS = {
 # from the user's paths)
 STUDY = {
     "study-demo": ("352181fcca03c8e2", 32, "b3127100a82ad4a4"),
-    # its white-box classes replay runs/pgd-safesmol-vl's images, which a fresh clone lacks: the run config only
-    "defense-study": ("743bd45128ea9dce", None, None),
+    # its white-box classes replay runs/pgd-study-safesmol-vl's images, which a fresh clone lacks: the run config only
+    # (changed once, when the white-box images moved from the 100-step goal run to the 50-step study run)
+    "defense-study": ("6b7aac085c52e732", None, None),
     # the paper's setting (hub models on GPUs, benchmarks from local paths): checked here, run elsewhere
     "defense-study-paper": ("a41ea979028a9a92", 312, "16e368ef326b8c40"),
 }

@@ -3,14 +3,13 @@ defense's, in the summary, the report and the docs' table script."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+from sgtest_scripts import load_script
 
 from safeglass.api import run
 from safeglass.eval.metrics import cost_rows, sample_cost
@@ -19,14 +18,6 @@ from safeglass.eval.store import Store
 
 HARM_JUDGE = "sgtest_components:CountingHarmJudge"
 DELAY_S = 0.01  # every call of the double sleeps this long, so a reply's seconds count its calls
-
-
-def _script(name: str) -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +82,7 @@ def test_the_report_shows_the_cost_folded_beside_the_baseline(costed_run):
 
 def test_the_defenses_table_script_prints_rates_with_intervals_and_costs_beside_none(costed_run):
     summary = _summary(costed_run)
-    text = _script("defenses_table").table(summary, "prefix")
+    text = load_script("defenses_table").table(summary, "prefix")
     lines = text.splitlines()
     assert lines[0] == ("| target | defense | attack success: unit | over-refusal: unit | target calls a sample | "
                         "tokens a sample | seconds a sample | × none (calls / tokens / seconds) |")
@@ -106,11 +97,11 @@ def test_the_defenses_table_script_prints_rates_with_intervals_and_costs_beside_
     assert body["rapguard"][7].startswith("×2.00 / ×")
     assert "Judge: prefix" in lines[-1]
     with pytest.raises(SystemExit, match="keyword-refusal.*its judges: prefix"):
-        _script("defenses_table").table(summary, "keyword-refusal")
+        load_script("defenses_table").table(summary, "keyword-refusal")
 
 
 def test_the_demo_table_script_reads_the_same_rows(costed_run, monkeypatch, capsys):
-    demo = _script("demo_table")
+    demo = load_script("demo_table")
     monkeypatch.setattr(demo, "COLUMNS", (("unit", "unit", "none", "attack_success", "refusal"),))
     monkeypatch.setattr(sys, "argv", ["demo_table", str(costed_run / "summary.json"), "--judge", "prefix"])
     demo.main()

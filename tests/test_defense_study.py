@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+from sgtest_scripts import load_script
 
 from safeglass.config import ConfigError
 from safeglass.study.defense_study import (
@@ -108,6 +109,16 @@ def test_the_study_runs_resumes_and_reports(tmp_path):
         assert f"id='{anchor}'" in page
     assert "<svg class=\"chart scatter\"" in page and "adaptive selector" in page
     assert "success: text-jailbreak" in format_summary(data)
+    # the Markdown tables the docs print (scripts/study_table.py): one row per configuration, the front starred,
+    # and the selector beside every fixed configuration with its verdict
+    table = load_script("study_table")
+    lines = table.study_table(data).splitlines()
+    assert len(lines) == 2 + 2 and "text-jailbreak: attack success" in lines[0]
+    none_row = next(line for line in lines if "| none *" in line)
+    assert f"({rows[('none', 'direct')]['attack_success']['k']}/20)" in none_row
+    sel_lines = table.selector_table(data).splitlines()
+    assert len(sel_lines) == 2 + 1 + 2 and "adaptive (selector)" in sel_lines[2]
+    assert all(line.endswith(("| yes |", "| no |")) for line in sel_lines[3:])
     # a finished study re-run generates nothing and reads the signals from its cache
     again = run_study(*parse_study_config(study_config()), tmp_path / "s", progress=False)
     assert again["data"]["provenance"]["run"]["generated"] == 0
