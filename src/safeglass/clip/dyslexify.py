@@ -27,13 +27,20 @@ class GreedySettings:
     patience: int = 10             # heads in a row without gain
 
 
-def accuracies(backend: Any, clean: np.ndarray, attacked: np.ndarray, labels: np.ndarray, classes: Sequence[str],
-               templates: Sequence[str], cache: TextCache, heads: Sequence[Head] = ()) -> tuple[float, float]:
-    """(clean accuracy, typographic accuracy) with `heads` ablated."""
+def correct(backend: Any, clean: np.ndarray, attacked: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+            templates: Sequence[str], cache: TextCache, heads: Sequence[Head] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(clean, typographic) per-image correctness with `heads` ablated."""
     with ablate(backend, heads):
         pc = predict(backend, clean, classes, templates, cache)
         pt = predict(backend, attacked, classes, templates, cache)
-    return float((pc == labels).mean()), float((pt == labels).mean())
+    return pc == labels, pt == labels
+
+
+def accuracies(backend: Any, clean: np.ndarray, attacked: np.ndarray, labels: np.ndarray, classes: Sequence[str],
+               templates: Sequence[str], cache: TextCache, heads: Sequence[Head] = ()) -> tuple[float, float]:
+    """(clean accuracy, typographic accuracy) with `heads` ablated."""
+    c, t = correct(backend, clean, attacked, labels, classes, templates, cache, heads)
+    return float(c.mean()), float(t.mean())
 
 
 def greedy(backend: Any, scores: np.ndarray, clean: np.ndarray, attacked: np.ndarray, labels: np.ndarray,
