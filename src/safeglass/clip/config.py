@@ -75,7 +75,7 @@ class ClipSchema(Schema):
 
     def cross_check(self) -> list[Problem]:
         from safeglass.clip.backends import MODEL_KEYS
-        from safeglass.clip.typography import POSITIONS, SCENE_POSITIONS
+        from safeglass.clip.typography import NEEDS_SCENE, POSITIONS, SCENE_POSITIONS
         from safeglass.data.shapeworld.world import COLOUR_NAMES
 
         problems: list[Problem] = []
@@ -92,7 +92,9 @@ class ClipSchema(Schema):
         a = self.attack
         if a.colour is not None and a.colour not in COLOUR_NAMES:
             problems.append((("attack", "colour"), f"expected one of {', '.join(COLOUR_NAMES)}, got {a.colour!r}"))
-        names = (*POSITIONS, "random") + (SCENE_POSITIONS if self.data.source == "shapeworld" else ())
+        names = (*POSITIONS, "random", *SCENE_POSITIONS)
+        if self.data.source != "shapeworld":
+            names = tuple(n for n in names if n not in NEEDS_SCENE)
         if isinstance(a.position, str) and a.position not in names:
             problems.append((("attack", "position"), f"expected one of {', '.join(names)} or [x, y], "
                                                      f"got {a.position!r}"))

@@ -20,6 +20,7 @@ from safeglass.clip.config import ClipConfig
 from safeglass.clip.images import ImageSet
 from safeglass.clip.typography import AttackedSet, TypoSpec, attack_set
 from safeglass.clip.zeroshot import OPENAI_TEMPLATES, SHAPECLIP_TEMPLATES, TextCache, accuracy, predict
+from safeglass.schema import ConfigError
 from safeglass.stats import proportion
 
 FORMAT = "safeglass.clip/1"
@@ -61,7 +62,7 @@ def load_split(cfg: ClipConfig, image_size: int, split: str) -> ImageSet:
             order = np.random.default_rng([d["seed"], 7]).permutation(len(got.labels))
             fit_n = cfg.defend["fit_n"]
             if fit_n >= len(order):
-                raise ValueError(f"{cfg.source}: field 'defend.fit_n': {fit_n} leaves no held-out image of "
+                raise ConfigError(f"{cfg.source}: field 'defend.fit_n': {fit_n} leaves no held-out image of "
                                  f"{len(order)}")
             keep = np.sort(order[:fit_n] if split == "fit" else order[fit_n:][:d["n"]])
             got = ImageSet(got.images[keep], got.labels[keep], got.classes, None, {**got.meta, "split": split,
@@ -71,7 +72,7 @@ def load_split(cfg: ClipConfig, image_size: int, split: str) -> ImageSet:
             got = ImageSet(got.images[keep], got.labels[keep], got.classes, None, {**got.meta, "n": d["n"]})
     if cfg.classes:
         if len(cfg.classes) != len(got.classes):
-            raise ValueError(f"{cfg.source}: field 'classes': {len(cfg.classes)} names for {len(got.classes)} classes "
+            raise ConfigError(f"{cfg.source}: field 'classes': {len(cfg.classes)} names for {len(got.classes)} classes "
                              f"({', '.join(got.classes)})")
         got = ImageSet(got.images, got.labels, tuple(cfg.classes), got.scenes, got.meta)
     return got

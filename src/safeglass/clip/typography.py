@@ -18,17 +18,18 @@ import numpy as np
 from safeglass.data.shapeworld.world import COLOURS, FONTS, TextSpec, draw_text
 
 WRONG_CLASS = "wrong-class"
-# Named centres as fractions of the side; ShapeWorld scenes also take "auto" (the band covering least of the
-# objects) and "on-object" (over the main object), which need the scene.
+# Named centres as fractions of the side. "auto" is, on a ShapeWorld scene, the band covering least of the objects
+# (where ShapeCLIP's training words were) and elsewhere the centre; "on-object" (over the main object) needs a scene.
 POSITIONS: dict[str, tuple[float, float]] = {"center": (0.5, 0.5), "top": (0.5, 0.14), "bottom": (0.5, 0.86)}
 SCENE_POSITIONS = ("auto", "on-object")
+NEEDS_SCENE = ("on-object",)
 
 
 @dataclass(frozen=True)
 class TypoSpec:
     """How the attack word is written. size: font size as a share of the side; colour None: black or white,
-    whichever stands out from what is under the word (black on a note); position: a name of POSITIONS, auto,
-    on-object, random (a seeded centre per image) or an (x, y) centre as fractions."""
+    whichever stands out from what is under the word (black on a note); position: a name of POSITIONS, auto
+    (see POSITIONS), on-object (scenes only), random (a seeded centre per image) or an (x, y) centre as fractions."""
 
     word: str = WRONG_CLASS
     font: str = "sans"
@@ -75,7 +76,9 @@ def _centre(spec: TypoSpec, rng: np.random.Generator | None) -> tuple[float, flo
     if spec.position == "random":
         r = rng if rng is not None else np.random.default_rng(0)
         return float(r.uniform(0.25, 0.75)), float(r.uniform(0.15, 0.85))
-    if spec.position in SCENE_POSITIONS:
+    if spec.position == "auto":
+        return POSITIONS["center"]
+    if spec.position in NEEDS_SCENE:
         raise ValueError(f"typographic: position {spec.position!r} needs a ShapeWorld scene; on other images use "
                          f"{', '.join(POSITIONS)}, random or [x, y]")
     return POSITIONS[spec.position]
