@@ -21,7 +21,7 @@ from safeglass.clip.images import ImageSet
 from safeglass.clip.typography import AttackedSet, TypoSpec, attack_set
 from safeglass.clip.zeroshot import OPENAI_TEMPLATES, SHAPECLIP_TEMPLATES, TextCache, accuracy, predict
 from safeglass.schema import ConfigError
-from safeglass.stats import proportion
+from safeglass.stats import paired_bootstrap, proportion
 
 FORMAT = "safeglass.clip/1"
 EVAL_JSON = "clip-eval.json"
@@ -183,6 +183,11 @@ def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | N
                  zip(("clean", "typographic", "clean_ablated", "typographic_ablated"), (*base, *ablated))},
         "recovered": None if rec is None else round(rec, 4),
         "clean_loss_points": round(100 * (c0 - c1), 2),
+        # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
+        "paired": {"clean_loss_points": _points(paired_bootstrap(base[0].astype(float), ablated[0].astype(float),
+                                                                 seed=cfg.seed)),
+                   "typographic_gain_points": _points(paired_bootstrap(ablated[1].astype(float),
+                                                                       base[1].astype(float), seed=cfg.seed))},
     }
     result["goal"] = {"recovered_min": 0.5, "clean_loss_points_max": 1.0,
                       "met": bool(result["recovered"] is not None and result["recovered"] >= 0.5
@@ -191,6 +196,11 @@ def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | N
     _write(Path(out) / DEFEND_JSON, result)
     say(f"clip defend: wrote {Path(out) / DEFEND_JSON}")
     return result
+
+
+def _points(d: dict[str, float]) -> dict[str, float]:
+    return {"delta": round(100 * d["delta"], 2), "ci_low": round(100 * d["ci_low"], 2),
+            "ci_high": round(100 * d["ci_high"], 2), "p_value": round(d["p_value"], 4)}
 
 
 def _with_defaults(cfg: ClipConfig) -> ClipConfig:
@@ -221,12 +231,13 @@ def table(result: dict[str, Any]) -> str:
     else:
         t = result["test"]
         rec = result["recovered"]
+        cl = result["paired"]["clean_loss_points"]
         rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
                 ("clean, heads ablated", _pct(t["clean_ablated"])),
                 ("typographic, heads ablated", _pct(t["typographic_ablated"])),
                 ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
                 ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
-                ("clean loss (points)", f"{result['clean_loss_points']:.2f}"),
+                ("clean loss (points)", f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
                 ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
     w = max(len(k) for k, _ in rows)
     return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])
