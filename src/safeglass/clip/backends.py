@@ -109,12 +109,13 @@ class HFBackend:
     def encode_images(self, images: Any) -> Any:
         import torch
 
+        if len(images) == 0:
+            raise ValueError("clip backend: no images to encode")
         out = []
         with torch.inference_mode():
             for i in range(0, len(images), self.batch_size):
                 out.append(self.encode_pixels(self.pixels(images[i:i + self.batch_size])))
-        return torch.cat(out) if out else torch.zeros(0, self.model.config.projection_dim
-                                                      if hasattr(self.model.config, "projection_dim") else 0)
+        return torch.cat(out)
 
     def logit_scale(self) -> float:
         return float(self.model.logit_scale.detach().exp())
