@@ -6,6 +6,7 @@ attacked images). A head joins the kept set only if, with it and the heads kept 
 accuracy on the fitting split rises by more than `min_gain`; the search stops when clean accuracy has fallen by
 more than `max_clean_drop` below the unablated model's (that trial is not kept), or after `patience` heads in a
 row without gain. Every trial is recorded, so the kept set can be checked against the gains that chose it.
+One TextCache serves every trial: an ablation changes only the image tower, so the class embeddings stay valid.
 """
 
 from __future__ import annotations
