@@ -92,3 +92,15 @@ def test_clip_defend_in_python_on_a_folder(tmp_path) -> None:
     assert r["goal"]["recovered_min"] == 0.5
     with pytest.raises(ConfigError, match="defend.fit_n"):
         api.clip_defend({**raw, "defend": {"fit_n": 20}}, tmp_path / "out2")
+
+
+def test_the_docs_config_example_parses() -> None:
+    import re
+
+    import yaml
+
+    text = (ROOT / "docs" / "clip.md").read_text(encoding="utf-8")
+    block = re.search(r"## The config\n\n```yaml\n(.*?)```", text, re.S).group(1)
+    cfg = parse_clip_config(yaml.safe_load(block), "docs/clip.md")
+    assert cfg.model["hub"] == "openai/clip-vit-base-patch32" and cfg.data["source"] == "folder"
+    assert cfg.defend["fit_n"] == 500
