@@ -14,6 +14,7 @@ from conftest import ROOT, subprocess_env
 from PIL import Image
 
 from safeglass import api
+from safeglass.cli import main
 from safeglass.clip.config import load_clip_config, parse_clip_config
 from safeglass.schema import ConfigError
 
@@ -50,14 +51,14 @@ def test_the_shipped_config_parses_to_its_golden_hash() -> None:
     assert parse_clip_config({**cfg.raw, "batch_size": 7, "name": "x"}).hash == SHIPPED_HASH
 
 
-def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path) -> None:
+def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path, capsys) -> None:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(json.dumps(TINY))
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-m", "safeglass", "clip", "eval", str(cfg), "--out", str(out),
-                           "--no-progress"], capture_output=True, text=True, env=subprocess_env(), timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "clean accuracy" in done.stdout and "SCAM" in done.stdout
+    # in process: the command line as typed, without a second interpreter's start-up on a loaded 2-core machine
+    assert main(["clip", "eval", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "clean accuracy" in printed and "SCAM" in printed
     r = json.loads((out / "clip-eval.json").read_text())
     assert r["kind"] == "clip eval" and r["model"]["source"] == "random" and r["model"]["family"] == "clip"
     assert r["config"]["hash"] == load_clip_config(cfg).hash and r["seed"] == 0
@@ -69,9 +70,14 @@ def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path) -> None:
     assert r["scam"]["n"] == 24 and r["attack"]["word"] == "wrong-class"
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {random: clip}\nseed: -1\n")
-    failed = subprocess.run([sys.executable, "-m", "safeglass", "clip", "eval", str(bad), "--out", str(out)],
-                            capture_output=True, text=True, env=subprocess_env(), timeout=120)
-    assert failed.returncode == 2 and f"{bad}: field 'seed'" in failed.stderr
+    assert main(["clip", "eval", str(bad), "--out", str(out)]) == 2
+    assert f"{bad}: field 'seed'" in capsys.readouterr().err
+
+
+def test_the_module_entry_point_knows_the_clip_commands() -> None:
+    done = subprocess.run([sys.executable, "-m", "safeglass", "clip", "defend", "--help"], capture_output=True,
+                          text=True, env=subprocess_env(), timeout=300)
+    assert done.returncode == 0 and "clip-defend.json" in done.stdout
 
 
 def test_clip_defend_in_python_on_a_folder(tmp_path) -> None:
