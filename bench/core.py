@@ -175,6 +175,18 @@ def _smoothvlm(n: int = 2) -> Iterator[dict[str, Any]]:
     yield from smoothvlm_batching(n=min(n, 2))  # 16 copies: two full batches, a few minutes on 2 cores
 
 
+def _clip_classify(n: int = 32) -> Iterator[dict[str, Any]]:
+    from bench.clip import classification_throughput
+
+    yield from classification_throughput(n=n)
+
+
+def _clip_typo(n: int = 32) -> Iterator[dict[str, Any]]:
+    from bench.clip import typographic_rendering
+
+    yield from typographic_rendering(n=n)
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
@@ -187,4 +199,6 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "sgm-curve": _sgm_curve,
     "sgm-vl": _sgm_vl,
     "smoothvlm": _smoothvlm,
+    "clip-classify": _clip_classify,
+    "clip-typo": _clip_typo,
 }

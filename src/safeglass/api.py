@@ -225,3 +225,25 @@ def evaluate_glasses(config: str | Path | dict[str, Any], out: str | Path, *, li
 
     cfg = parse_eval_config(config) if isinstance(config, dict) else load_eval_config(config)
     return evaluate(cfg, out, limit=limit, expertise=expertise, progress=progress, workers=workers)
+
+
+def _clip_config(config: str | Path | dict[str, Any]) -> Any:
+    from safeglass.clip.config import load_clip_config, parse_clip_config
+
+    return parse_clip_config(config) if isinstance(config, dict) else load_clip_config(config)
+
+
+def clip_eval(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """Zero-shot accuracy of a CLIP-style model on clean and typographically attacked images, and the SCAM choice;
+    writes OUT/clip-eval.json (with model identity, data, config hash, seed and versions) and returns it."""
+    from safeglass.clip.run import evaluate
+
+    return evaluate(_clip_config(config), out, progress=progress)
+
+
+def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """Dyslexify's greedy head ablation fitted on the config's fit split and scored on its held-out split; writes
+    OUT/clip-defend.json and returns it."""
+    from safeglass.clip.run import defend
+
+    return defend(_clip_config(config), out, progress=progress)

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     ov.add_argument("--update-card", action="store_true",
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
+    _clip_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -158,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     sd.add_argument("--no-progress", action="store_true")
     sd.add_argument("--json", action="store_true", help="print study.json")
     return p
+
+
+def _clip_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("clip", help="CLIP robustness: zero-shot accuracy under typographic attack, SCAM, and the "
+                                    "Dyslexify head-ablation defense")
+    csub = c.add_subparsers(dest="clip_command", required=True)
+    for name, help_text, out in (
+            ("eval", "clean vs typographic zero-shot accuracy and the SCAM object-vs-word choice", "clip-eval.json"),
+            ("defend", "Dyslexify: score heads, ablate greedily on the fit split, score on the held-out split",
+             "clip-defend.json")):
+        e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
+        e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
+        e.add_argument("--out", required=True, help=f"output folder ({out})")
+        e.add_argument("--json", action="store_true", help=f"print {out}")
+        e.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -303,6 +319,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _neurons(args)
     if args.command == "study":
         return _study(args)
+    if args.command == "clip":
+        return _clip(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -538,6 +556,17 @@ def _neurons(args: argparse.Namespace) -> int:
             print("safeglass: some generations failed; run the same command again to retry them", file=sys.stderr)
         return 1 if curve["errors"] else 0
     raise AssertionError(args.neurons_command)
+
+
+def _clip(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.clip.run import table
+
+    run = api.clip_eval if args.clip_command == "eval" else api.clip_defend
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = run(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
 
 
 def _study(args: argparse.Namespace) -> int:

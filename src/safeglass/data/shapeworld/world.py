@@ -461,8 +461,22 @@ def render(scene: Scene, size: int = 64) -> tuple[np.ndarray, Masks]:
     return img, Masks(ids, text_m, postit_m, occ_m, tuple(areas))
 
 
+def draw_text(img: np.ndarray, t: TextSpec) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """Write `t` on a square uint8 image in place, as `render` writes a scene's text: (text mask, post-it mask,
+    the (y0, x0, y1, x1) box outside which no pixel changed). Any square image: the typographic attack on CLIP
+    images writes on photographs with the renderer that wrote ShapeCLIP's training words."""
+    size = img.shape[0]
+    if img.ndim != 3 or img.shape[1] != size or img.dtype != np.uint8:
+        raise ValueError(f"draw_text: expected a square uint8 (H, W, 3) image, got {img.shape} {img.dtype}")
+    ids = np.zeros((size, size), np.uint8)
+    text_m = np.zeros((size, size), bool)
+    postit_m = np.zeros((size, size), bool)
+    box = _draw_text(t, size, img, ids, text_m, postit_m)
+    return text_m, postit_m, box
+
+
 def _draw_text(t: TextSpec, size: int, img: np.ndarray, ids: np.ndarray, text_m: np.ndarray,
-               postit_m: np.ndarray) -> None:
+               postit_m: np.ndarray) -> tuple[int, int, int, int]:
     pad = max(1, round(size * t.size * 0.2)) if t.postit else 0
     room = size - 2 * pad
     g = R.fitted_glyph(t.word, t.font, max(6, round(t.size * size)), room, room)
@@ -482,6 +496,8 @@ def _draw_text(t: TextSpec, size: int, img: np.ndarray, ids: np.ndarray, text_m:
     img[ys, xs] = np.rint(reg + (col - reg) * a[..., None]).astype(np.uint8)
     text_m[ys, xs] = g >= 0.5
     ids[ys, xs][a >= 0.5] = 0
+    # what was touched: the note when there is one (it holds the glyphs), else the glyphs' box
+    return (ty - pad, tx - pad, ty + h + pad, tx + w + pad)
 
 
 # ------------------------------------------------------------------------------------------ batch

@@ -1,0 +1,243 @@
+"""`safeglass clip eval` and `safeglass clip defend`: a clip config in, one JSON result with provenance out.
+
+eval: zero-shot accuracy on clean and typographically attacked images (with Wilson intervals), the share of
+attacked images classified as the written word, and the SCAM two-way choice. defend: per-head typographic scores
+and Dyslexify's greedy head ablation fitted on the `fit` split, then clean and typographic accuracy with and
+without the kept heads on the held-out `test` split (the eval split), and the share of the loss recovered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safeglass.clip.config import ClipConfig
+from safeglass.clip.images import ImageSet
+from safeglass.clip.typography import AttackedSet, TypoSpec, attack_set
+from safeglass.clip.zeroshot import OPENAI_TEMPLATES, SHAPECLIP_TEMPLATES, TextCache, accuracy, predict
+from safeglass.schema import ConfigError
+from safeglass.stats import paired_bootstrap, proportion
+
+FORMAT = "safeglass.clip/1"
+EVAL_JSON = "clip-eval.json"
+DEFEND_JSON = "clip-defend.json"
+
+
+def _say(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    return progress or (lambda _line: None)
+
+
+def templates_of(cfg: ClipConfig) -> tuple[str, ...]:
+    if cfg.templates:
+        return cfg.templates
+    # ShapeCLIP and the tiny models read only ShapeCLIP's word-level vocabulary
+    return SHAPECLIP_TEMPLATES if "hub" not in cfg.model else OPENAI_TEMPLATES
+
+
+def spec_of(cfg: ClipConfig) -> TypoSpec:
+    a = dict(cfg.attack)
+    if isinstance(a["position"], list):
+        a["position"] = tuple(a["position"])
+    return TypoSpec(**a)
+
+
+def load_split(cfg: ClipConfig, image_size: int, split: str) -> ImageSet:
+    """The eval (`test`) or fitting (`fit`) split. A folder is cut in two by a seeded permutation: the first
+    `defend.fit_n` images fit, the rest are held out."""
+    from safeglass.clip import images
+
+    d = cfg.data
+    size = d["image_size"] or image_size
+    if d["source"] == "shapeworld":
+        n, seed = (d["n"], d["seed"]) if split == "test" else (cfg.defend["fit_n"], cfg.defend["fit_seed"])
+        got = images.shapeworld(n, seed, size, split)
+    else:
+        got = images.folder(d["image_dir"], size)
+        if cfg.defend is not None:
+            order = np.random.default_rng([d["seed"], 7]).permutation(len(got.labels))
+            fit_n = cfg.defend["fit_n"]
+            if fit_n >= len(order):
+                raise ConfigError(f"{cfg.source}: field 'defend.fit_n': {fit_n} leaves no held-out image of "
+                                 f"{len(order)}")
+            keep = np.sort(order[:fit_n] if split == "fit" else order[fit_n:][:d["n"]])
+            got = ImageSet(got.images[keep], got.labels[keep], got.classes, None, {**got.meta, "split": split,
+                                                                                  "n": len(keep)})
+        elif d["n"] < len(got.labels):
+            keep = np.sort(np.random.default_rng(d["seed"]).choice(len(got.labels), d["n"], replace=False))
+            got = ImageSet(got.images[keep], got.labels[keep], got.classes, None, {**got.meta, "n": d["n"]})
+    if cfg.classes:
+        if len(cfg.classes) != len(got.classes):
+            raise ConfigError(f"{cfg.source}: field 'classes': {len(cfg.classes)} names for {len(got.classes)} classes "
+                             f"({', '.join(got.classes)})")
+        got = ImageSet(got.images, got.labels, tuple(cfg.classes), got.scenes, got.meta)
+    return got
+
+
+def attacked_split(cfg: ClipConfig, data: ImageSet) -> AttackedSet:
+    return attack_set(data.images, data.labels, data.classes, spec_of(cfg), cfg.seed, data.scenes)
+
+
+def provenance(cfg: ClipConfig, backend: Any) -> dict[str, Any]:
+    from safeglass.eval.provenance import library_versions
+
+    return {"model": {**backend.identity, "family": backend.family, "class": type(backend.model).__name__,
+                      "image_size": backend.image_size},
+            "config": {"hash": cfg.hash, "source": cfg.source, "raw": cfg.raw}, "seed": cfg.seed,
+            "versions": library_versions()}
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=str, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.replace(path)  # atomic: a kill never leaves half a file
+
+
+def _backend(cfg: ClipConfig) -> Any:
+    from safeglass.clip.backends import load_backend
+
+    b = load_backend(cfg.model)
+    b.batch_size = cfg.batch_size
+    return b
+
+
+def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | None = None,
+             backend: Any = None) -> dict[str, Any]:
+    """Clean vs typographic zero-shot accuracy and SCAM; writes OUT/clip-eval.json and returns the result."""
+    from safeglass.clip.scam import scam
+
+    say = _say(progress)
+    t0 = time.perf_counter()
+    b = backend if backend is not None else _backend(cfg)
+    data = load_split(cfg, b.image_size, "test")
+    attacked = attacked_split(cfg, data)
+    templates = templates_of(cfg)
+    cache = TextCache()
+    say(f"clip eval: {len(data.labels)} images, {len(data.classes)} classes, {len(templates)} templates")
+    f_clean, f_typo = b.encode_images(data.images), b.encode_images(attacked.images)
+    p_clean = predict(b, data.images, data.classes, templates, cache, f_clean)
+    p_typo = predict(b, attacked.images, data.classes, templates, cache, f_typo)
+    in_classes = [w in data.classes for w in attacked.words]
+    word_idx = np.array([data.classes.index(w) if ok else -1 for w, ok in zip(attacked.words, in_classes)])
+    clean, typo = accuracy(p_clean, data.labels), accuracy(p_typo, data.labels)
+    result: dict[str, Any] = {
+        "format": FORMAT, "kind": "clip eval", "name": cfg.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance(cfg, b),
+        "dataset": {**data.meta, "classes": list(data.classes)},
+        "templates": list(templates),
+        "attack": {**spec_of(cfg).record(), **attacked.summary()},
+        "clean": clean, "typographic": typo,
+        "typographic_drop_points": round(100 * (clean["rate"] - typo["rate"]), 2),
+        "follows_word": accuracy(p_typo[np.array(in_classes)], word_idx[np.array(in_classes)])
+        if any(in_classes) else None,
+        "scam": scam(b, attacked.images, [data.classes[i] for i in data.labels], attacked.words,
+                     cfg.scam_templates or templates, cache, f_typo),
+    }
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    _write(Path(out) / EVAL_JSON, result)
+    say(f"clip eval: wrote {Path(out) / EVAL_JSON}")
+    return result
+
+
+def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | None = None,
+           backend: Any = None) -> dict[str, Any]:
+    """Dyslexify on the fit split, scored on the held-out split; writes OUT/clip-defend.json."""
+    from safeglass.clip.dyslexify import GreedySettings, correct, greedy, recovery
+    from safeglass.clip.heads import typographic_scores
+
+    say = _say(progress)
+    if cfg.defend is None:
+        cfg = _with_defaults(cfg)
+    start = time.perf_counter()
+    b = backend if backend is not None else _backend(cfg)
+    templates = templates_of(cfg)
+    cache = TextCache()
+    fit, test = load_split(cfg, b.image_size, "fit"), load_split(cfg, b.image_size, "test")
+    fit_att, test_att = attacked_split(cfg, fit), attacked_split(cfg, test)
+    say(f"clip defend: scoring {b.num_heads} heads a layer on {len(fit.labels)} fitting images")
+    scores = typographic_scores(b, fit_att.images, fit_att.boxes)
+    d = cfg.defend
+    settings = GreedySettings(max_clean_drop=d["max_clean_drop_points"] / 100, min_gain=d["min_gain_points"] / 100,
+                              patience=d["patience"])
+    fitted = greedy(b, scores, fit.images, fit_att.images, fit.labels, fit.classes, templates, cache, settings)
+    kept = [tuple(h) for h in fitted["kept"]]
+    say(f"clip defend: kept {len(kept)} heads ({fitted['stopped']}); scoring the held-out split")
+    base = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache)
+    ablated = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache, kept)
+    c0, t_base, c1, t1 = (float(x.mean()) for x in (*base, *ablated))
+    rec = recovery(c0, t_base, t1)
+    result: dict[str, Any] = {
+        "format": FORMAT, "kind": "clip defend", "name": cfg.name,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **provenance(cfg, b),
+        "dataset": {"fit": {**fit.meta}, "test": {**test.meta}, "classes": list(test.classes)},
+        "templates": list(templates), "attack": {**spec_of(cfg).record(), **test_att.summary()},
+        "head_scores": np.round(scores, 5).tolist(), "fit": fitted,
+        "test": {name: proportion(int(x.sum()), len(x)) for name, x in
+                 zip(("clean", "typographic", "clean_ablated", "typographic_ablated"), (*base, *ablated))},
+        "recovered": None if rec is None else round(rec, 4),
+        "clean_loss_points": round(100 * (c0 - c1), 2),
+        # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
+        "paired": {"clean_loss_points": _points(paired_bootstrap(base[0].astype(float), ablated[0].astype(float),
+                                                                 seed=cfg.seed)),
+                   "typographic_gain_points": _points(paired_bootstrap(ablated[1].astype(float),
+                                                                       base[1].astype(float), seed=cfg.seed))},
+    }
+    result["goal"] = {"recovered_min": 0.5, "clean_loss_points_max": 1.0,
+                      "met": bool(result["recovered"] is not None and result["recovered"] >= 0.5
+                                  and result["clean_loss_points"] <= 1.0)}
+    result["seconds"] = round(time.perf_counter() - start, 2)
+    _write(Path(out) / DEFEND_JSON, result)
+    say(f"clip defend: wrote {Path(out) / DEFEND_JSON}")
+    return result
+
+
+def _points(d: dict[str, float]) -> dict[str, float]:
+    return {"delta": round(100 * d["delta"], 2), "ci_low": round(100 * d["ci_low"], 2),
+            "ci_high": round(100 * d["ci_high"], 2), "p_value": round(d["p_value"], 4)}
+
+
+def _with_defaults(cfg: ClipConfig) -> ClipConfig:
+    import dataclasses
+
+    from safeglass.clip.config import DefendBlock
+
+    return dataclasses.replace(cfg, defend=DefendBlock().model_dump())
+
+
+def _pct(p: dict[str, Any] | None) -> str:
+    if not p or p.get("rate") is None:
+        return "n/a"
+    return f"{100 * p['rate']:5.1f} % [{100 * p['ci_low']:.1f}, {100 * p['ci_high']:.1f}]"
+
+
+def table(result: dict[str, Any]) -> str:
+    """The console summary of an eval or defend result."""
+    m = result["model"]
+    n = result["dataset"]["n"] if result["kind"] == "clip eval" else result["dataset"]["test"]["n"]
+    head = f"{result['name']}: {m.get('name') or m.get('family')} ({m['source']}), {n} held-out images"
+    if result["kind"] == "clip eval":
+        rows = [("clean accuracy", _pct(result["clean"])), ("typographic accuracy", _pct(result["typographic"])),
+                ("drop (points)", f"{result['typographic_drop_points']:.1f}"),
+                ("follows the written word", _pct(result["follows_word"])),
+                ("SCAM: object chosen (template mean)", f"{100 * result['scam']['object_rate']:5.1f} %"),
+                ("SCAM: attack word chosen", f"{100 * result['scam']['attack_rate']:5.1f} %")]
+    else:
+        t = result["test"]
+        rec = result["recovered"]
+        cl = result["paired"]["clean_loss_points"]
+        rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
+                ("clean, heads ablated", _pct(t["clean_ablated"])),
+                ("typographic, heads ablated", _pct(t["typographic_ablated"])),
+                ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
+                ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
+                ("clean loss (points)", f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
+                ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
+    w = max(len(k) for k, _ in rows)
+    return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])
