@@ -64,7 +64,7 @@ STUDY = {
 
 
 # configs of other kinds, each checked by its own tests (a served endpoint has no result keys)
-OTHER = {"serve-example": "tests/test_serve.py"}
+OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_serve_llamacpp.py"}
 
 
 def test_the_golden_list_is_every_shipped_config() -> None:
