@@ -175,6 +175,18 @@ def _smoothvlm(n: int = 2) -> Iterator[dict[str, Any]]:
     yield from smoothvlm_batching(n=min(n, 2))  # 16 copies: two full batches, a few minutes on 2 cores
 
 
+def _serve_load(n: int = 200) -> Iterator[dict[str, Any]]:
+    from bench.serve import serve_load
+
+    yield from serve_load(n=max(n, 200))  # issue 18's load: 200 requests, 8 concurrent
+
+
+def _serve_gateway(n: int = 32) -> Iterator[dict[str, Any]]:
+    from bench.serve import gateway_overhead
+
+    yield from gateway_overhead(n=max(n, 32))
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
@@ -187,4 +199,6 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "sgm-curve": _sgm_curve,
     "sgm-vl": _sgm_vl,
     "smoothvlm": _smoothvlm,
+    "serve-load": _serve_load,
+    "serve-gateway": _serve_gateway,
 }
