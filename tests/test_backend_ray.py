@@ -130,7 +130,8 @@ def test_a_shard_that_raises_is_a_crashed_worker_with_its_traceback(tmp_path, cl
     write_config(tmp_path / "cfg.yaml", target="sgtest_components:CrashingTarget")
     with pytest.raises(WorkerCrashed, match="the device went away") as err:
         api.run(tmp_path / "cfg.yaml", out=tmp_path / "run", workers=2, backend="ray", progress=False, report=False)
-    assert err.value.status == 3 and "RuntimeError" in err.value.where.read_text()
+    report = err.value.where.read_text()
+    assert err.value.status == 3 and "RuntimeError: the device went away" in report and "\x1b[" not in report
 
 
 def test_task_options_ask_for_the_threads_and_a_gpu_where_the_cluster_has_them() -> None:

@@ -8,6 +8,7 @@ merged result is the same for any number of workers and a run can resume with an
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -128,6 +129,7 @@ def worker_traceback(run_dir: str | Path, rank: int, world: int) -> Path:
 # resumes from its shard, since chunks commit whole. An exception the shard raised is not retried: the same code on
 # the same config raises it again.
 RAY_TASK_RETRIES = 3
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def ray_task_options(cluster: dict[str, float], threads: int | None) -> dict[str, Any]:
@@ -163,17 +165,19 @@ def run_ray_workers(config_path: str | Path, run_dir: Path, workers: int, limit:
         shard_run(config_path, run_dir, limit, rank, workers, threads=threads)
         return rank
 
+    for rank in range(workers):
+        worker_traceback(run_dir, rank, workers).unlink(missing_ok=True)  # an earlier run's crash is not this one's
     try:
         task = ray.remote(shard_task).options(**ray_task_options(ray.cluster_resources(), threads))
         refs = [task.remote(r) for r in range(workers)]
         crashed: list[tuple[int, int, str]] = []
         try:
             for rank, ref in enumerate(refs):  # wait for every shard, as local workers are waited for
-                worker_traceback(run_dir, rank, workers).unlink(missing_ok=True)
                 try:
                     ray.get(ref)
                 except RayTaskError as exc:  # the shard raised: its own exception decides the status
-                    crashed.append((rank, exit_status(exc.cause) if exc.cause is not None else EXIT_CRASH, str(exc)))
+                    status = exit_status(exc.cause) if exc.cause is not None else EXIT_CRASH
+                    crashed.append((rank, status, ANSI.sub("", str(exc))))  # Ray colours the task's name
                 except RayError as exc:  # its worker died more than RAY_TASK_RETRIES times, or the cluster went
                     crashed.append((rank, EXIT_CRASH, f"{type(exc).__name__}: {exc}"))
         except KeyboardInterrupt:  # stop the tasks too: a chunk commits whole or not at all, so a kill loses nothing
