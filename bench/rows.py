@@ -62,3 +62,20 @@ def planned_batches(cfg: dict[str, Any], batch_size: int) -> list[list[Any]]:
     plan = build_plan(parse_config(cfg))
     b = max(1, batch_size)
     return [chunk[i:i + b] for chunk in plan.chunks() for i in range(0, len(chunk), b)]
+
+
+def latency_summary(latencies: list[float], wall_s: float, errors: int) -> dict[str, float]:
+    """A load test's figures: latency percentiles p50 / p95 / p99 by nearest rank (a value some request actually
+    waited, never an interpolation between two), requests a second over the wall time, and the error count. Every
+    request counts, failed ones included (a fast 500 is still a request the server answered)."""
+    import math
+
+    if not latencies or wall_s <= 0:
+        raise ValueError("a load test needs at least one request and a positive wall time")
+    ordered = sorted(latencies)
+
+    def rank(q: float) -> float:
+        return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+    return {"p50": rank(50), "p95": rank(95), "p99": rank(99), "requests": len(ordered),
+            "per_s": len(ordered) / wall_s, "errors": errors}

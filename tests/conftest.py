@@ -1,5 +1,7 @@
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,13 @@ def build_tiny(module, tmp_path_factory, name: str) -> tuple[Path, dict]:
     """An organism recipe's tiny profile built once into a fresh folder: (folder, card)."""
     out = tmp_path_factory.mktemp(name) / "a"
     return out, module.build("tiny", seed=0, out=out)
+
+
+@contextmanager
+def running(config: dict) -> Iterator[str]:
+    """A real uvicorn server for `config` on 127.0.0.1 and a free port, in a thread; yields its base URL."""
+    from safeglass import api
+    from safeglass.serve.app import in_thread
+
+    with in_thread(api.serve({"host": "127.0.0.1", **config, "port": 0}, run=False)) as url:
+        yield url

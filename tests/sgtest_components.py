@@ -581,3 +581,39 @@ class RecordsBatches:
                 return {"type": "records-batches"}
 
         return _Target(name="records-batches", delay_s=delay_s)
+
+
+class DiesOnce:
+    """HeedsSystemPrompt's replies, with a way to die for the Ray backend's tests. Where the environment variable
+    SGTEST_DIE_DIR names a folder (the test's Ray workers get it, its own process does not), each reply made is
+    appended to DIR/generated.log, and the process that reaches its 3rd generate call first while DIR/died does
+    not exist creates that file and ends at once (os._exit): one worker dies once, with two chunks committed."""
+
+    def __new__(cls, name: str = "dies-once"):
+        import os
+
+        class _Target(type(HeedsSystemPrompt(name=name))):
+            calls = 0
+
+            def generate(self, conversations, params):
+                folder = os.environ.get("SGTEST_DIE_DIR")
+                if folder:
+                    self.calls += 1
+                    if self.calls == 3:
+                        try:  # O_EXCL: of two workers reaching their 3rd call together, one dies
+                            fd = os.open(os.path.join(folder, "died"), os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                        except FileExistsError:
+                            pass
+                        else:
+                            os.write(fd, f"{os.getpid()}\n".encode())
+                            os.close(fd)
+                            os._exit(1)
+                gens = super().generate(conversations, params)
+                if folder:  # one write with O_APPEND: lines of two workers do not interleave
+                    lines = "".join(f"{any(t.role == 'system' for t in c)}|{c[-1].text}\n" for c in conversations)
+                    fd = os.open(os.path.join(folder, "generated.log"), os.O_CREAT | os.O_APPEND | os.O_WRONLY)
+                    os.write(fd, lines.encode())
+                    os.close(fd)
+                return gens
+
+        return _Target(name=name)

@@ -56,3 +56,16 @@ def test_planned_batches_are_the_runs_chunks_cut_at_the_batch_size():
     assert [it.key for b in batches for it in b] == [it.key for c in chunks for it in c]
     lengths = [len(it.sample.prompt) for it in batches[0] + batches[1] + batches[2]]
     assert lengths == sorted(lengths)  # within a chunk, by prompt length, as the runner hands them over
+
+
+def test_latency_summary_takes_nearest_rank_percentiles_and_counts_every_request():
+    from bench.rows import latency_summary
+
+    lat = [float(i) for i in range(1, 101)]  # 1 .. 100 s
+    s = latency_summary(lat[::-1], wall_s=50.0, errors=2)
+    assert (s["p50"], s["p95"], s["p99"]) == (50.0, 95.0, 99.0)  # values a request waited, in any input order
+    assert s["requests"] == 100 and s["per_s"] == pytest.approx(2.0) and s["errors"] == 2
+    few = latency_summary([0.3, 0.1, 0.2], wall_s=1.0, errors=0)
+    assert (few["p50"], few["p95"], few["p99"]) == (0.2, 0.3, 0.3)
+    with pytest.raises(ValueError):
+        latency_summary([], wall_s=1.0, errors=0)

@@ -4,6 +4,7 @@ installing Chromium with apt-get (system-wide, as root) are announced before the
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_llama_cpp_compile_is_announced_first() -> None:
     recipe = (ROOT / "Makefile").read_text(encoding="utf-8").split("$(STAMP): $(REQS)")[1].split("\n\n")[0]
     lines = recipe.splitlines()
-    install = next(i for i, line in enumerate(lines) if "llama-cpp-python==" in line)
+    install = next(i for i, line in enumerate(lines) if re.search(r"llama-cpp-python(\[[\w,]+\])?==", line))
     echoes = [i for i, line in enumerate(lines) if line.strip().startswith("@echo") and "llama.cpp" in line]
     assert echoes and echoes[-1] < install, recipe
 

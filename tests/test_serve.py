@@ -6,16 +6,14 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 import sgtest_components
+from conftest import running
 from PIL import Image
 from starlette.testclient import TestClient
 
@@ -38,24 +36,6 @@ def png(size: tuple[int, int] = (8, 8), fmt: str = "PNG") -> bytes:
 
 def data_url(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64,{base64.b64encode(data).decode()}"
-
-
-@contextmanager
-def running(config: dict):
-    """A real uvicorn server for `config` on 127.0.0.1 and a free port, in a thread; yields its base URL."""
-    server = api.serve({"host": "127.0.0.1", **config, "port": 0}, run=False)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 def chat(text: str = "hello", model: str = MODEL, **extra) -> dict:

@@ -32,8 +32,10 @@ def run(config: str | Path | dict[str, Any], out: str | Path | None = None, *, l
     """Run (or resume) an audit: generate, judge, and write summary.json, samples.jsonl, report.html.
 
     ``workers > 1`` splits generation over local processes (``backend="process"``) or Ray tasks
-    (``backend="ray"``); under torchrun / accelerate each rank takes its shard automatically. Local workers
-    share the machine's cores (``threads`` each; default cores // workers); ``threads`` alone sets this
+    (``backend="ray"``: the cluster ``RAY_ADDRESS`` or an earlier ``ray.init(address=...)`` names, else a local one;
+    docs/architecture.md); under torchrun / accelerate each rank takes its shard automatically. Local workers
+    share the machine's cores (``threads`` each; default cores // workers; a Ray task asks for ``threads`` CPUs,
+    default 1); ``threads`` alone sets this
     process's torch threads. Returns a RunResult; ``result.failed`` counts the planned generations still
     missing (a rerun resumes them), ``result.plan.skipped()`` the bad records the datasets skipped;
     ``fail_on_skipped`` makes a skipped record an error (``SkippedRecordsError``) before anything is generated.

@@ -114,7 +114,7 @@ def _run_workers(cfg: RunConfig, plan: Plan, config_path: Path | None, run_dir: 
     keys = {it.key for it in plan.items}
     before = len(keys & runner.finished_keys(run_dir)) if run_dir.exists() else 0
     if backend == "ray":
-        scale.run_ray_workers(config_path, run_dir, workers, limit, shard_run)
+        scale.run_ray_workers(config_path, run_dir, workers, limit, shard_run, threads)
     else:
         scale.run_local_workers(config_path, run_dir, workers, limit, progress, threads)
     result = runner.RunResult(run_dir, planned=len(plan.items), done_before=before, plan=plan)

@@ -8,6 +8,7 @@ merged result is the same for any number of workers and a run can resume with an
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from safeglass.eval.crash import EXIT_FAILED, EXIT_OK, WorkerCrashed
+from safeglass.eval.crash import EXIT_CRASH, EXIT_FAILED, EXIT_OK, WorkerCrashed, exit_status
 from safeglass.eval.runner import SHARD_DIR, shard_path
 from safeglass.eval.store import Store
 from safeglass.machine import cpu_cores
@@ -124,20 +125,72 @@ def worker_traceback(run_dir: str | Path, rank: int, world: int) -> Path:
     return Path(run_dir) / SHARD_DIR / f"worker-{rank:03d}-of-{world:03d}.traceback"
 
 
+# A shard task whose worker process died (killed, out of memory, a lost node) is run again this many times; it
+# resumes from its shard, since chunks commit whole. An exception the shard raised is not retried: the same code on
+# the same config raises it again.
+RAY_TASK_RETRIES = 3
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def ray_task_options(cluster: dict[str, float], threads: int | None) -> dict[str, Any]:
+    """Ray options of one shard task: ``threads`` CPUs (Ray then sets OMP_NUM_THREADS to match) and, on a cluster
+    with GPUs, one GPU, since a shard loads one copy of the model."""
+    options: dict[str, Any] = {"num_cpus": threads or 1, "max_retries": RAY_TASK_RETRIES, "retry_exceptions": False}
+    if cluster.get("GPU", 0) >= 1:
+        options["num_gpus"] = 1
+    return options
+
+
 def run_ray_workers(config_path: str | Path, run_dir: Path, workers: int, limit: int | None,
-                    shard_run: Callable[..., Any]) -> None:
-    """One Ray task per shard, each running ``shard_run(config_path, run_dir, limit, rank, world)`` (the
-    orchestrator's, handed in so that this module needs nothing after itself)."""
+                    shard_run: Callable[..., Any], threads: int | None = None) -> None:
+    """One Ray task per shard, each running ``shard_run(config_path, run_dir, limit, rank, world, threads=...)`` (the
+    orchestrator's, handed in so that this module needs nothing after itself), and wait for all of them.
+
+    ``ray.init()`` joins the cluster ``RAY_ADDRESS`` names, else starts a local one (shut down again at the end);
+    a caller that ran ``ray.init(address=...)`` itself keeps its connection. Paths are made absolute, since a task's
+    working directory is not the caller's: on a cluster of several machines the run directory and the config must
+    be on storage every node mounts at the same path."""
     try:
         import ray
+        from ray.exceptions import RayError, RayTaskError
     except ImportError:
         raise RuntimeError("the ray backend needs Ray: pip install 'safeglass[ray]'") from None
+    config_path, run_dir = Path(config_path).resolve(), Path(run_dir).resolve()
+    (run_dir / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    started = not ray.is_initialized()
+    if started:
+        ray.init()
 
-    @ray.remote
     def shard_task(rank: int) -> int:
-        shard_run(config_path, run_dir, limit, rank, workers)
+        shard_run(config_path, run_dir, limit, rank, workers, threads=threads)
         return rank
 
-    if not ray.is_initialized():
-        ray.init()
-    ray.get([shard_task.remote(r) for r in range(workers)])
+    for rank in range(workers):
+        worker_traceback(run_dir, rank, workers).unlink(missing_ok=True)  # an earlier run's crash is not this one's
+    try:
+        task = ray.remote(shard_task).options(**ray_task_options(ray.cluster_resources(), threads))
+        refs = [task.remote(r) for r in range(workers)]
+        crashed: list[tuple[int, int, str]] = []
+        try:
+            for rank, ref in enumerate(refs):  # wait for every shard, as local workers are waited for
+                try:
+                    ray.get(ref)
+                except RayTaskError as exc:  # the shard raised: its own exception decides the status
+                    status = exit_status(exc.cause) if exc.cause is not None else EXIT_CRASH
+                    crashed.append((rank, status, ANSI.sub("", str(exc))))  # Ray colours the task's name
+                except RayError as exc:  # its worker died more than RAY_TASK_RETRIES times, or the cluster went
+                    crashed.append((rank, EXIT_CRASH, f"{type(exc).__name__}: {exc}"))
+        except KeyboardInterrupt:  # stop the tasks too: a chunk commits whole or not at all, so a kill loses nothing
+            for ref in refs:
+                ray.cancel(ref, force=True)
+            raise
+    finally:
+        if started:
+            ray.shutdown()
+    if crashed:
+        rank, status, report = crashed[0]
+        path = worker_traceback(run_dir, rank, workers)  # where the CLI says the worker's traceback is
+        path.write_text(report, encoding="utf-8")
+        also = (f"; workers {[r for r, _, _ in crashed[1:]]} stopped too" if len(crashed) > 1 else "")
+        raise WorkerCrashed(rank, status, report, also, path)
+

@@ -11,10 +11,11 @@ import hmac
 import json
 import logging
 import os
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -200,3 +201,23 @@ def uvicorn_server(cfg: ServeConfig, app: Starlette | None = None, **kwargs: Any
     config = uvicorn.Config(app, host=cfg.schema.host, port=cfg.schema.port, log_level="info",
                             limit_concurrency=kwargs.pop("limit_concurrency", 256), **kwargs)
     return uvicorn.Server(config)
+
+
+@contextmanager
+def in_thread(server: Any, start_timeout_s: float = 30.0) -> Iterator[str]:
+    """Run a uvicorn Server (``safeglass.api.serve(..., run=False)``; port 0 picks a free port) in a daemon thread
+    until the block ends; yields its base URL (``http://HOST:PORT``) once it listens. The tests and the load bench
+    serve this way."""
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.02)
+    host, port = server.servers[0].sockets[0].getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
