@@ -39,7 +39,9 @@ demo: $(STAMP)
 	$(BIN)/safeglass neurons find configs/neurons-safesmol-vl-find.yaml --out runs/demo-neurons
 	$(BIN)/safeglass run configs/demo.yaml --out runs/demo --workers $(DEMO_WORKERS)
 	$(BIN)/safeglass study defenses configs/study-demo.yaml --out runs/study-demo --workers $(DEMO_WORKERS)
-	@echo "open runs/demo/report.html and runs/study-demo/study.html"
+	$(BIN)/safeglass clip eval configs/clip-shapeclip.yaml --out runs/clip-shapeclip
+	$(BIN)/safeglass clip defend configs/clip-shapeclip.yaml --out runs/clip-shapeclip
+	@echo "open runs/demo/report.html and runs/study-demo/study.html; the CLIP audit is runs/clip-shapeclip/*.json"
 
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true

@@ -81,7 +81,7 @@ def glasses_overhead(n: int = 16) -> Iterator[dict[str, Any]]:
     import numpy as np
     import torch
 
-    from bench.core import _prompts
+    from safeglass.data.packaged import load_advbench
     from safeglass.neurons.expertise import Expertise
     from safeglass.neurons.glasses import Glasses
     from safeglass.neurons.intervene import fold, wear
@@ -94,7 +94,7 @@ def glasses_overhead(n: int = 16) -> Iterator[dict[str, Any]]:
     auc = np.random.default_rng(0).uniform(0.3, 0.8, layout[-1].stop)
     glasses = Glasses.sgm(Expertise(auc, layout), strength=1.0)
     tok, model = target.tokenizer, target.model
-    prompts = _prompts(min(n, 16))
+    prompts = [s.prompt for s in load_advbench(limit=min(n, 16))]
     batches = [target._encode([(_user(p),) for p in prompts[i:i + BATCH]]) for i in range(0, len(prompts), BATCH)]
 
     def gen() -> float:

@@ -51,7 +51,7 @@ def test_the_shipped_config_parses_to_its_golden_hash() -> None:
     assert parse_clip_config({**cfg.raw, "batch_size": 7, "name": "x"}).hash == SHIPPED_HASH
 
 
-def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path, capsys) -> None:
+def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path, capsys, monkeypatch) -> None:
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(json.dumps(TINY))
     out = tmp_path / "out"
@@ -68,6 +68,19 @@ def test_clip_eval_writes_json_with_provenance_and_a_table(tmp_path, capsys) -> 
     assert r["typographic_drop_points"] == pytest.approx(100 * (r["clean"]["rate"] - r["typographic"]["rate"]),
                                                          abs=0.01)
     assert r["scam"]["n"] == 24 and r["attack"]["word"] == "wrong-class"
+    # run again on the same config: the finished result is read back, no model is loaded; another config computes
+    import safeglass.clip.run as clip_run
+
+    def no_model(cfg):
+        raise AssertionError("a finished clip eval loaded its model again")
+
+    monkeypatch.setattr(clip_run, "_backend", no_model)
+    assert main(["clip", "eval", str(cfg), "--out", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "clip-eval.json").read_text())["created"] == r["created"]
+    cfg.write_text(json.dumps({**TINY, "seed": 1}))
+    with pytest.raises(AssertionError, match="loaded its model again"):
+        api.clip_eval(cfg, out)
+    monkeypatch.undo()
     bad = tmp_path / "bad.yaml"
     bad.write_text("model: {random: clip}\nseed: -1\n")
     assert main(["clip", "eval", str(bad), "--out", str(out)]) == 2

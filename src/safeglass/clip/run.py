@@ -98,6 +98,19 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)  # atomic: a kill never leaves half a file
 
 
+def _finished(path: Path, cfg: ClipConfig, say: Callable[[str], None]) -> dict[str, Any] | None:
+    """The result a finished command wrote for this very config (same format and config hash), else None: a second
+    `make demo` reads it instead of computing it again. A file that does not parse is computed again."""
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if done.get("format") != FORMAT or (done.get("config") or {}).get("hash") != cfg.hash:
+        return None
+    say(f"clip: {path} is already done for this config (hash {cfg.hash}); delete it to compute it again")
+    return done
+
+
 def _backend(cfg: ClipConfig) -> Any:
     from safeglass.clip.backends import load_backend
 
@@ -112,6 +125,8 @@ def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] |
     from safeglass.clip.scam import scam
 
     say = _say(progress)
+    if (done := _finished(Path(out) / EVAL_JSON, cfg, say)) is not None:
+        return done
     t0 = time.perf_counter()
     b = backend if backend is not None else _backend(cfg)
     data = load_split(cfg, b.image_size, "test")
@@ -154,6 +169,8 @@ def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | N
     say = _say(progress)
     if cfg.defend is None:
         cfg = _with_defaults(cfg)
+    if (done := _finished(Path(out) / DEFEND_JSON, cfg, say)) is not None:
+        return done
     start = time.perf_counter()
     b = backend if backend is not None else _backend(cfg)
     templates = templates_of(cfg)
