@@ -62,3 +62,17 @@ def running(config: dict) -> Iterator[str]:
 
     with in_thread(api.serve({"host": "127.0.0.1", **config, "port": 0}, run=False)) as url:
         yield url
+
+
+def store_snapshot(run_dir: Path) -> tuple[list, list]:
+    """A run's stored replies and judgments, sorted, for comparing two runs row for row (sharded, resumed, on Ray);
+    fails on a generation stored twice under one key."""
+    from safeglass.eval.runner import STORE_NAME
+    from safeglass.eval.store import Store
+
+    with Store(run_dir / STORE_NAME) as s:
+        gens = sorted((g["key"], g["sample_id"], g["defense"], g["response"]) for g in s.generations())
+        judg = sorted((j["key"], j["judge"], j["flag"], j["label"]) for j in s.judgments())
+        n_rows = s.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
+    assert n_rows == len({g[0] for g in gens}), "duplicated generation rows"
+    return gens, judg

@@ -10,11 +10,10 @@ import sys
 
 import pytest
 import yaml
-from conftest import require, subprocess_env
+from conftest import require, store_snapshot, subprocess_env
 
 from safeglass import api
 from safeglass.eval.crash import WorkerCrashed
-from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.scale import RAY_TASK_RETRIES, ray_task_options
 from safeglass.eval.store import Store
 
@@ -31,15 +30,6 @@ def write_config(path, target: str = "sgtest_components:DiesOnce") -> None:
         "judges": [{"name": "sgtest_components:PrefixRefusalJudge", "id": "prefix"}],
         "chunk_size": 4,
     }))
-
-
-def snapshot(run_dir):
-    with Store(run_dir / STORE_NAME) as s:
-        gens = sorted((g["key"], g["sample_id"], g["defense"], g["response"]) for g in s.generations())
-        judg = sorted((j["key"], j["judge"], j["flag"], j["label"]) for j in s.judgments())
-        n_rows = s.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-    assert n_rows == len({g[0] for g in gens}), "duplicated generation rows"
-    return gens, judg
 
 
 def shard_sizes(run_dir) -> list[int]:
@@ -59,7 +49,7 @@ def reference(tmp_path_factory):
     write_config(d / "cfg.yaml")
     result = api.run(d / "cfg.yaml", out=d / "run", progress=False, report=False)
     assert (result.generated, result.failed) == (2 * N, 0)
-    gens, judg = snapshot(d / "run")
+    gens, judg = store_snapshot(d / "run")
     assert len(gens) == 2 * N and len(judg) == 2 * N
     return gens, judg
 
@@ -108,7 +98,7 @@ def test_the_cli_on_an_existing_cluster_gives_the_single_process_result(tmp_path
     # Made on this cluster's workers (only they have SGTEST_DIE_DIR: a cluster the CLI started itself would not log),
     # each reply once.
     assert len(made(folder)) == 2 * N == len(set(made(folder)))
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 def test_a_worker_killed_mid_run_is_retried_and_loses_or_repeats_nothing(tmp_path, cluster, reference) -> None:
@@ -123,7 +113,7 @@ def test_a_worker_killed_mid_run_is_retried_and_loses_or_repeats_nothing(tmp_pat
     assert sum(shard_sizes(run_dir)) == 2 * N
     # The two chunks the dead worker had committed were not made again by its retry, and none was lost.
     assert len(made(folder)) == 2 * N == len(set(made(folder)))
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 def test_a_shard_that_raises_is_a_crashed_worker_with_its_traceback(tmp_path, cluster) -> None:

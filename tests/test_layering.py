@@ -14,7 +14,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("kernel", ("safeglass.types", "safeglass.hashing", "safeglass.machine", "safeglass.paths", "safeglass.version",
                 "safeglass.stats", "safeglass.safe_pickle", "safeglass.packages", "safeglass.options",
                 "safeglass.option_keys", "safeglass.schema",
-                "safeglass.registry", "safeglass.catalog", "safeglass.artifacts")),
+                "safeglass.registry", "safeglass.catalog", "safeglass.artifacts", "safeglass.processes")),
     ("data", ("safeglass.data",)),
     ("attacks", ("safeglass.attacks",)),
     ("defenses", ("safeglass.defenses",)),

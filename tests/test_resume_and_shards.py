@@ -9,9 +9,8 @@ import sys
 
 import pytest
 import yaml
-from conftest import subprocess_env
+from conftest import store_snapshot, subprocess_env
 
-from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
 
 N = 150  # samples; x2 defenses = 300 generations
@@ -33,22 +32,13 @@ def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "safeglass", *args]
 
 
-def snapshot(run_dir):
-    with Store(run_dir / STORE_NAME) as s:
-        gens = sorted((g["key"], g["sample_id"], g["defense"], g["response"]) for g in s.generations())
-        judg = sorted((j["key"], j["judge"], j["flag"], j["label"]) for j in s.judgments())
-        n_rows = s.conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0]
-    assert n_rows == len({g[0] for g in gens}), "duplicated generation rows"
-    return gens, judg
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     d = tmp_path_factory.mktemp("ref")
     write_config(d / "cfg.yaml", 0.0)
     subprocess.run(cli("run", str(d / "cfg.yaml"), "--out", str(d / "run"), "--no-progress", "--no-report"),
                    env=subprocess_env(), check=True)
-    gens, judg = snapshot(d / "run")
+    gens, judg = store_snapshot(d / "run")
     assert len(gens) == 2 * N and len(judg) == 2 * N
     return gens, judg
 
@@ -76,7 +66,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path, reference):
         pytest.fail("the run never finished")
     assert kills >= 2, "the run finished before it could be killed; slow the target down"
     subprocess.run(cmd, env=subprocess_env(), check=True, stdout=subprocess.DEVNULL)
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 @pytest.mark.slow
@@ -89,7 +79,7 @@ def test_two_workers_give_the_single_process_result(tmp_path, reference):
     assert shards == ["shard-000-of-002.sqlite", "shard-001-of-002.sqlite"]
     sizes = [Store(run_dir / "shards" / s).count() for s in shards]
     assert sum(sizes) == 2 * N and min(sizes) > N // 2  # both workers did a real share
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 @pytest.mark.slow
@@ -109,7 +99,7 @@ def test_resume_with_a_different_number_of_workers(tmp_path, reference):
         with Store(run_dir / "shards" / name) as s:
             made_by_two += s.count()
     assert made_by_two == 2 * N - done_by_first
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 def test_torchrun_style_ranks_merge_on_rank_zero(tmp_path, reference):
@@ -123,7 +113,7 @@ def test_torchrun_style_ranks_merge_on_rank_zero(tmp_path, reference):
         procs.append(subprocess.Popen(cli("run", str(tmp_path / "cfg.yaml"), "--out", str(run_dir), "--no-progress",
                                           "--no-report"), env=env))
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    assert snapshot(run_dir) == reference
+    assert store_snapshot(run_dir) == reference
 
 
 def test_workers_own_every_chunk_once_with_balanced_work_per_target(tmp_path):

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from safeglass.processes import stop_process
+
 # Flags that keep headless Chromium from phoning home (it otherwise tries to reach Google
 # services and logs failures) and that let it run as root inside containers.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -209,12 +211,7 @@ def open_page(path: str | Path, *, evaluate: list[str] | None = None, timeout: f
     finally:
         if ws:
             ws.close()
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 5)
         shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from safeglass.processes import stop_process
+
 INSTALL_HINT = ("python -m llama_cpp.server needs llama-cpp-python with its [server] extras (make install builds "
                 "them); by hand: pip install 'llama-cpp-python[server]==0.3.36' with the CMAKE_ARGS of the Makefile")
 
@@ -64,12 +66,7 @@ def llama_server(model: str | Path | None = None, *, port: int | None = None, ho
         _wait_ready(proc, url, ready_timeout_s, out)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
         out.close()
 
 
