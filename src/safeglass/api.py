@@ -249,3 +249,19 @@ def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progres
     from safeglass.clip.run import defend
 
     return defend(_clip_config(config), out, progress=progress)
+
+
+def clip_segment(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """MaskCLIP zero-shot segmentation on clean and typographically attacked images (ShapeWorld masks or a VOC
+    folder), mIoU with bootstrap intervals; writes OUT/clip-segment.json and returns it."""
+    from safeglass.clip.segrun import evaluate_segmentation
+
+    return evaluate_segmentation(_clip_config(config), out, progress=progress)
+
+
+def clip_vqa(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """A VLM target's open answers and SCAM two-option choices on clean and attacked images, with and without
+    the prompt defense (optionally through the config model's vision tower); writes OUT/clip-vqa.json."""
+    from safeglass.clip.vqarun import evaluate_vqa
+
+    return evaluate_vqa(_clip_config(config), out, progress=progress)

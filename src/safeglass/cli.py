@@ -168,7 +168,10 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
     for name, help_text, out in (
             ("eval", "clean vs typographic zero-shot accuracy and the SCAM object-vs-word choice", "clip-eval.json"),
             ("defend", "Dyslexify: score heads, ablate greedily on the fit split, score on the held-out split",
-             "clip-defend.json")):
+             "clip-defend.json"),
+            ("segment", "MaskCLIP zero-shot segmentation mIoU on clean vs typographic images", "clip-segment.json"),
+            ("vqa", "a VLM's answers and SCAM two-option choices on clean vs typographic images, with and without "
+                    "a prompt defense", "clip-vqa.json")):
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
         e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
         e.add_argument("--out", required=True, help=f"output folder ({out})")
@@ -560,9 +563,11 @@ def _neurons(args: argparse.Namespace) -> int:
 
 def _clip(args: argparse.Namespace) -> int:
     from safeglass import api
-    from safeglass.clip.run import table
+    from safeglass.clip import run as clip_run
+    from safeglass.clip import segrun, vqarun
 
-    run = api.clip_eval if args.clip_command == "eval" else api.clip_defend
+    run, table = {"eval": (api.clip_eval, clip_run.table), "defend": (api.clip_defend, clip_run.table),
+                  "segment": (api.clip_segment, segrun.table), "vqa": (api.clip_vqa, vqarun.table)}[args.clip_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = run(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))

@@ -6,6 +6,8 @@
     attack: {word: wrong-class, size: 0.22, position: auto}
     scam_templates: [...]                  # the SCAM choice's templates (default: the templates)
     defend: {fit_n: 500, max_clean_drop_points: 1.0}
+    segment: {background: fit, fit_n: 200}   # `safeglass clip segment`: MaskCLIP mIoU, clean vs attacked
+    vqa: {target: {name: safesmol-vl}, n: 200}  # `safeglass clip vqa`: a VLM's answers, clean vs attacked
 
 Every problem names the file and the field (`schema.validate`); paths are read from the config file's folder.
 """
@@ -58,6 +60,32 @@ class DefendBlock(Schema):
     patience: int = Field(10, ge=1)
 
 
+class SegmentBlock(Schema):
+    image_dir: str | None = None               # a VOC-format folder; None: ShapeWorld masks (data.n, data.seed)
+    voc_split: str = "val"
+    voc_classes: list[str] | None = Field(None, min_length=1)   # None: VOC's 20
+    background: str | Number = "fit"           # fit (a threshold fitted on the fit split), a prompt, or a cosine
+    fit_n: int = Field(200, ge=1)
+    fit_seed: int = Field(0, ge=0)
+    ffn: bool = True                           # MaskCLIP keeps the last block's MLP on the value path
+    resamples: int = Field(1000, ge=10)
+
+
+class TargetRef(Schema):
+    name: str = "safesmol-vl"
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class VqaBlock(Schema):
+    target: TargetRef = TargetRef()
+    n: int = Field(200, ge=1)
+    seed: int = Field(0, ge=0)
+    max_new_tokens: int = Field(8, ge=1, le=256)
+    defense: str | None = "default"            # default: the shipped instruction; None: no defense arm
+    defense_place: Literal["system", "prepend"] = "system"
+    swap_tower: bool = False                   # run the VLM with `model`'s vision tower (RobustVLM's protocol)
+
+
 class ClipSchema(Schema):
     config_kind: ClassVar[str] = "clip"
 
@@ -70,6 +98,8 @@ class ClipSchema(Schema):
     attack: AttackBlock = AttackBlock()
     scam_templates: list[str] | None = Field(None, min_length=1)
     defend: DefendBlock | None = None
+    segment: SegmentBlock | None = None
+    vqa: VqaBlock | None = None
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
 
@@ -122,6 +152,8 @@ class ClipConfig:
     source: str
     raw: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
+    segment: dict[str, Any] | None = None
+    vqa: dict[str, Any] | None = None
 
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
@@ -140,7 +172,8 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
         templates=tuple(cfg.templates) if cfg.templates else None, attack=dumped["attack"],
         scam_templates=tuple(cfg.scam_templates) if cfg.scam_templates else None,
         defend=dumped["defend"], seed=cfg.seed, batch_size=cfg.batch_size, source=source,
-        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed))
+        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed), segment=dumped["segment"],
+        vqa=dumped["vqa"])
 
 
 def load_clip_config(path: str | Path) -> ClipConfig:
