@@ -107,6 +107,15 @@ def test_fit_threshold_finds_the_separating_value():
     assert 0.2 < t <= 0.8 and m == pytest.approx(1.0)
 
 
+def test_localisation_gap_by_hand():
+    truth = np.array([[[0, 1], [0, 255]]], np.uint8)
+    scores = torch.tensor([[[[0.1, 0.7], [0.3, 9.0]], [[0.0, 0.0], [0.0, 0.0]]]])    # [1, 2 classes, 2, 2]
+    got = S.localisation(scores, truth)
+    assert got["mean_gap"] == pytest.approx(0.7 - 0.2, abs=1e-4) and got["positive_share"] == 1.0
+    with_prompt = torch.cat([torch.zeros(1, 1, 2, 2), scores], 1)
+    assert S.localisation(with_prompt, truth, prompt=True) == got
+
+
 def test_voc_folder_round_trips(tmp_path):
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:48, 0:64]

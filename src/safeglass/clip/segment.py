@@ -221,6 +221,25 @@ def paired_drop(pred_a: np.ndarray, pred_b: np.ndarray, truth: np.ndarray, n_lab
             "ci_high": round(float(np.nanpercentile(diffs, 97.5)), 2)}
 
 
+def localisation(scores: Any, truth: np.ndarray, prompt: bool = False) -> dict[str, Any]:
+    """Does a class score higher on its own pixels than on the background? Per image and per class present in
+    it, the mean score on the class's pixels minus the mean on background pixels (ignored pixels left out);
+    the mean gap and the share of positive gaps. MaskCLIP works when the gap is positive."""
+    s = scores.numpy()
+    first = 1 if prompt else 0   # with a background prompt, channel 0 is the background
+    gaps = []
+    for i in range(len(truth)):
+        bg = truth[i] == BACKGROUND
+        if not bg.any():
+            continue
+        for lab in set(np.unique(truth[i]).tolist()) - {BACKGROUND, IGNORE}:
+            m = s[i, lab - 1 + first]
+            gaps.append(float(m[truth[i] == lab].mean() - m[bg].mean()))
+    g = np.array(gaps)
+    return {"mean_gap": round(float(g.mean()), 4) if len(g) else None,
+            "positive_share": round(float((g > 0).mean()), 4) if len(g) else None, "n": len(g)}
+
+
 def fit_threshold(scores: Any, truth: np.ndarray, n_labels: int, grid: int = 41) -> tuple[float, float]:
     """(threshold, mIoU): the background threshold that maximises mIoU on a fitting split, searched over
     quantiles of the pixels' best class score."""

@@ -106,12 +106,12 @@ def evaluate_segmentation(cfg: ClipConfig, out: str | Path, progress: Callable[[
     changed = (attacked.images != test.images).any(-1)
     truth_same = np.where(changed, S.IGNORE, test.masks).astype(np.uint8)
 
-    def predict(images: np.ndarray) -> np.ndarray:
+    def scores_of(images: np.ndarray) -> Any:
         feats = S.dense_features(b, images, s["ffn"])
-        return S.label_maps(S.class_scores(b, feats, classes, templates, cache, images.shape[1], background.prompt),
-                            background)
+        return S.class_scores(b, feats, classes, templates, cache, images.shape[1], background.prompt)
 
-    p_clean, p_att = predict(test.images), predict(attacked.images)
+    sc_clean = scores_of(test.images)
+    p_clean, p_att = S.label_maps(sc_clean, background), S.label_maps(scores_of(attacked.images), background)
     r = s["resamples"]
     all_bg = np.zeros_like(test.masks)
     result: dict[str, Any] = {
@@ -128,6 +128,7 @@ def evaluate_segmentation(cfg: ClipConfig, out: str | Path, progress: Callable[[
         "typographic": S.score(p_att, truth_same, names, r, cfg.seed),
         "drop": S.paired_drop(p_clean, p_att, truth_same, len(names), r, cfg.seed),
         "all_background": S.score(all_bg, test.masks, names, r, cfg.seed),
+        "localisation": S.localisation(sc_clean, test.masks, background.prompt is not None),
     }
     result["seconds"] = round(time.perf_counter() - t0, 2)
     _write(Path(out) / SEGMENT_JSON, result)
@@ -147,7 +148,9 @@ def table(result: dict[str, Any]) -> str:
             ("clean mIoU (text pixels ignored)", row(result["clean"])),
             ("typographic mIoU", row(result["typographic"])),
             ("drop (points)", f"{d['points']:.2f} [{d['ci_low']:.2f}, {d['ci_high']:.2f}]"),
-            ("all-background baseline", row(result["all_background"]))]
+            ("all-background baseline", row(result["all_background"])),
+            ("class score, own pixels - background", f"{result['localisation']['mean_gap']:+.3f} (positive on "
+                                                     f"{100 * result['localisation']['positive_share']:.0f} %)")]
     w = max(len(k) for k, _ in rows)
     head = f"{result['name']}: {m.get('name') or m.get('family')} ({m['source']}), {result['dataset']['n']} images"
     return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])
