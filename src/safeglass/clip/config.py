@@ -23,6 +23,7 @@ from pydantic import Field
 from safeglass.schema import Number, Problem, Schema, validate
 
 NOT_IN_KEY = ("name", "description", "batch_size")  # what does not change a result
+OPTIONAL_BLOCKS = ("segment", "vqa")
 
 
 class ModelBlock(Schema):
@@ -164,7 +165,8 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
     given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
     cfg = validate(ClipSchema, given, source)
     dumped = cfg.model_dump()
-    keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
+    # an optional task block left out keys as before it existed (finished results keep their hashes)
+    keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY and not (k in OPTIONAL_BLOCKS and v is None)}
     return ClipConfig(
         name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
