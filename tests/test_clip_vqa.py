@@ -134,3 +134,34 @@ def test_vqa_and_segment_blocks_are_validated():
         parse_clip_config({"model": {"random": "clip"}, "vqa": {"defense_place": "after"}}, "x.yaml")
     with pytest.raises(ConfigError, match="fit_n"):
         parse_clip_config({"model": {"random": "clip"}, "segment": {"fit_n": 0}}, "x.yaml")
+
+
+def test_shapeclips_own_tower_swapped_into_safesmol_vl_changes_nothing():
+    """RobustVLM's protocol on the packaged organisms: SafeSmol-VL carries ShapeCLIP's tower, so swapping the
+    packaged ShapeCLIP in sees exactly the same features; a robust ShapeCLIP swapped in the same way is then the
+    only change."""
+    from clip_fixtures import shapeclip_backend
+    from conftest import require
+
+    from safeglass.organisms import registry
+
+    require((registry.PACKAGE_WEIGHTS / "safesmol-vl" / "card.json").is_file(), "SafeSmol-VL's packaged projector",
+            "it ships in src/safeglass/organisms/weights/safesmol-vl")
+    from safeglass.organisms.safesmol_vl import safesmol_vl_target
+
+    target = safesmol_vl_target(registry.PACKAGE_WEIGHTS / "safesmol-vl", dtype="float32")
+    backend = shapeclip_backend()
+    from safeglass.clip.images import shapeworld
+
+    enc = target._encode(V.conversations(shapeworld(3, 0, 64).images, ["What shape is in the image?"] * 3))
+
+    def feats() -> torch.Tensor:
+        with torch.no_grad():
+            f = target.model.model.get_image_features(pixel_values=enc["pixel_values"])
+        f = f.pooler_output if hasattr(f, "pooler_output") else f
+        return torch.cat([x.reshape(-1) for x in f]) if isinstance(f, (list, tuple)) else f
+
+    own = feats()
+    assert target.model.model.vision_tower is not backend.vision_model
+    with V.vision_tower(target, backend):
+        assert torch.allclose(own, feats(), atol=1e-5)
