@@ -171,6 +171,11 @@ def test_segment_command_on_a_tiny_clip(tmp_path):
                                           "resamples": 20}})
     r2 = evaluate_segmentation(cfg2, tmp_path / "b")
     assert r2["method"]["background"] == {"prompt": "square"} and r2["dataset"]["source"] == "voc"
+    from safeglass.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="classes"):
+        bad = {**cfg2.raw, "segment": {**cfg2.raw["segment"], "voc_classes": ["a", "b", "c"]}}
+        evaluate_segmentation(parse_clip_config(bad), tmp_path / "c")
 
 
 def test_shapeclip_beats_all_background():

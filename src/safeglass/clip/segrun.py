@@ -32,6 +32,7 @@ from safeglass.clip.run import (
 from safeglass.clip.segdata import SegSet
 from safeglass.clip.typography import attack_set
 from safeglass.clip.zeroshot import TextCache
+from safeglass.schema import ConfigError
 
 SEGMENT_JSON = "clip-segment.json"
 DEFAULTS: dict[str, Any] = {"image_dir": None, "voc_split": "val", "voc_classes": None, "background": "fit",
@@ -49,7 +50,8 @@ def load_sets(cfg: ClipConfig, image_size: int) -> tuple[SegSet, SegSet | None]:
     s, d = settings(cfg), cfg.data
     size = d["image_size"] or image_size
     if s["image_dir"]:
-        classes = tuple(s["voc_classes"]) if s["voc_classes"] else None
+        given = s["voc_classes"] or cfg.classes     # the config's classes name a VOC folder's labels too
+        classes = tuple(given) if given else None
         return segdata.voc(s["image_dir"], size, s["voc_split"], classes, d["n"], d["seed"]), None
     return (segdata.shapeworld(d["n"], d["seed"], size, "test"),
             segdata.shapeworld(s["fit_n"], s["fit_seed"], size, "fit"))
@@ -77,6 +79,9 @@ def evaluate_segmentation(cfg: ClipConfig, out: str | Path, progress: Callable[[
     b = backend if backend is not None else _backend(cfg)
     s = settings(cfg)
     test, fit = load_sets(cfg, b.image_size)
+    if cfg.classes and len(cfg.classes) != len(test.classes):
+        raise ConfigError(f"{cfg.source}: field 'classes': {len(cfg.classes)} names for {len(test.classes)} classes "
+                          f"({', '.join(test.classes)})")
     classes = tuple(cfg.classes) if cfg.classes else test.classes
     templates = templates_of(cfg)
     cache = TextCache()
