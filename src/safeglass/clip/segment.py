@@ -16,7 +16,7 @@ background (any other word is [UNK] to it), so on ShapeWorld the threshold is fi
 
 mIoU: per class, intersection over union summed over all images; the mean over the classes present in the
 ground truth of the scored images (a class neither present nor predicted has no IoU; a class predicted but absent
-does not enter the mean, VOC's practice on a subset). Its interval is a percentile bootstrap over images (mIoU is
+does not enter the mean, the usual convention on a subset). Its interval is a percentile bootstrap over images (mIoU is
 a ratio of sums, not a mean of per-image values, so it is recomputed on each resample).
 """
 

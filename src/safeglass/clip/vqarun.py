@@ -110,7 +110,7 @@ def evaluate_vqa(cfg: ClipConfig, out: str | Path, progress: Callable[[str], Non
                 arms[f"{dname}/{iname}"] = _arm(tgt, imgs, objects, words, d, s["defense_place"], s["seed"],
                                                 s["max_new_tokens"], f"{dname} {iname}")
     effects: dict[str, Any] = {}
-    for dname in {k.split("/")[0] for k in arms}:
+    for dname in dict.fromkeys(k.split("/")[0] for k in arms):
         c, t = arms[f"{dname}/clean"], arms[f"{dname}/typographic"]
         effects[f"{dname}: open accuracy drop"] = _paired(c["_correct"], t["_correct"], cfg.seed)
         effects[f"{dname}: two-option object drop"] = _paired(c["_object"], t["_object"], cfg.seed)
