@@ -176,16 +176,21 @@ def tiny_random(family: str = "clip", seed: int = 0, **overrides: Any) -> HFBack
     return HFBackend(model, tokenizer, processor, ident)
 
 
-def load_hub(name: str, revision: str | None = None) -> HFBackend:
-    """A hub checkpoint for an online user: safetensors only, remote code off. Offline, transformers says so."""
+def load_hub(name: str, revision: str | None = None) -> Any:
+    """A hub checkpoint for an online user: safetensors only, remote code off. Offline, transformers says so.
+    A known open_clip checkpoint (the TeCoA / FARE robust CLIPs) goes to the optional open_clip backend."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
     from safeglass.clip.checkpoints import CHECKPOINTS
 
     known = CHECKPOINTS.get(name)
-    if known is not None and known.fmt != "transformers":
-        raise ValueError(f"clip backend: {name} is an {known.fmt} checkpoint; the open_clip backend is not built "
-                         "yet (issue 19)")
+    if known is not None and known.fmt == "open_clip":
+        if revision is not None:
+            raise ValueError(f"clip backend: {name} is an open_clip checkpoint, read at its hub head; open_clip "
+                             "takes no revision")
+        from safeglass.clip.openclip import load_open_clip
+
+        return load_open_clip(f"hf-hub:{name}")
     kw = {"revision": revision, "trust_remote_code": False}
     model = AutoModel.from_pretrained(name, use_safetensors=True, **kw)
     ident = {"source": "hub", "name": name, "revision": revision or getattr(model.config, "_commit_hash", None)}
@@ -193,12 +198,12 @@ def load_hub(name: str, revision: str | None = None) -> HFBackend:
                      ident)
 
 
-MODEL_KEYS = ("organism", "random", "hub")
+MODEL_KEYS = ("organism", "random", "hub", "open_clip")
 
 
-def load_backend(spec: Mapping[str, Any]) -> HFBackend:
-    """A backend from a config's `model` block: {organism: shapeclip[, path]}, {random: clip|siglip[, seed]} or
-    {hub: NAME[, revision]}."""
+def load_backend(spec: Mapping[str, Any]) -> Any:
+    """A backend from a config's `model` block: {organism: shapeclip[, path]}, {random: clip|siglip[, seed]},
+    {hub: NAME[, revision]} or {open_clip: NAME[, pretrained: TAG]} (the optional open_clip backend)."""
     given = [k for k in MODEL_KEYS if spec.get(k) is not None]
     if len(given) != 1:
         raise ValueError(f"clip model: give exactly one of {', '.join(MODEL_KEYS)}, got {sorted(spec)}")
@@ -208,4 +213,8 @@ def load_backend(spec: Mapping[str, Any]) -> HFBackend:
         return load_shapeclip(spec.get("path"))
     if spec.get("random") is not None:
         return tiny_random(spec["random"], int(spec.get("seed") or 0))
+    if spec.get("open_clip") is not None:
+        from safeglass.clip.openclip import load_open_clip
+
+        return load_open_clip(spec["open_clip"], spec.get("pretrained"))
     return load_hub(spec["hub"], spec.get("revision"))

@@ -30,6 +30,8 @@ class ModelBlock(Schema):
     seed: int = Field(0, ge=0)
     hub: str | None = None
     revision: str | None = None
+    open_clip: str | None = None   # an open_clip architecture or hf-hub: name (the optional open_clip backend)
+    pretrained: str | None = None  # its open_clip pretrained tag
 
 
 class DataBlock(Schema):
