@@ -21,6 +21,19 @@ from pydantic import Field
 from safeglass.schema import Number, Problem, Schema, validate
 
 NOT_IN_KEY = ("name", "description", "batch_size")  # what does not change a result
+# The fields of the first clip configs. A field added since is left out of the hash while it is unset (None), so
+# configs written before it keep their hashes and their finished results.
+FIRST_FIELDS = {"": ("model", "data", "classes", "templates", "attack", "scam_templates", "defend", "seed"),
+                "model": ("organism", "path", "random", "seed", "hub", "revision")}
+
+
+def _keyed(dumped: dict[str, Any]) -> dict[str, Any]:
+    def keep(block: str, d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if v is not None or k in FIRST_FIELDS[block]}
+
+    keyed = keep("", {k: v for k, v in dumped.items() if k not in NOT_IN_KEY})
+    keyed["model"] = keep("model", keyed["model"])
+    return keyed
 
 
 class ModelBlock(Schema):
@@ -134,7 +147,7 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
     given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
     cfg = validate(ClipSchema, given, source)
     dumped = cfg.model_dump()
-    keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
+    keyed = _keyed(dumped)
     return ClipConfig(
         name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
