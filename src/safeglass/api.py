@@ -249,3 +249,12 @@ def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progres
     from safeglass.clip.run import defend
 
     return defend(_clip_config(config), out, progress=progress)
+
+
+def clip_amplify(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """The amplification table: each task of the config's `amplify` block on clean and typographic images, the
+    config's model (the base) against the listed variants, drops and their differences from the base with paired
+    bootstrap intervals; writes OUT/clip-amplify.json (resumable per model and task) and returns it."""
+    from safeglass.clip.amplify import amplify
+
+    return amplify(_clip_config(config), out, progress=progress)

@@ -168,7 +168,9 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
     for name, help_text, out in (
             ("eval", "clean vs typographic zero-shot accuracy and the SCAM object-vs-word choice", "clip-eval.json"),
             ("defend", "Dyslexify: score heads, ablate greedily on the fit split, score on the held-out split",
-             "clip-defend.json")):
+             "clip-defend.json"),
+            ("amplify", "the amplification table: typographic damage per task, the base model against its robust "
+                        "variants (the config's amplify block)", "clip-amplify.json")):
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
         e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
         e.add_argument("--out", required=True, help=f"output folder ({out})")
@@ -560,11 +562,12 @@ def _neurons(args: argparse.Namespace) -> int:
 
 def _clip(args: argparse.Namespace) -> int:
     from safeglass import api
-    from safeglass.clip.run import table
+    from safeglass.clip import amplify, run
 
-    run = api.clip_eval if args.clip_command == "eval" else api.clip_defend
+    command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
+                      "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
-    result = run(args.config, args.out, progress=progress)
+    result = command(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 

@@ -73,6 +73,12 @@ class DefendBlock(Schema):
     patience: int = Field(10, ge=1)
 
 
+class AmplifyBlock(Schema):
+    models: list[ModelBlock] = Field(min_length=1)  # the variants, scored against the config's `model` (the base)
+    tasks: list[Literal["classify", "segment", "vqa"]] = Field(["classify"], min_length=1)
+    resamples: int = Field(1000, ge=100)
+
+
 class ClipSchema(Schema):
     config_kind: ClassVar[str] = "clip"
 
@@ -85,6 +91,7 @@ class ClipSchema(Schema):
     attack: AttackBlock = AttackBlock()
     scam_templates: list[str] | None = Field(None, min_length=1)
     defend: DefendBlock | None = None
+    amplify: AmplifyBlock | None = None
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
 
@@ -97,6 +104,9 @@ class ClipSchema(Schema):
         given = [k for k in MODEL_KEYS if getattr(self.model, k) is not None]
         if len(given) != 1:
             problems.append((("model",), f"give exactly one of {', '.join(MODEL_KEYS)}"))
+        for i, m in enumerate(self.amplify.models if self.amplify else []):
+            if len([k for k in MODEL_KEYS if getattr(m, k) is not None]) != 1:
+                problems.append((("amplify", "models", i), f"give exactly one of {', '.join(MODEL_KEYS)}"))
         if self.model.organism is not None and self.model.organism != "shapeclip":
             problems.append((("model", "organism"),
                              f"{self.model.organism!r} is not a CLIP organism; known: shapeclip"))
@@ -135,6 +145,7 @@ class ClipConfig:
     seed: int
     batch_size: int
     source: str
+    amplify: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
 
@@ -154,8 +165,15 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
         data=dumped["data"], classes=tuple(cfg.classes) if cfg.classes else None,
         templates=tuple(cfg.templates) if cfg.templates else None, attack=dumped["attack"],
         scam_templates=tuple(cfg.scam_templates) if cfg.scam_templates else None,
-        defend=dumped["defend"], seed=cfg.seed, batch_size=cfg.batch_size, source=source,
+        defend=dumped["defend"], amplify=_amplify_block(dumped["amplify"]), seed=cfg.seed,
+        batch_size=cfg.batch_size, source=source,
         raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed))
+
+
+def _amplify_block(block: dict[str, Any] | None) -> dict[str, Any] | None:
+    if block is None:
+        return None
+    return {**block, "models": [{k: v for k, v in m.items() if v is not None} for m in block["models"]]}
 
 
 def load_clip_config(path: str | Path) -> ClipConfig:
