@@ -33,8 +33,11 @@ class ModelBlock(Schema):
 
 
 class DataBlock(Schema):
-    source: Literal["shapeworld", "folder"] = "shapeworld"
+    # rta100 / paint-typo / scam come attacked: read from `path` (clip/datasets.py); `type` picks SCAM's subset
+    source: Literal["shapeworld", "folder", "rta100", "paint-typo", "scam"] = "shapeworld"
     image_dir: str | None = None
+    path: str | None = None
+    type: Literal["SCAM", "NoSCAM", "SynthSCAM"] | None = None
     n: int = Field(1000, ge=1)
     seed: int = Field(0, ge=0)
     image_size: int | None = Field(None, ge=8)  # None: the model's input side
@@ -89,6 +92,7 @@ class ClipSchema(Schema):
             problems.append((("data", "image_dir"), "a folder source needs image_dir (a folder of class subfolders)"))
         if self.data.source == "shapeworld" and self.data.image_dir:
             problems.append((("data", "image_dir"), "only a folder source reads image_dir"))
+        problems += _dataset_problems(self)
         a = self.attack
         if a.colour is not None and a.colour not in COLOUR_NAMES:
             problems.append((("attack", "colour"), f"expected one of {', '.join(COLOUR_NAMES)}, got {a.colour!r}"))
@@ -105,6 +109,26 @@ class ClipSchema(Schema):
                 if t.count("{}") != 1:
                     problems.append(((fld, i), f"a template holds one {{}} for the class name, got {t!r}"))
         return problems
+
+
+def _dataset_problems(cfg: ClipSchema) -> list[Problem]:
+    from safeglass.clip.datasets import ATTACKED_SOURCES, SCAM_SOURCE
+
+    d, out = cfg.data, []
+    if d.source in ATTACKED_SOURCES and not d.path:
+        out.append((("data", "path"), f"a {d.source} source needs path (the local copy of the dataset)"))
+    if d.source not in ATTACKED_SOURCES and d.path:
+        out.append((("data", "path"), f"only {', '.join(ATTACKED_SOURCES)} sources read path"))
+    if d.type is not None and d.source != SCAM_SOURCE:
+        out.append((("data", "type"), "only a scam source reads type"))
+    if d.source in ATTACKED_SOURCES and cfg.defend is not None:
+        out.append((("defend",), f"defend needs the written words' boxes, which {d.source} does not record; "
+                                 "defend on shapeworld or a folder source"))
+    return out
+
+
+# data fields added after results were written: left out of the hash while unset, so those results are still found
+LATER_DATA_KEYS = ("path", "type")
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,7 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
     cfg = validate(ClipSchema, given, source)
     dumped = cfg.model_dump()
     keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
+    keyed["data"] = {k: v for k, v in keyed["data"].items() if not (k in LATER_DATA_KEYS and v is None)}
     return ClipConfig(
         name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
