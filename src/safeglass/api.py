@@ -249,3 +249,20 @@ def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progres
     from safeglass.clip.run import defend
 
     return defend(_clip_config(config), out, progress=progress)
+
+
+def clip_vary(config: str | Path | dict[str, Any], out: str | Path, *, budget: int = 20_000, top: int = 6,
+              progress: Any = None) -> dict[str, Any]:
+    """The natural-variation search on the config's ShapeWorld scenes within `budget` images; writes
+    OUT/clip-vary.json and returns it."""
+    from safeglass.clip.variation import run_search
+
+    return run_search(_clip_config(config), out, budget=budget, top=top, progress=progress)
+
+
+def clip_report(run_dir: str | Path, *, worst: int = 6, progress: Any = None) -> dict[str, Path]:
+    """The failure-mode report of a clip run folder (clip-eval.json, clip-defend.json, clip-vary.json): writes
+    clip-report.md, clip-report.html and their pictures into `run_dir`; returns their paths."""
+    from safeglass.clip.report import write_clip_report
+
+    return write_clip_report(run_dir, worst=worst, progress=progress)
