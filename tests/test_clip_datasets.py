@@ -4,6 +4,7 @@ with NoSCAM twins, the ImageNet-typo style copy of a folder, and `clip eval` on 
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -107,19 +108,13 @@ def test_scam_skips_rows_with_missing_fields_and_unreadable_images(tmp_path) -> 
     assert any("b.png" in s for s in att.meta["skipped"]) and len(warned) == 2
 
 
-def test_scam_parquet(tmp_path) -> None:
-    pa = pytest.importorskip("pyarrow")   # not a safeglass dependency: parquet is read only where it is installed
-    import io
-
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    Image.fromarray(np.full((20, 20, 3), (0, 0, 250), np.uint8)).save(buf, format="PNG")
-    table = pa.table({"image": [{"bytes": buf.getvalue(), "path": "x.png"}], "type": ["SCAM"],
-                      "object_label": ["dog"], "attack_word": ["cat"], "postit_area_pct": [10.0]})
-    pq.write_table(table, tmp_path / "train.parquet")
-    att, _ = datasets.scam(tmp_path, 16)
-    assert att.words == ("cat",) and att.images[0, 8, 8, 2] > 200 and att.postit_area[0] == pytest.approx(0.1)
+def test_scam_parquet_without_pyarrow_says_how_to_read_it(tmp_path, monkeypatch) -> None:
+    # pyarrow is not a safeglass dependency (nor installed in the test environment): a parquet or save_to_disk copy
+    # must then fail with what to install or how to re-save it, not with an ImportError deep inside
+    (tmp_path / "train-00000.parquet").write_bytes(b"PAR1")
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    with pytest.raises(datasets.DatasetError, match="needs pyarrow"):
+        datasets.scam(tmp_path, 16)
 
 
 def test_typo_copy_writes_an_attacked_folder_that_loads_back(tmp_path) -> None:
