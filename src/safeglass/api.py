@@ -251,7 +251,7 @@ def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progres
     return defend(_clip_config(config), out, progress=progress)
 
 
-def clip_vary(config: str | Path | dict[str, Any], out: str | Path, *, budget: int = 20_000, top: int = 6,
+def clip_vary(config: str | Path | dict[str, Any], out: str | Path, *, budget: int = 20_000, top: int = 7,
               progress: Any = None) -> dict[str, Any]:
     """The natural-variation search on the config's ShapeWorld scenes within `budget` images; writes
     OUT/clip-vary.json and returns it."""

@@ -183,7 +183,8 @@ def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
     v.add_argument("config", help="clip config (YAML) with a shapeworld data source")
     v.add_argument("--out", required=True, help="output folder (clip-vary.json)")
     v.add_argument("--budget", type=int, default=20_000, help="images to encode at most (default 20000)")
-    v.add_argument("--top", type=int, default=6, help="single values combined in pairs (default 6)")
+    v.add_argument("--top", type=int, default=7,
+                   help="attributes combined in pairs, those whose values flip most (default 7: all)")
     v.add_argument("--json", action="store_true", help="print clip-vary.json")
     v.add_argument("--no-progress", action="store_true")
     r = csub.add_parser("report", help="the failure-mode report of a clip run folder, with pictures",

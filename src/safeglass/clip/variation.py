@@ -190,11 +190,11 @@ def _score(predict: Callable[[np.ndarray], np.ndarray], base: list[Scene], base_
 
 
 def search(predict: Callable[[np.ndarray], np.ndarray], base: list[Scene], labels: np.ndarray,
-           classes: Sequence[str], size: int, top: int = 6, keep_examples: int = 2,
+           classes: Sequence[str], size: int, top: int = len(ATTRIBUTES), keep_examples: int = 2,
            attributes: dict[str, tuple[str, ...]] | None = None,
            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Every single attribute value, then pairs of the `top` single values that flipped most (each pair from two
-    attributes). `predict` maps uint8 images (N, size, size, 3) to class indices."""
+    """Every single attribute value, then every pair of the `top` attributes that flipped most, each at its value
+    that flipped most. `predict` maps uint8 images (N, size, size, 3) to class indices."""
     say = progress or (lambda _line: None)
     attrs = attributes or ATTRIBUTES
     base_pred = predict(np.stack([render(s, size)[0] for s in base]))
@@ -205,14 +205,17 @@ def search(predict: Callable[[np.ndarray], np.ndarray], base: list[Scene], label
             if got is not None:
                 singles.append(got)
         say(f"clip vary: {a} done")
-    by_flip = sorted(singles, key=lambda e: (-e["flip"]["rate"], e["changes"]))
-    chosen = [tuple(e["changes"][0]) for e in by_flip if e["flip"]["k"] > 0][:top]
+    # each attribute's value that flips most (ties: the lower accuracy); the `top` attributes whose best flips
+    # most are combined in every pair, so each pair of attributes is tried once, at its most damaging values
+    best = {}
+    for e in sorted(singles, key=lambda e: (-e["flip"]["rate"], e["accuracy"]["rate"], e["changes"])):
+        best.setdefault(e["changes"][0][0], tuple(e["changes"][0]))
+    chosen = list(best.values())[:top]
     pairs = []
     for c1, c2 in itertools.combinations(chosen, 2):
-        if c1[0] != c2[0]:
-            got = _score(predict, base, base_pred, labels, classes, [c1, c2], size, keep_examples)
-            if got is not None:
-                pairs.append(got)
+        got = _score(predict, base, base_pred, labels, classes, [c1, c2], size, keep_examples)
+        if got is not None:
+            pairs.append(got)
     say(f"clip vary: {len(pairs)} pairs done")
     ranked = sorted([*singles, *pairs], key=lambda e: (-e["flip"]["rate"], -e["flip"]["n"], e["changes"]))
     return {"base_accuracy": proportion(int((base_pred == labels).sum()), len(labels)),
@@ -230,13 +233,14 @@ def per_attribute(result: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def images_per_base(attributes: dict[str, tuple[str, ...]] | None = None, top: int = 6) -> int:
-    """Images encoded per base scene at most: the base, each value, each pair of the top values."""
+def images_per_base(attributes: dict[str, tuple[str, ...]] | None = None, top: int = len(ATTRIBUTES)) -> int:
+    """Images encoded per base scene at most: the base, each value, each pair of the top attributes."""
     attrs = attributes or ATTRIBUTES
-    return 1 + sum(len(v) for v in attrs.values()) + top * (top - 1) // 2
+    k = min(top, len(attrs))
+    return 1 + sum(len(v) for v in attrs.values()) + k * (k - 1) // 2
 
 
-def run_search(cfg: Any, out: Any, budget: int = 20_000, top: int = 6,
+def run_search(cfg: Any, out: Any, budget: int = 20_000, top: int = len(ATTRIBUTES),
                progress: Callable[[str], None] | None = None, backend: Any = None) -> dict[str, Any]:
     """`safeglass clip vary`: the search on the config's ShapeWorld split within `budget` images; writes
     OUT/clip-vary.json."""
