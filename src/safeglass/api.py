@@ -66,8 +66,14 @@ def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: boo
 
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:
-    """Write summary.json, samples.jsonl and report.html for a run directory."""
+    """Write summary.json, samples.jsonl and report.html for a run directory (for a CLIP run folder, which holds
+    clip-*.json and no run store: clip-report.md / .html with their pictures, see clip_report)."""
+    from safeglass.clip.report import is_clip_run
+    from safeglass.eval.runner import STORE_NAME
     from safeglass.reporting.outputs import write_outputs
+
+    if not (Path(run_dir) / STORE_NAME).exists() and is_clip_run(run_dir):
+        return clip_report(run_dir)
 
     return write_outputs(run_dir, show_harmful=show_harmful)
 
