@@ -53,9 +53,8 @@ def test_the_report_holds_the_json_values_and_pictures(run_dir) -> None:
         with Image.open(run_dir / rel) as im:
             assert im.format == "PNG" and im.size[0] > 100
     assert page.count("data:image/png;base64,") == len(links) and "http" not in page.split("<body>")[1]
-    # failures: right clean, wrong attacked, as the eval's predictions say
-    if "clip-report/failures.png" in links:
-        assert "Typographic failures" in md and "evidence for" not in md
+    # this random model gets no image right clean and wrong attacked: the part says so (ShapeCLIP's test draws them)
+    assert "## Typographic failures" in md and "No image is right when clean and wrong when attacked." in md
 
 
 def test_safeglass_report_on_a_clip_folder_writes_the_clip_report(run_dir, capsys) -> None:

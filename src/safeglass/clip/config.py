@@ -2,6 +2,7 @@
 
     model: {organism: shapeclip}          # or {random: clip|siglip, seed: 0}, or {hub: openai/clip-vit-base-patch32}
     data: {source: shapeworld, n: 1000, seed: 0}     # or {source: folder, image_dir: photos/, n: 500}
+                                          # or {source: rta100 | paint-typo | scam, path: DIR[, type: SCAM]}
     templates: ["a photo of a {}"]
     attack: {word: wrong-class, size: 0.22, position: auto}
     scam_templates: [...]                  # the SCAM choice's templates (default: the templates)
