@@ -87,7 +87,8 @@ def test_grid_and_overlay_draw_pngs(tmp_path) -> None:
     ov = pictures.overlay(img, attr)
     assert ov[5, 60, 0] > ov[5, 60, 1] + 80                     # the top-right patch is red
     assert (ov[40, 40] == ov[60, 5]).all()                      # the negative patch stays grey
-    path = pictures.grid([[(img, "clean: star"), (ov, "attacked\ncalled circle")]] * 3, tmp_path / "g.png", "t")
+    path = pictures.grid([[(img, "clean: star"), (ov, "attacked with a long caption that wraps\ncalled circle")]] * 3,
+                         tmp_path / "g.png", "t")
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size == (2 * (pictures.CELL + 8) + 8,
                                                   24 + 3 * (pictures.CELL + pictures.CAPTION + 8) + 8)

@@ -86,6 +86,9 @@ def test_a_backend_that_reads_one_attribute_flips_on_exactly_that_attribute() ->
             assert e["flip"]["k"] == 0 and e["flip"]["n"] > 0, e["changes"]
     red = next(e for e in res["singles"] if e["changes"] == [["background colour", "red"]])
     assert red["flip"]["rate"] == 1.0 and red["worst"]["called"] == "circle"
+    # examples are flips, and those that break a right prediction (squares, here) come first
+    assert all(x["pred"] != x["base_pred"] for e in res["singles"] + res["pairs"] for x in e["examples"])
+    assert red["examples"][0]["label"] == red["examples"][0]["base_pred"] == "square"
     assert res["ranked"][0].startswith("a shape on a red background flips the prediction on 100 %")
     # the four attributes that flip most (background colour, then three that never flip) paired: 6 pairs, and
     # exactly the three with background colour (at red) flip

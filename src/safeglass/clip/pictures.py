@@ -4,13 +4,15 @@ examples (unvaried scene beside the varied one), each cell captioned with what t
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 CELL = 160         # pixels a picture cell is drawn at (64 px scenes are shown 2.5x)
-CAPTION = 34       # pixels under a cell for two caption lines
+CAPTION = 49       # pixels under a cell for three caption lines
+LINE_CHARS = 25    # characters a caption line holds at this cell width
 
 
 def overlay(image: np.ndarray, attribution: np.ndarray, alpha: float = 0.6) -> np.ndarray:
@@ -38,7 +40,8 @@ def _font(px: int):
 
 
 def grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, title: str = "") -> Path:
-    """Save a grid of captioned cells (each an (image, caption) pair; captions split on '\\n') as a PNG."""
+    """Save a grid of captioned cells (each an (image, caption) pair; captions break on '\\n' and wrap, three
+    lines at most) as a PNG."""
     from PIL import Image, ImageDraw
 
     if not rows:
@@ -54,8 +57,9 @@ def grid(rows: Sequence[Sequence[tuple[np.ndarray, str]]], path: str | Path, tit
         for c, (img, caption) in enumerate(row):
             x, y = 8 + c * (CELL + 8), top + 8 + r * (CELL + CAPTION + 8)
             canvas.paste(Image.fromarray(np.asarray(img, np.uint8)).resize((CELL, CELL), Image.NEAREST), (x, y))
-            for k, line in enumerate(caption.split("\n")[:2]):
-                draw.text((x, y + CELL + 2 + 15 * k), line[:26], fill="black", font=font)
+            lines = [w for part in caption.split("\n") for w in textwrap.wrap(part, LINE_CHARS) or [""]]
+            for k, line in enumerate(lines[:3]):
+                draw.text((x, y + CELL + 2 + 15 * k), line, fill="black", font=font)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     canvas.save(out, format="PNG", optimize=True)

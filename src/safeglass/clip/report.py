@@ -100,23 +100,25 @@ def vary_part(r: dict[str, Any], pictures: Path) -> Part:
                  *[f"{i + 1}. {w}" for i, w in enumerate(r["ranked"][:10])]])
     grid = _variation_grid(r, pictures)
     if grid is not None:
-        part.pictures.append((grid, "Each row: an unvaried scene and the same scene varied as the row's caption "
-                                    "says, with what the model called each."))
+        part.pictures.append((grid, "Each row: an unvaried scene and the same scene with one attribute set to its "
+                                    "value that flips most, with what the model called each."))
     return part
 
 
-def _variation_grid(r: dict[str, Any], pictures: Path, rows: int = 6) -> Path | None:
+def _variation_grid(r: dict[str, Any], pictures: Path, rows: int = 7) -> Path | None:
     from safeglass.clip.pictures import grid
     from safeglass.data.shapeworld.world import Scene, render
 
     size = r["dataset"]["image_size"]
-    entries = sorted([*r["singles"], *r["pairs"]], key=lambda e: -e["flip"]["rate"])
+    # one row an attribute (its value that flips most), so one failure mode does not fill the picture
+    best: dict[str, dict[str, Any]] = {}
+    for e in sorted(r["singles"], key=lambda e: -e["flip"]["rate"]):
+        if e["examples"]:
+            best.setdefault(e["changes"][0][0], e)
     cells = []
-    for e in entries:
-        if not e["examples"] or len(cells) >= rows:
-            continue
+    for e in list(best.values())[:rows]:
         ex = e["examples"][0]
-        what = ", ".join(f"{a}={v}" for a, v in e["changes"])
+        what = ", ".join(f"{a} {v}" for a, v in e["changes"])
         cells.append([(render(Scene.from_dict(ex["base"]), size)[0], f"{ex['label']}, unvaried\ncalled "
                                                                      f"{ex['base_pred']}"),
                       (render(Scene.from_dict(ex["varied"]), size)[0], f"{what}\ncalled {ex['pred']}")])
@@ -239,6 +241,6 @@ def write_clip_report(run_dir: str | Path, worst: int = 6, progress: Callable[[s
     (run / REPORT_MD).write_text(markdown(parts, run, title) + "\n", encoding="utf-8")
     (run / REPORT_HTML).write_text(html(parts, run, title), encoding="utf-8")
     out = {"report": run / REPORT_HTML, "markdown": run / REPORT_MD}
-    out.update({p.stem: p for p in sorted(pictures.glob("*.png"))})
+    out.update({path.stem: path for p in parts for path, _ in p.pictures})
     say(f"clip report: wrote {run / REPORT_MD} and {run / REPORT_HTML}")
     return out

@@ -181,9 +181,11 @@ def _score(predict: Callable[[np.ndarray], np.ndarray], base: list[Scene], base_
             n_c = int((y == c).sum())
             if worst is None or k / n_c > worst["rate"] or (k / n_c == worst["rate"] and n_c > worst["n"]):
                 worst = {"shape": classes[c], "called": classes[called], "k": int(k), "n": n_c, "rate": k / n_c}
-    ex = [{"index": int(i), "base": base[i].to_dict(), "varied": s.to_dict(), "label": classes[labels[i]],
-           "base_pred": classes[base_pred[i]], "pred": classes[p]}
-          for (i, s), p, f in zip(varied, pred, flips) if f][:keep_examples]
+    # examples of flips, those that break a right prediction first (the failures a report shows)
+    flipped = sorted((k for k in range(len(idx)) if flips[k]), key=lambda k: not (p0[k] == y[k] != pred[k]))
+    ex = [{"index": int(idx[k]), "base": base[idx[k]].to_dict(), "varied": varied[k][1].to_dict(),
+           "label": classes[y[k]], "base_pred": classes[p0[k]], "pred": classes[pred[k]]}
+          for k in flipped[:keep_examples]]
     return {"changes": [list(c) for c in changes], "attributes": sorted({a for a, _ in changes}),
             "flip": proportion(int(flips.sum()), len(idx)), "accuracy": proportion(int((pred == y).sum()), len(idx)),
             "base_accuracy": proportion(int((p0 == y).sum()), len(idx)), "worst": worst, "examples": ex}
