@@ -66,8 +66,14 @@ def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: boo
 
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:
-    """Write summary.json, samples.jsonl and report.html for a run directory."""
+    """Write summary.json, samples.jsonl and report.html for a run directory (for a CLIP run folder, which holds
+    clip-*.json and no run store: clip-report.md / .html with their pictures, see clip_report)."""
+    from safeglass.clip.report import is_clip_run
+    from safeglass.eval.runner import STORE_NAME
     from safeglass.reporting.outputs import write_outputs
+
+    if not (Path(run_dir) / STORE_NAME).exists() and is_clip_run(run_dir):
+        return clip_report(run_dir)
 
     return write_outputs(run_dir, show_harmful=show_harmful)
 
@@ -258,3 +264,20 @@ def clip_amplify(config: str | Path | dict[str, Any], out: str | Path, *, progre
     from safeglass.clip.amplify import amplify
 
     return amplify(_clip_config(config), out, progress=progress)
+
+
+def clip_vary(config: str | Path | dict[str, Any], out: str | Path, *, budget: int = 20_000, top: int = 7,
+              progress: Any = None) -> dict[str, Any]:
+    """The natural-variation search on the config's ShapeWorld scenes within `budget` images; writes
+    OUT/clip-vary.json and returns it."""
+    from safeglass.clip.variation import run_search
+
+    return run_search(_clip_config(config), out, budget=budget, top=top, progress=progress)
+
+
+def clip_report(run_dir: str | Path, *, worst: int = 6, progress: Any = None) -> dict[str, Path]:
+    """The failure-mode report of a clip run folder (clip-eval.json, clip-defend.json, clip-vary.json): writes
+    clip-report.md, clip-report.html and their pictures into `run_dir`; returns their paths."""
+    from safeglass.clip.report import write_clip_report
+
+    return write_clip_report(run_dir, worst=worst, progress=progress)

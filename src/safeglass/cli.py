@@ -176,6 +176,25 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--out", required=True, help=f"output folder ({out})")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
+    _clip_analysis_parsers(csub)
+
+
+def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
+    v = csub.add_parser("vary", help="natural-variation search: which ShapeWorld scene attributes flip predictions",
+                        description="Writes OUT/clip-vary.json and prints the flips in words.")
+    v.add_argument("config", help="clip config (YAML) with a shapeworld data source")
+    v.add_argument("--out", required=True, help="output folder (clip-vary.json)")
+    v.add_argument("--budget", type=int, default=20_000, help="images to encode at most (default 20000)")
+    v.add_argument("--top", type=int, default=7,
+                   help="attributes combined in pairs, those whose values flip most (default 7: all)")
+    v.add_argument("--json", action="store_true", help="print clip-vary.json")
+    v.add_argument("--no-progress", action="store_true")
+    r = csub.add_parser("report", help="the failure-mode report of a clip run folder, with pictures",
+                        description="Reads RUN_DIR/clip-*.json; writes clip-report.md, clip-report.html and the "
+                                    "pictures they show into RUN_DIR.")
+    r.add_argument("run_dir")
+    r.add_argument("--worst", type=int, default=6, help="failures shown with attribution maps (default 6)")
+    r.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -564,11 +583,27 @@ def _clip(args: argparse.Namespace) -> int:
     from safeglass import api
     from safeglass.clip import amplify, run
 
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    if args.clip_command in ("vary", "report"):
+        return _clip_analysis(args, progress)
     command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
                       "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
-    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = command(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _clip_analysis(args: argparse.Namespace, progress: Any) -> int:
+    from safeglass import api
+
+    if args.clip_command == "vary":
+        from safeglass.clip.variation import table
+
+        result = api.clip_vary(args.config, args.out, budget=args.budget, top=args.top, progress=progress)
+        print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+        return 0
+    paths = api.clip_report(args.run_dir, worst=args.worst, progress=progress)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
     return 0
 
 

@@ -2,6 +2,7 @@
 
     model: {organism: shapeclip}          # or {random: clip|siglip, seed: 0}, or {hub: openai/clip-vit-base-patch32}
     data: {source: shapeworld, n: 1000, seed: 0}     # or {source: folder, image_dir: photos/, n: 500}
+                                          # or {source: rta100 | paint-typo | scam, path: DIR[, type: SCAM]}
     templates: ["a photo of a {}"]
     attack: {word: wrong-class, size: 0.22, position: auto}
     scam_templates: [...]                  # the SCAM choice's templates (default: the templates)
@@ -24,7 +25,8 @@ NOT_IN_KEY = ("name", "description", "batch_size")  # what does not change a res
 # The fields of the first clip configs. A field added since is left out of the hash while it is unset (None), so
 # configs written before it keep their hashes and their finished results.
 FIRST_FIELDS = {"": ("model", "data", "classes", "templates", "attack", "scam_templates", "defend", "seed"),
-                "model": ("organism", "path", "random", "seed", "hub", "revision")}
+                "model": ("organism", "path", "random", "seed", "hub", "revision"),
+                "data": ("source", "image_dir", "n", "seed", "image_size")}
 
 
 def _keyed(dumped: dict[str, Any]) -> dict[str, Any]:
@@ -33,6 +35,7 @@ def _keyed(dumped: dict[str, Any]) -> dict[str, Any]:
 
     keyed = keep("", {k: v for k, v in dumped.items() if k not in NOT_IN_KEY})
     keyed["model"] = keep("model", keyed["model"])
+    keyed["data"] = keep("data", keyed["data"])
     return keyed
 
 
@@ -48,8 +51,11 @@ class ModelBlock(Schema):
 
 
 class DataBlock(Schema):
-    source: Literal["shapeworld", "folder"] = "shapeworld"
+    # rta100 / paint-typo / scam come attacked: read from `path` (clip/datasets.py); `type` picks SCAM's subset
+    source: Literal["shapeworld", "folder", "rta100", "paint-typo", "scam"] = "shapeworld"
     image_dir: str | None = None
+    path: str | None = None
+    type: Literal["SCAM", "NoSCAM", "SynthSCAM"] | None = None
     n: int = Field(1000, ge=1)
     seed: int = Field(0, ge=0)
     image_size: int | None = Field(None, ge=8)  # None: the model's input side
@@ -114,6 +120,7 @@ class ClipSchema(Schema):
             problems.append((("data", "image_dir"), "a folder source needs image_dir (a folder of class subfolders)"))
         if self.data.source == "shapeworld" and self.data.image_dir:
             problems.append((("data", "image_dir"), "only a folder source reads image_dir"))
+        problems += _dataset_problems(self)
         a = self.attack
         if a.colour is not None and a.colour not in COLOUR_NAMES:
             problems.append((("attack", "colour"), f"expected one of {', '.join(COLOUR_NAMES)}, got {a.colour!r}"))
@@ -130,6 +137,22 @@ class ClipSchema(Schema):
                 if t.count("{}") != 1:
                     problems.append(((fld, i), f"a template holds one {{}} for the class name, got {t!r}"))
         return problems
+
+
+def _dataset_problems(cfg: ClipSchema) -> list[Problem]:
+    from safeglass.clip.datasets import ATTACKED_SOURCES, SCAM_SOURCE
+
+    d, out = cfg.data, []
+    if d.source in ATTACKED_SOURCES and not d.path:
+        out.append((("data", "path"), f"a {d.source} source needs path (the local copy of the dataset)"))
+    if d.source not in ATTACKED_SOURCES and d.path:
+        out.append((("data", "path"), f"only {', '.join(ATTACKED_SOURCES)} sources read path"))
+    if d.type is not None and d.source != SCAM_SOURCE:
+        out.append((("data", "type"), "only a scam source reads type"))
+    if d.source in ATTACKED_SOURCES and cfg.defend is not None:
+        out.append((("defend",), f"defend needs the written words' boxes, which {d.source} does not record; "
+                                 "defend on shapeworld or a folder source"))
+    return out
 
 
 @dataclass(frozen=True)
