@@ -13,8 +13,8 @@ Training (`train`): image features are computed once (the image tower is frozen)
   + identity loss  mean (1 - cosine) between each name's prefixed and original text embedding, over many names
                    (ShapeCLIP: every word of its vocabulary; a large vocabulary: the class names), so the token
                    changes how images are read against class names, not what the names mean.
-The paper's identity loss compares distributions over many class names; cosine is the simpler bound that keeps
-each embedding in place, and the weight is a setting.
+The paper's identity loss keeps the prefixed names' text features matching the originals' over many class names;
+here that match is measured by cosine distance, and its weight is a setting.
 
     token = train(backend, fit_clean, fit_typo, labels, classes, templates, PrefixSettings(seed=0))
     emb = class_embeddings(backend, token.vector, classes, templates)      # [C, D] for zeroshot.logits

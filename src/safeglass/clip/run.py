@@ -162,7 +162,8 @@ def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] |
 
 def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | None = None,
            backend: Any = None) -> dict[str, Any]:
-    """Dyslexify on the fit split, scored on the held-out split; writes OUT/clip-defend.json."""
+    """Dyslexify (and, with `defend.methods`, Defense-Prefix and PAINT: clip/compare.py) fitted on the fit split,
+    scored on the held-out split; writes OUT/clip-defend.json."""
     from safeglass.clip.dyslexify import GreedySettings, correct, greedy
     from safeglass.clip.heads import typographic_scores
     from safeglass.clip.scoring import score
