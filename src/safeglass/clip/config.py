@@ -71,12 +71,33 @@ class AttackBlock(Schema):
     postit: bool = False
 
 
+class PrefixBlock(Schema):  # Defense-Prefix's training (clip/prefix.py)
+    steps: int = Field(100, ge=1)
+    lr: Number = Field(0.01, gt=0)
+    identity_weight: Number = Field(1.0, ge=0)
+
+
+class PaintBlock(Schema):  # PAINT's patch and interpolation grid (clip/paint.py)
+    epochs: int = Field(3, ge=1)
+    lr: Number = Field(1e-4, gt=0)
+    weight_decay: Number = Field(0.1, ge=0)
+    batch_size: int = Field(64, ge=1)
+    alphas: list[Number] = Field([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0], min_length=2)
+    select_share: Number = Field(0.5, gt=0, lt=1)
+
+
+DEFEND_METHODS = ("dyslexify", "prefix", "paint")
+
+
 class DefendBlock(Schema):
     fit_n: int = Field(500, ge=1)
     fit_seed: int = Field(0, ge=0)
     max_clean_drop_points: Number = Field(1.0, ge=0)
     min_gain_points: Number = Field(0.1, ge=0)
     patience: int = Field(10, ge=1)
+    methods: list[Literal["dyslexify", "prefix", "paint"]] = Field(["dyslexify"], min_length=1)
+    prefix: PrefixBlock = PrefixBlock()
+    paint: PaintBlock = PaintBlock()
 
 
 class AmplifyBlock(Schema):
@@ -136,6 +157,12 @@ class ClipSchema(Schema):
             for i, t in enumerate(getattr(self, fld) or []):
                 if t.count("{}") != 1:
                     problems.append(((fld, i), f"a template holds one {{}} for the class name, got {t!r}"))
+        if self.defend is not None:
+            if len(set(self.defend.methods)) != len(self.defend.methods):
+                problems.append((("defend", "methods"), "a method is listed twice"))
+            if 0 not in self.defend.paint.alphas or not all(0 <= a <= 1 for a in self.defend.paint.alphas):
+                problems.append((("defend", "paint", "alphas"), "the grid holds 0 (the unpatched model) and "
+                                                                 "values in [0, 1]"))
         return problems
 
 
@@ -153,6 +180,17 @@ def _dataset_problems(cfg: ClipSchema) -> list[Problem]:
         out.append((("defend",), f"defend needs the written words' boxes, which {d.source} does not record; "
                                  "defend on shapeworld or a folder source"))
     return out
+
+
+def _unkeyed_defaults(dumped: dict[str, Any]) -> dict[str, Any]:
+    """The defend block's later fields (methods, prefix, paint) at their defaults leave the hash as it was
+    before they existed, so results made then keep their keys."""
+    d = dumped.get("defend")
+    if d is None:
+        return dumped
+    default = DefendBlock().model_dump()
+    kept = {k: v for k, v in d.items() if k not in ("methods", "prefix", "paint") or v != default[k]}
+    return {**dumped, "defend": kept}
 
 
 @dataclass(frozen=True)
@@ -181,7 +219,7 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
     given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
     cfg = validate(ClipSchema, given, source)
     dumped = cfg.model_dump()
-    keyed = _keyed(dumped)
+    keyed = _unkeyed_defaults(_keyed(dumped))
     return ClipConfig(
         name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},

@@ -22,7 +22,7 @@ from safeglass.clip.images import ImageSet
 from safeglass.clip.typography import AttackedSet, TypoSpec, attack_set
 from safeglass.clip.zeroshot import OPENAI_TEMPLATES, SHAPECLIP_TEMPLATES, TextCache, accuracy, predict
 from safeglass.schema import ConfigError
-from safeglass.stats import paired_bootstrap, proportion
+from safeglass.stats import proportion
 
 FORMAT = "safeglass.clip/1"
 EVAL_JSON = "clip-eval.json"
@@ -190,9 +190,11 @@ def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] |
 
 def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | None = None,
            backend: Any = None) -> dict[str, Any]:
-    """Dyslexify on the fit split, scored on the held-out split; writes OUT/clip-defend.json."""
-    from safeglass.clip.dyslexify import GreedySettings, correct, greedy, recovery
+    """Dyslexify (and, with `defend.methods`, Defense-Prefix and PAINT: clip/compare.py) fitted on the fit split,
+    scored on the held-out split; writes OUT/clip-defend.json."""
+    from safeglass.clip.dyslexify import GreedySettings, correct, greedy
     from safeglass.clip.heads import typographic_scores
+    from safeglass.clip.scoring import score
 
     say = _say(progress)
     if cfg.defend is None:
@@ -210,38 +212,41 @@ def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | N
     cache = TextCache()
     fit, test = load_split(cfg, b.image_size, "fit"), load_split(cfg, b.image_size, "test")
     fit_att, test_att = attacked_split(cfg, fit), attacked_split(cfg, test)
-    say(f"clip defend: scoring {b.num_heads} heads a layer on {len(fit.labels)} fitting images")
-    scores = typographic_scores(b, fit_att.images, fit_att.boxes)
     d = cfg.defend
-    settings = GreedySettings(max_clean_drop=d["max_clean_drop_points"] / 100, min_gain=d["min_gain_points"] / 100,
-                              patience=d["patience"])
-    fitted = greedy(b, scores, fit.images, fit_att.images, fit.labels, fit.classes, templates, cache, settings)
-    kept = [tuple(h) for h in fitted["kept"]]
-    say(f"clip defend: kept {len(kept)} heads ({fitted['stopped']}); scoring the held-out split")
-    base = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache)
-    ablated = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache, kept)
-    c0, t_base, c1, t1 = (float(x.mean()) for x in (*base, *ablated))
-    rec = recovery(c0, t_base, t1)
     result: dict[str, Any] = {
         "format": FORMAT, "kind": "clip defend", "name": cfg.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **provenance(cfg, b),
         "dataset": {"fit": {**fit.meta}, "test": {**test.meta}, "classes": list(test.classes)},
         "templates": list(templates), "attack": {**spec_of(cfg).record(), **test_att.summary()},
-        "head_scores": np.round(scores, 5).tolist(), "fit": fitted,
-        "test": {name: proportion(int(x.sum()), len(x)) for name, x in
-                 zip(("clean", "typographic", "clean_ablated", "typographic_ablated"), (*base, *ablated))},
-        "recovered": None if rec is None else round(rec, 4),
-        "clean_loss_points": round(100 * (c0 - c1), 2),
-        # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
-        "paired": {"clean_loss_points": _points(paired_bootstrap(base[0].astype(float), ablated[0].astype(float),
-                                                                 seed=cfg.seed)),
-                   "typographic_gain_points": _points(paired_bootstrap(ablated[1].astype(float),
-                                                                       base[1].astype(float), seed=cfg.seed))},
     }
-    result["goal"] = {"recovered_min": 0.5, "clean_loss_points_max": 1.0,
-                      "met": bool(result["recovered"] is not None and result["recovered"] >= 0.5
-                                  and result["clean_loss_points"] <= 1.0)}
+    base = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache)
+    ablated, kept = None, []
+    if "dyslexify" in d.get("methods", ["dyslexify"]):
+        say(f"clip defend: scoring {b.num_heads} heads a layer on {len(fit.labels)} fitting images")
+        scores = typographic_scores(b, fit_att.images, fit_att.boxes)
+        settings = GreedySettings(max_clean_drop=d["max_clean_drop_points"] / 100,
+                                  min_gain=d["min_gain_points"] / 100, patience=d["patience"])
+        fitted = greedy(b, scores, fit.images, fit_att.images, fit.labels, fit.classes, templates, cache, settings)
+        kept = [tuple(h) for h in fitted["kept"]]
+        say(f"clip defend: kept {len(kept)} heads ({fitted['stopped']}); scoring the held-out split")
+        ablated = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache, kept)
+        s = score(base, ablated, cfg.seed)
+        result.update({
+            "head_scores": np.round(scores, 5).tolist(), "fit": fitted,
+            "test": {"clean": proportion(int(base[0].sum()), len(base[0])),
+                     "typographic": proportion(int(base[1].sum()), len(base[1])),
+                     "clean_ablated": s["clean"], "typographic_ablated": s["typographic"]},
+            "recovered": s["recovered"], "clean_loss_points": s["clean_loss_points"],
+            # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
+            "paired": s["paired"], "goal": s["goal"]})
+    if d.get("methods", ["dyslexify"]) != ["dyslexify"]:  # Defense-Prefix and PAINT beside Dyslexify
+        from safeglass.clip.compare import methods
+
+        result["undefended"] = {"clean": proportion(int(base[0].sum()), len(base[0])),
+                                "typographic": proportion(int(base[1].sum()), len(base[1]))}
+        result["methods"] = methods(b, d, cfg.seed, fit, fit_att, test, test_att, templates, cache, base, ablated,
+                                    kept, say)
     result["seconds"] = round(time.perf_counter() - start, 2)
     _write(Path(out) / DEFEND_JSON, result)
     say(f"clip defend: wrote {Path(out) / DEFEND_JSON}")
@@ -253,11 +258,6 @@ def _nanmean(x: np.ndarray | None) -> float | None:
     if x is None or not np.isfinite(x).any():
         return None
     return round(float(np.nanmean(x)), 4)
-
-
-def _points(d: dict[str, float]) -> dict[str, float]:
-    return {"delta": round(100 * d["delta"], 2), "ci_low": round(100 * d["ci_low"], 2),
-            "ci_high": round(100 * d["ci_high"], 2), "p_value": round(d["p_value"], 4)}
 
 
 def _with_defaults(cfg: ClipConfig) -> ClipConfig:
@@ -285,15 +285,22 @@ def table(result: dict[str, Any]) -> str:
                 ("SCAM: object chosen (template mean)", f"{100 * result['scam']['object_rate']:5.1f} %"),
                 ("SCAM: attack word chosen", f"{100 * result['scam']['attack_rate']:5.1f} %")]
     else:
-        t = result["test"]
-        rec = result["recovered"]
-        cl = result["paired"]["clean_loss_points"]
-        rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
-                ("clean, heads ablated", _pct(t["clean_ablated"])),
-                ("typographic, heads ablated", _pct(t["typographic_ablated"])),
-                ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
-                ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
-                ("clean loss (points)", f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
-                ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
+        rows = []
+        if "test" in result:  # Dyslexify ran
+            t = result["test"]
+            rec = result["recovered"]
+            cl = result["paired"]["clean_loss_points"]
+            rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
+                    ("clean, heads ablated", _pct(t["clean_ablated"])),
+                    ("typographic, heads ablated", _pct(t["typographic_ablated"])),
+                    ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
+                    ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
+                    ("clean loss (points)",
+                     f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
+                    ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
+        if "methods" in result:
+            from safeglass.clip.compare import rows as method_rows
+
+            rows += method_rows(result)
     w = max(len(k) for k, _ in rows)
     return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])
