@@ -60,7 +60,10 @@ def _model(result: dict[str, Any]) -> str:
 
 def eval_part(r: dict[str, Any]) -> Part:
     a = r["attack"]
-    attack = (f"read from the dataset ({r['dataset']['source']})" if a.get("from") == "dataset"
+    area = a.get("mean_postit_area")
+    attack = (f"read from the dataset ({r['dataset']['source']}"
+              + (f", mean post-it area {100 * area:.1f} % of the image)" if area is not None else ")")
+              if a.get("from") == "dataset"
               else f"word {a['word']}, size {a['size']}, position {a['position']}, post-it {a['postit']}")
     drop = r["typographic_drop_points"]
     rows = [["clean accuracy", _pct(r["clean"])], ["typographic accuracy", _pct(r["typographic"])],
