@@ -138,6 +138,24 @@ def test_typo_copy_writes_an_attacked_folder_that_loads_back(tmp_path) -> None:
         assert (np.abs(img[outside].astype(int) - base) <= 2).all() and (img[y0:y1, x0:x1] != base).any()
 
 
+def test_clip_typo_copies_the_configs_folder(tmp_path, capsys) -> None:
+    for c, colour in (("dog", (200, 200, 200)), ("cat", (40, 40, 40))):
+        _png(tmp_path / "photos" / c / "0.png", colour)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"model": {"random": "clip"}, "data": {"source": "folder", "image_dir": "photos",
+                                                                     "image_size": 48},
+                               "attack": {"word": "cat", "postit": True}, "seed": 3}))
+    assert main(["clip", "typo", str(cfg), "--out", str(tmp_path / "t")]) == 0
+    assert "2 attacked images" in capsys.readouterr().out
+    back = datasets.named_files(tmp_path / "t", 48)
+    assert sorted(back.words) == ["cat", "cat"] and back.images.shape == (2, 48, 48, 3)
+    info = json.loads((tmp_path / "t" / "typo-copy.json").read_text())
+    assert info["attack"]["postit"] is True and info["mean_postit_area"] > 0 and info["seed"] == 3
+    cfg.write_text(json.dumps({"model": {"random": "clip"}}))
+    assert main(["clip", "typo", str(cfg), "--out", str(tmp_path / "t2")]) != 0
+    assert "field 'data.source': clip typo copies an image folder" in capsys.readouterr().err
+
+
 def test_config_rejects_a_dataset_source_without_path_and_defend(tmp_path) -> None:
     with pytest.raises(ConfigError) as err:
         parse_clip_config({"model": {"random": "clip"}, "data": {"source": "scam", "type": "NoSCAM"},

@@ -93,7 +93,33 @@ def test_shapeclip_failures_are_drawn_with_their_attribution(tmp_path) -> None:
     assert len(rows) == 3
     margins = []
     for r in rows:
-        _, idx, label, word, clean_pred, att_pred, margin, _ = [c.strip() for c in r.split("|")]
+        _, idx, file, label, word, clean_pred, att_pred, margin, _ = [c.strip() for c in r.split("|")]
         assert clean_pred == label and att_pred != label and float(margin) > 0
         margins.append(float(margin))
     assert margins == sorted(margins, reverse=True)
+
+
+def test_a_dataset_without_clean_twins_shows_its_wrong_attacked_images(tmp_path) -> None:
+    import numpy as np
+
+    (tmp_path / "sub").mkdir()
+    for i, (obj, word) in enumerate([("dog", "cat"), ("cat", "dog"), ("cup", "dog"), ("dog", "cup")] * 2):
+        folder = tmp_path if i < 4 else tmp_path / "sub"   # the same names twice, in two folders
+        img = np.random.default_rng(i).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+        Image.fromarray(img).save(folder / f"label={obj}_text={word}.png")
+    cfg = tmp_path / "rta.yaml"
+    cfg.write_text(json.dumps({"name": "rta", "model": {"random": "clip", "seed": 1},
+                               "data": {"source": "rta100", "path": "."}, "templates": ["a photo of a {}"]}))
+    ev = api.clip_eval(cfg, tmp_path / "run")
+    wrong = ev["typographic"]["n"] - ev["typographic"]["k"]
+    paths = api.clip_report(tmp_path / "run", worst=3)
+    md = paths["markdown"].read_text()
+    assert ev["clean"] is None and "has no clean twins" in md
+    rows = [r for r in md.splitlines() if re.match(r"\| \d+ \|", r)]
+    assert len(rows) == min(3, wrong) > 0
+    for r in rows:
+        _, idx, file, label, word, clean_pred, att_pred, margin, _ = [c.strip() for c in r.split("|")]
+        assert file.endswith(".png") and f"label={label}_text={word}" in file and clean_pred == "n/a"
+        assert att_pred != label and float(margin) > 0
+    with Image.open(paths["failures"]) as im:   # two cells a row: attacked image, its attribution
+        assert im.size[0] == 2 * (160 + 8) + 8

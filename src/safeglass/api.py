@@ -281,3 +281,16 @@ def clip_report(run_dir: str | Path, *, worst: int = 6, progress: Any = None) ->
     from safeglass.clip.report import write_clip_report
 
     return write_clip_report(run_dir, worst=worst, progress=progress)
+
+
+def clip_typo_copy(config: str | Path | dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """An ImageNet-typo style attacked copy of the config's image folder (`data.source: folder`), its attack block
+    and seed, written into `out` in RTA-100's naming (see safeglass.clip.datasets.typo_copy); returns its summary."""
+    from safeglass.clip.datasets import typo_copy
+    from safeglass.clip.run import spec_of
+    from safeglass.schema import ConfigError
+
+    cfg = _clip_config(config)
+    if cfg.data["source"] != "folder":
+        raise ConfigError(f"{cfg.source}: field 'data.source': clip typo copies an image folder (source: folder)")
+    return typo_copy(cfg.data["image_dir"], out, cfg.data["image_size"] or 224, spec_of(cfg), cfg.seed, cfg.classes)

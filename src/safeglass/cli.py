@@ -189,6 +189,12 @@ def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
                    help="attributes combined in pairs, those whose values flip most (default 7: all)")
     v.add_argument("--json", action="store_true", help="print clip-vary.json")
     v.add_argument("--no-progress", action="store_true")
+    t = csub.add_parser("typo", help="write an ImageNet-typo style attacked copy of the config's image folder",
+                        description="Writes OUT/<n>/label=<class>_text=<word>.png (readable as data.source: rta100), "
+                                    "OUT/manifest.jsonl and OUT/typo-copy.json.")
+    t.add_argument("config", help="clip config (YAML) with a folder data source and an attack block")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--no-progress", action="store_true")
     r = csub.add_parser("report", help="the failure-mode report of a clip run folder, with pictures",
                         description="Reads RUN_DIR/clip-*.json; writes clip-report.md, clip-report.html and the "
                                     "pictures they show into RUN_DIR.")
@@ -584,7 +590,7 @@ def _clip(args: argparse.Namespace) -> int:
     from safeglass.clip import amplify, run
 
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
-    if args.clip_command in ("vary", "report"):
+    if args.clip_command in ("vary", "report", "typo"):
         return _clip_analysis(args, progress)
     command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
                       "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
@@ -601,6 +607,10 @@ def _clip_analysis(args: argparse.Namespace, progress: Any) -> int:
 
         result = api.clip_vary(args.config, args.out, budget=args.budget, top=args.top, progress=progress)
         print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+        return 0
+    if args.clip_command == "typo":
+        info = api.clip_typo_copy(args.config, args.out)
+        print(f"clip typo: {info['n']} attacked images in {args.out} (mean box area {info['mean_box_area']})")
         return 0
     paths = api.clip_report(args.run_dir, worst=args.worst, progress=progress)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))

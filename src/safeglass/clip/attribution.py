@@ -72,20 +72,21 @@ class Failure:
     margin: float      # attacked logit of the wrong prediction minus that of the label
 
 
-def worst_failures(backend: Any, clean: np.ndarray, attacked: np.ndarray, labels: np.ndarray,
+def worst_failures(backend: Any, clean: np.ndarray | None, attacked: np.ndarray, labels: np.ndarray,
                    classes: Sequence[str], words: Sequence[str], templates: Sequence[str], k: int,
                    cache: Any = None) -> list[Failure]:
-    """The `k` images right when clean and wrong when attacked with the largest wrong-class margin."""
+    """The `k` images right when clean and wrong when attacked with the largest wrong-class margin (`clean` None,
+    for sets without clean twins such as RTA-100: the attacked images classified wrong; `clean_pred` is then '')."""
     from safeglass.clip.zeroshot import TextCache, logits
 
     cache = cache if cache is not None else TextCache()
     cls = cache.class_embeddings(backend, classes, templates)
-    lc = logits(backend, backend.encode_images(clean), cls).numpy()
     la = logits(backend, backend.encode_images(attacked), cls).numpy()
-    pc, pa = lc.argmax(-1), la.argmax(-1)
+    pa = la.argmax(-1)
+    pc = labels if clean is None else logits(backend, backend.encode_images(clean), cls).numpy().argmax(-1)
     rows = np.arange(len(labels))
     margin = la[rows, pa] - la[rows, labels]
     bad = np.flatnonzero((pc == labels) & (pa != labels))
     bad = bad[np.argsort(-margin[bad], kind="stable")][:k]
-    return [Failure(int(i), classes[labels[i]], str(words[i]), classes[pc[i]], classes[pa[i]], float(margin[i]))
-            for i in bad]
+    return [Failure(int(i), classes[labels[i]], str(words[i]), "" if clean is None else classes[pc[i]],
+                    classes[pa[i]], float(margin[i])) for i in bad]

@@ -60,7 +60,10 @@ def _model(result: dict[str, Any]) -> str:
 
 def eval_part(r: dict[str, Any]) -> Part:
     a = r["attack"]
-    attack = (f"read from the dataset ({r['dataset']['source']})" if a.get("from") == "dataset"
+    area = a.get("mean_postit_area")
+    attack = (f"read from the dataset ({r['dataset']['source']}"
+              + (f", mean post-it area {100 * area:.1f} % of the image)" if area is not None else ")")
+              if a.get("from") == "dataset"
               else f"word {a['word']}, size {a['size']}, position {a['position']}, post-it {a['postit']}")
     drop = r["typographic_drop_points"]
     rows = [["clean accuracy", _pct(r["clean"])], ["typographic accuracy", _pct(r["typographic"])],
@@ -127,6 +130,10 @@ def _variation_grid(r: dict[str, Any], pictures: Path, rows: int = 7) -> Path | 
     return grid(cells, pictures / "variation.png", "natural variations that flip the prediction")
 
 
+def idx_all(data: Any) -> range:
+    return range(len(data.labels))
+
+
 def failure_part(r: dict[str, Any], pictures: Path, worst: int, say: Callable[[str], None],
                  backend: Any = None) -> Part | None:
     """The eval's worst typographic failures with attribution maps, recomputed from its recorded config."""
@@ -143,36 +150,42 @@ def failure_part(r: dict[str, Any], pictures: Path, worst: int, say: Callable[[s
         return None
     b = backend if backend is not None else _backend(cfg)
     data, clean, attacked = eval_sets(cfg, b.image_size, say)
-    if clean is None:
-        return None
-    att_images = attacked.images[clean.meta["twin_of"]] if "twin_of" in clean.meta else attacked.images
-    words = np.asarray(attacked.words)[clean.meta["twin_of"]] if "twin_of" in clean.meta else attacked.words
+    twin = clean.meta.get("twin_of") if clean is not None else None   # SCAM: clean twins of some images only
+    att_images = attacked.images[twin] if twin is not None else attacked.images
+    words = list(np.asarray(attacked.words)[twin]) if twin is not None else list(attacked.words)
+    labels = clean.labels if clean is not None else data.labels
     templates, cache = templates_of(cfg), TextCache()
-    fails = worst_failures(b, clean.images, att_images, clean.labels, data.classes, list(words), templates, worst,
-                           cache)
+    fails = worst_failures(b, None if clean is None else clean.images, att_images, labels, data.classes, words,
+                           templates, worst, cache)
     if not fails:
         return Part("Typographic failures", lines=["No image is right when clean and wrong when attacked."])
     say(f"clip report: attribution maps for {len(fails)} failures")
     cls = cache.class_embeddings(b, data.classes, templates)
     idx = [f.index for f in fails]
-    to_label = cls[[data.classes.index(f.label) for f in fails]]
     to_wrong = cls[[data.classes.index(f.attacked_pred) for f in fails]]
-    m_clean, _ = patch_attribution(b, clean.images[idx], to_label)
     m_att, _ = patch_attribution(b, att_images[idx], to_wrong)
-    cells = [[(clean.images[i], f"clean: {f.label}\ncalled {f.clean_pred}"),
-              (overlay(clean.images[i], mc), f"evidence for\n{f.label}"),
-              (att_images[i], f"word '{f.word}'\ncalled {f.attacked_pred}"),
-              (overlay(att_images[i], ma), f"evidence for\n{f.attacked_pred}")]
-             for i, f, mc, ma in zip(idx, fails, m_clean, m_att)]
+    attacked_cells = [[(att_images[i], f"label {f.label}, word '{f.word}'\ncalled {f.attacked_pred}"),
+                       (overlay(att_images[i], ma), f"evidence for\n{f.attacked_pred}")]
+                      for i, f, ma in zip(idx, fails, m_att)]
+    if clean is None:   # RTA-100, PAINT: no clean image to compare with
+        cells = attacked_cells
+    else:
+        m_clean, _ = patch_attribution(b, clean.images[idx], cls[[data.classes.index(f.label) for f in fails]])
+        cells = [[(clean.images[i], f"clean: {f.label}\ncalled {f.clean_pred}"),
+                  (overlay(clean.images[i], mc), f"evidence for\n{f.label}"), *att]
+                 for i, f, mc, att in zip(idx, fails, m_clean, attacked_cells)]
     path = grid(cells, pictures / "failures.png", "typographic failures: clean vs attacked, with patch attribution")
-    rows = [[str(f.index), f.label, f.word, f.clean_pred, f.attacked_pred, f"{f.margin:.2f}"] for f in fails]
-    return Part("Typographic failures", [(["image", "label", "written word", "clean prediction",
+    files = None if data.files is None else [data.files[j] for j in (twin if twin is not None else idx_all(data))]
+    rows = [[str(f.index), (files[f.index] if files else ""), f.label, f.word, f.clean_pred or "n/a",
+             f.attacked_pred, f"{f.margin:.2f}"] for f in fails]
+    which = ("The images the model gets right clean and wrong attacked" if clean is not None else
+             f"The attacked images the model gets wrong ({data.meta['source']} has no clean twins)")
+    return Part("Typographic failures", [(["image", "file", "label", "written word", "clean prediction",
                                            "attacked prediction", "wrong-class margin (logit)"], rows)],
-                ["The images the model gets right clean and wrong attacked, largest wrong-class margin first. Red: "
-                 "the patches whose pixels raise the explained class's logit (integrated gradients from a grey "
-                 "image, summed per patch; clip/attribution.py)."],
-                [(path, "Each row: clean image, its evidence for the label, attacked image, its evidence for the "
-                        "wrong class.")])
+                [f"{which}, largest wrong-class margin first. Red: the patches whose pixels raise the explained "
+                 "class's logit (integrated gradients from a grey image, summed per patch; clip/attribution.py)."],
+                [(path, "Each row: " + ("clean image, its evidence for the label, " if clean is not None else "")
+                  + "attacked image, its evidence for the wrong class.")])
 
 
 # ------------------------------------------------------------------------------------------------ render
