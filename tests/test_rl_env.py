@@ -87,3 +87,18 @@ def test_config_is_checked():
         EnvConfig(users=3)
     with pytest.raises(ValueError, match="distinct"):
         EnvConfig(victim=4)
+
+
+def test_an_over_claimed_channel_loses_the_packet_and_truth_delivers_the_true_rate():
+    from safeglass.rl.env import delivered_rates, slot_rates
+
+    rng = np.random.default_rng(2)
+    h = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4))
+    assert np.allclose(delivered_rates(h, h, [0, 2], 10.0), slot_rates(h, h, [0, 2], 10.0))
+    lie = h.copy()
+    lie[2] *= 3.0  # same direction, 9x the gain: ZF beams unchanged, user 0 unaffected, user 2's packet lost
+    got = delivered_rates(h, lie, [0, 2], 10.0)
+    assert got[2] == 0.0 and got[0] == pytest.approx(slot_rates(h, h, [0, 2], 10.0)[0])
+    under = h.copy()
+    under[2] *= 0.5  # under-claiming delivers the (smaller) promised rate
+    assert 0 < delivered_rates(h, under, [0, 2], 10.0)[2] < slot_rates(h, h, [0, 2], 10.0)[2]

@@ -258,3 +258,14 @@ def clip_amplify(config: str | Path | dict[str, Any], out: str | Path, *, progre
     from safeglass.clip.amplify import amplify
 
     return amplify(_clip_config(config), out, progress=progress)
+
+
+def rl_attack(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """CSI-manipulation attacks on the deep-RL MU-MIMO scheduler (FGGM with CROWN bounds, white-box PGD, greedy,
+    random) over the config's seeds; writes OUT/rl-attack.json and OUT/rl-report.html (resumable) and returns the
+    result."""
+    from safeglass.rl.config import load_rl_config, parse_rl_config
+    from safeglass.rl.run import attack_suite
+
+    cfg = parse_rl_config(config) if isinstance(config, dict) else load_rl_config(config)
+    return attack_suite(cfg, out, progress=progress)

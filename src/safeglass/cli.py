@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
     _clip_parser(sub)
+    _rl_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -176,6 +177,19 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--out", required=True, help=f"output folder ({out})")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
+
+
+def _rl_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rl", help="deep-RL MU-MIMO scheduler: CSI-manipulation attacks (FGGM, white-box PGD, "
+                                  "greedy, random) on the victim DQN, with CROWN / interval bounds")
+    rsub = r.add_subparsers(dest="rl_command", required=True)
+    a = rsub.add_parser("attack", help="the attack suite over the config's seeds; resumable",
+                        description="Writes OUT/rl-attack.json and OUT/rl-report.html; a rerun into the same OUT "
+                                    "runs only the missing episodes (see safeglass.rl.config for the format).")
+    a.add_argument("config", help="rl config (YAML; see safeglass.rl.config)")
+    a.add_argument("--out", required=True, help="output folder (rl-attack.json, rl-report.html, episodes.jsonl)")
+    a.add_argument("--json", action="store_true", help="print rl-attack.json")
+    a.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -323,6 +337,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _study(args)
     if args.command == "clip":
         return _clip(args)
+    if args.command == "rl":
+        return _rl(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -568,6 +584,16 @@ def _clip(args: argparse.Namespace) -> int:
                       "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = command(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.rl.run import table
+
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = api.rl_attack(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 

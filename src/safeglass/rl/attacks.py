@@ -40,10 +40,17 @@ class Threat:
     box_k: float = 2.0          # victims' observation box: mean +- box_k std
     plausible_k: float = 2.0    # adversaries' reports: mean +- plausible_k std of their gain feature
     max_gain_db: float = 15.0   # power constraint on a reported gain
+    # the adversaries' own measured average throughput, which they know: an over-claimed channel loses every
+    # packet (env.delivered_rates), so under the attack it decays to 0. None: let it range over the box instead.
+    adversary_average: float | None = 0.0
 
     @property
     def controlled(self) -> list[int]:
         return list(self.adversaries)  # the adversaries' gain features (the first `users` observation entries)
+
+    @property
+    def own_average(self) -> list[int]:
+        return [self.users + a for a in self.adversaries]  # the adversaries' average-throughput features
 
     def victim_actions(self) -> list[int]:
         return [i for i, a in enumerate(self.actions) if self.victim in a]
@@ -67,8 +74,13 @@ def observation_box(policy: QPolicy, threat: Threat) -> tuple[torch.Tensor, torc
     """[lo, hi] (normalised) of the victims' region: +-box_k, clipped to the normaliser's clip and physics."""
     d = policy.obs_mean.shape[0]
     lo = torch.maximum(torch.full((d,), -min(threat.box_k, CLIP)), _phys_lo(policy, threat.users))
-    hi = torch.full((d,), min(threat.box_k, CLIP))
-    return lo, torch.maximum(hi, lo)
+    hi = torch.maximum(torch.full((d,), min(threat.box_k, CLIP)), lo)
+    if threat.adversary_average is not None:
+        idx = threat.own_average
+        known = ((threat.adversary_average - policy.obs_mean[idx]) / policy.obs_std[idx]).clamp(-CLIP, CLIP)
+        lo, hi = lo.clone(), hi.clone()
+        lo[idx], hi[idx] = known, known
+    return lo, hi
 
 
 def report_range(policy: QPolicy, threat: Threat) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,17 +126,17 @@ class FggmResult:
     reports_raw: list[float]      # log10 reported gain per adversary
     reports_norm: list[float]
     target_action: list[int]
-    certified_margin: float       # CROWN lower bound of the margin over the box (> 0: certified)
+    box_k: float                  # the box the search certified (or its smallest, if none)
+    certified_margin: float       # CROWN lower bound of the margin over that box (> 0: certified)
     certified: bool
     ibp_margin: float             # the same bound by intervals (looser)
-    certified_box_k: float        # the largest box (mean +- k std, k <= box_k) the found report certifies
-    sampled_success: float        # share of sampled box observations with the victim unscheduled
+    certified_box_k: float        # the largest box (mean +- k std, k <= threat.box_k) the found report certifies
+    sampled_success: float        # share of sampled observations of the full box with the victim unscheduled
+    schedule: list[dict[str, float]]  # per box tried: k, best CROWN and IBP margins
 
 
-def fggm(policy: QPolicy, threat: Threat, *, steps: int = 80, starts: int = 4, lr: float = 0.1, seed: int = 0,
-         samples: int = 10000) -> FggmResult:
-    """Search one universal report per adversary: for every victim-free target action and several starts, Adam on
-    the reports climbing the CROWN lower bound of the margin, projected onto the report range."""
+def _search(policy: QPolicy, threat: Threat, steps: int, starts: int, lr: float, seed: int
+            ) -> tuple[torch.Tensor, torch.Tensor, float]:
     gen = torch.Generator().manual_seed(seed)
     box = observation_box(policy, threat)
     r_lo, r_hi = report_range(policy, threat)
@@ -143,14 +155,30 @@ def fggm(policy: QPolicy, threat: Threat, *, steps: int = 80, starts: int = 4, l
             z.copy_(torch.maximum(torch.minimum(z, r_hi), r_lo))
     with torch.no_grad():
         m = certified_margin(policy, threat, z, targets, box)
-        best = int(m.argmax())
-        reports, target = z[best].detach(), targets[best:best + 1]
-        ibp_m = certified_margin(policy, threat, reports[None], target, box, "ibp")
+    best = int(m.argmax())
+    return z[best].detach(), targets[best:best + 1], float(m[best])
+
+
+def fggm(policy: QPolicy, threat: Threat, *, steps: int = 80, starts: int = 4, lr: float = 0.1, seed: int = 0,
+         samples: int = 10000, box_ks: tuple[float, ...] | None = None) -> FggmResult:
+    """Search one universal report per adversary: for every victim-free target action and several starts, Adam on
+    the reports climbing the CROWN lower bound of the margin over the box, projected onto the report range. Boxes
+    are tried from the largest (threat.box_k) down through `box_ks`; the first certified one is kept."""
+    ks = sorted({float(threat.box_k), *(k for k in (box_ks or ()) if k < threat.box_k)}, reverse=True)
+    schedule = []
+    for k in ks:
+        t = Threat(**{**threat.__dict__, "box_k": k})
+        reports, target, margin = _search(policy, t, steps, starts, lr, seed)
+        with torch.no_grad():
+            ibp_m = float(certified_margin(policy, t, reports[None], target, observation_box(policy, t), "ibp")[0])
+        schedule.append({"box_k": k, "crown_margin": round(margin, 4), "ibp_margin": round(ibp_m, 4)})
+        if margin > 0:
+            break
+    with torch.no_grad():
         k_cert = _largest_certified_k(policy, threat, reports, target)
-        success = sampled_success(policy, threat, reports, box, samples, seed)
+        success = sampled_success(policy, threat, reports, observation_box(policy, threat), samples, seed)
     return FggmResult(to_raw(policy, threat, reports).round(5).tolist(), reports.numpy().round(5).tolist(),
-                      list(threat.actions[int(target)]), float(m[best]), bool(m[best] > 0), float(ibp_m[0]),
-                      k_cert, success)
+                      list(threat.actions[int(target)]), k, margin, margin > 0, ibp_m, k_cert, success, schedule)
 
 
 def _largest_certified_k(policy: QPolicy, threat: Threat, reports: torch.Tensor, target: torch.Tensor,

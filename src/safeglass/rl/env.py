@@ -8,6 +8,9 @@ that lies about its channel is an adversary: the env asks `reporter` (an attack)
 Channels: Rayleigh with exponential antenna correlation (r^|i-j|) and a per-user large-scale gain, moving over time
 by a Gauss-Markov process h_t = rho h_{t-1} + sqrt(1 - rho^2) R^(1/2) w_t (rho from the users' speed, Jakes).
 
+Link adaptation: the base station sends at the rate the reports promise; a packet the true channel cannot carry is
+lost (so a user over-claiming its channel receives nothing, and its measured average stays low).
+
 The observation per user: the reported channel gain in log10 (log10 ||h~_k||^2) and the user's average delivered
 throughput (an exponential moving average, the proportional-fair state), users in order: 2K numbers.
 Reward "pf": the increase of the proportional-fair utility sum_k log(avg_k + eps), divided by the EMA weight (so
@@ -89,6 +92,15 @@ def slot_rates(h_true: np.ndarray, h_reported: np.ndarray, chosen: Sequence[int]
     return rates
 
 
+def delivered_rates(h_true: np.ndarray, h_reported: np.ndarray, chosen: Sequence[int], power: float) -> np.ndarray:
+    """What each user receives: the base station sends at the rate the reports promise (its MCS choice); a user
+    whose true channel cannot carry that rate loses the slot's packet (0). Truthful reports deliver exactly the
+    true rate; an over-claimed channel delivers nothing, so a liar's measured average stays low."""
+    promised = slot_rates(h_reported, h_reported, chosen, power)
+    capacity = slot_rates(h_true, h_reported, chosen, power)
+    return np.where(promised <= capacity + 1e-9, promised, 0.0)
+
+
 Reporter = Callable[["MuMimoEnv"], dict[int, np.ndarray]]
 
 
@@ -138,7 +150,7 @@ class MuMimoEnv:
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         c = self.config
         chosen = self.actions[int(action)]
-        rates = slot_rates(self.h, self.h_reported, chosen, self.power)
+        rates = delivered_rates(self.h, self.h_reported, chosen, self.power)
         new_avg = (1 - c.avg_weight) * self.avg + c.avg_weight * rates
         if c.reward == "pf":
             reward = float((np.log(new_avg + PF_EPS) - np.log(self.avg + PF_EPS)).sum() / c.avg_weight)

@@ -141,3 +141,20 @@ def train_and_save(folder: Path, env_cfg: EnvConfig, cfg: DqnConfig, eval_seeds:
             "versions": versions("torch", "numpy")}
     save_policy(policy, folder, card)
     return card
+
+
+def main() -> None:
+    """Retrain the packaged victim: python -m safeglass.rl.train [--out src/safeglass/rl/weights/mumimo-dqn]."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "weights" / "mumimo-dqn"))
+    p.add_argument("--steps", type=int, default=DqnConfig.steps)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args()
+    train_and_save(Path(a.out), EnvConfig(), DqnConfig(steps=a.steps, seed=a.seed), [11, 12, 13],
+                   progress=lambda s: print(s, flush=True))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""`safeglass rl attack` and `safeglass.api.rl_attack`: the shipped config's golden hash, errors naming file and
+field, a small run writing its JSON with provenance and its report, and a resumed run redoing nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from safeglass import api
+from safeglass.cli import main
+from safeglass.rl.config import load_rl_config, parse_rl_config
+from safeglass.schema import ConfigError
+
+SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "rl-mumimo.yaml"
+SHIPPED_HASH = "7065ed3458646a6e"
+
+SMALL = {"name": "rl-small", "attacks": ["none", "greedy", "fggm"],
+         "fggm": {"steps": 10, "starts": 1, "samples": 500, "box_ks": [0.5, 0.25]},
+         "eval": {"seeds": [1, 2], "horizon": 40}}
+
+
+def test_the_shipped_config_parses_to_its_golden_hash():
+    cfg = load_rl_config(SHIPPED)
+    assert cfg.hash == SHIPPED_HASH
+    assert parse_rl_config({**cfg.raw, "name": "x", "description": "y"}).hash == SHIPPED_HASH
+    assert parse_rl_config({**cfg.raw, "seed": 1}).hash != SHIPPED_HASH
+
+
+def test_config_errors_name_the_file_and_field(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"attacks": ["none", "fgsm"]}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*attacks"):
+        load_rl_config(bad)
+    with pytest.raises(ConfigError, match="victim"):
+        parse_rl_config({"victim": {"packaged": "mumimo-dqn", "path": "x"}})
+    with pytest.raises(ConfigError, match="none"):
+        parse_rl_config({"attacks": ["greedy"]})
+
+
+def test_cli_runs_writes_provenance_and_resumes(tmp_path, capsys):
+    cfg = tmp_path / "small.yaml"
+    cfg.write_text(yaml.safe_dump(SMALL))
+    out = tmp_path / "out"
+    assert main(["rl", "attack", str(cfg), "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "greedy" in printed.out and "rl attack: [1/6]" in printed.err
+    result = json.loads((out / "rl-attack.json").read_text())
+    assert result["config_hash"] == load_rl_config(cfg).hash and result["seed"] == 0
+    assert result["victim"]["weights_sha"] and result["versions"]["torch"]
+    s = result["summary"]
+    assert s["none"]["reduction"] == 0.0 and s["greedy"]["reduction"] > 0.2
+    assert len(s["fggm"]["reduction_per_seed"]) == 2
+    html = (out / "rl-report.html").read_text()
+    assert html.count("<svg") >= 3 and "CROWN" in html
+    # resumed: nothing is run again and the same result comes back
+    again = api.rl_attack(cfg, out, progress=(lines := []).append)
+    assert any("6 episodes done, 0 to run" in x for x in lines)
+    assert again["summary"] == s
