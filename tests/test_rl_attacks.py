@@ -7,8 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from safeglass.rl.attacks import (certified_margin, fggm, make_reporter, observation_box, pgd_reports, report_range,
-                                  threat_of, to_raw)
+from safeglass.rl.attacks import (
+    certified_margin,
+    fggm,
+    make_reporter,
+    observation_box,
+    pgd_reports,
+    report_range,
+    threat_of,
+    to_raw,
+)
 from safeglass.rl.env import MuMimoEnv
 from safeglass.rl.policy import load_policy, packaged
 from safeglass.rl.run import env_config_of
