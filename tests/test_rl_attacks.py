@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from safeglass.rl.attacks import (
+    bound_tightness,
     certified_margin,
     fggm,
     make_reporter,
@@ -103,3 +104,10 @@ def test_pgd_pushes_the_victim_off(victim):
     z = pgd_reports(policy, threat, obs)
     assert margin(z) <= margin(x[threat.controlled]) + 1e-6
     assert margin(z) < 0
+
+
+def test_the_victims_bounds_are_sound_on_10000_observations_and_crown_is_tighter(victim):
+    policy, _, threat, _ = victim
+    b = bound_tightness(policy, threat, n=10000)
+    assert b["crown_violations"] == 0 and b["ibp_violations"] == 0
+    assert b["sampled_mean_range"] <= b["crown_mean_width"] < b["ibp_mean_width"]

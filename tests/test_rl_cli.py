@@ -16,6 +16,7 @@ from safeglass.schema import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "rl-mumimo.yaml"
 SHIPPED_HASH = "7065ed3458646a6e"
+TRAIN_HASH = "7361fa5577df4682"  # configs/rl-mumimo-train.yaml: the same suite, the victim trained first
 
 SMALL = {"name": "rl-small", "attacks": ["none", "greedy", "fggm"],
          "fggm": {"steps": 10, "starts": 1, "samples": 500, "box_ks": [0.5, 0.25]},
@@ -27,6 +28,8 @@ def test_the_shipped_config_parses_to_its_golden_hash():
     assert cfg.hash == SHIPPED_HASH
     assert parse_rl_config({**cfg.raw, "name": "x", "description": "y"}).hash == SHIPPED_HASH
     assert parse_rl_config({**cfg.raw, "seed": 1}).hash != SHIPPED_HASH
+    train = load_rl_config(SHIPPED.with_name("rl-mumimo-train.yaml"))
+    assert train.hash == TRAIN_HASH and train.victim == {"train": {"steps": 20000, "seed": 0}}
 
 
 def test_config_errors_name_the_file_and_field(tmp_path):

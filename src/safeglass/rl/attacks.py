@@ -259,3 +259,23 @@ def make_reporter(kind: str, policy: QPolicy, threat: Threat, *, universal: torc
     if kind == "fggm" and universal is None:
         raise ValueError("fggm needs the universal report (fggm(...).reports_norm)")
     return report
+
+
+def bound_tightness(policy: QPolicy, threat: Threat, *, n: int = 10000, seed: int = 0) -> dict[str, Any]:
+    """The victim's Q-value bounds over the full normaliser box (mean +- box_k std, every feature free, clipped):
+    violations by n sampled observations (must be 0) and the mean width of CROWN against intervals."""
+    free = Threat(**{**threat.__dict__, "adversary_average": None})
+    lo, hi = observation_box(policy, free)
+    with torch.no_grad():
+        c_lo, c_hi = crown(policy.mlp, lo[None], hi[None])
+        i_lo, i_hi = ibp(policy.mlp, lo[None], hi[None])
+        x = lo + (hi - lo) * torch.rand(n, lo.shape[0], generator=torch.Generator().manual_seed(seed))
+        q = policy.mlp(x)
+    tol = 1e-4
+    crown_w, ibp_w = float((c_hi - c_lo).mean()), float((i_hi - i_lo).mean())
+    return {"box_k": threat.box_k, "samples": n,
+            "crown_violations": int(((q < c_lo - tol) | (q > c_hi + tol)).sum()),
+            "ibp_violations": int(((q < i_lo - tol) | (q > i_hi + tol)).sum()),
+            "crown_mean_width": round(crown_w, 4), "ibp_mean_width": round(ibp_w, 4),
+            "sampled_mean_range": round(float((q.amax(0) - q.amin(0)).mean()), 4),
+            "crown_over_ibp": round(crown_w / ibp_w, 4)}

@@ -62,6 +62,12 @@ def write_report(result: dict[str, Any], episodes: dict[tuple[str, int], dict[st
               f"{f['certified_margin']:.3f}, intervals {f['ibp_margin']:.3f}; certified for the box mean +- "
               f"{f['certified_box_k']} std; victim unscheduled on {100 * f['sampled_success']:.1f} % of sampled "
               f"box observations.</p>")
+    b = result.get("bounds")
+    if b:
+        bounds += (f"<p>Bound tightness over the full box (mean +- {b['box_k']} std, every feature free): mean "
+                   f"Q-value bound width CROWN {b['crown_mean_width']} against intervals {b['ibp_mean_width']} "
+                   f"(sampled range {b['sampled_mean_range']}); violations in {b['samples']} sampled observations: "
+                   f"CROWN {b['crown_violations']}, intervals {b['ibp_violations']}.</p>")
     html = (f"<!doctype html><meta charset='utf-8'><title>{escape(result['name'])}</title>"
             f"<h1>RL scheduler attack: {escape(result['name'])}</h1>"
             f"<p>victim {escape(result['victim']['name'])} ({escape(result['victim']['algorithm'])}), user "
