@@ -111,3 +111,13 @@ def test_the_victims_bounds_are_sound_on_10000_observations_and_crown_is_tighter
     b = bound_tightness(policy, threat, n=10000)
     assert b["crown_violations"] == 0 and b["ibp_violations"] == 0
     assert b["sampled_mean_range"] <= b["crown_mean_width"] < b["ibp_mean_width"]
+
+
+def test_over_claiming_pgd_never_reports_below_the_true_gain(victim):
+    policy, env_cfg, threat, _ = victim
+    env = MuMimoEnv(env_cfg)
+    obs, _ = env.reset(seed=4)
+    z = pgd_reports(policy, threat, obs, over_claim=True)
+    true = policy.normalise(torch.as_tensor(obs))[threat.controlled]
+    _, r_hi = report_range(policy, threat)
+    assert torch.all(z >= torch.minimum(true, r_hi) - 1e-6)

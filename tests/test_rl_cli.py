@@ -15,8 +15,8 @@ from safeglass.rl.config import load_rl_config, parse_rl_config
 from safeglass.schema import ConfigError
 
 SHIPPED = Path(__file__).resolve().parents[1] / "configs" / "rl-mumimo.yaml"
-SHIPPED_HASH = "7065ed3458646a6e"
-TRAIN_HASH = "7361fa5577df4682"  # configs/rl-mumimo-train.yaml: the same suite, the victim trained first
+SHIPPED_HASH = "a7bd152062e5601d"
+TRAIN_HASH = "f9a91e1f763dd8ac"  # configs/rl-mumimo-train.yaml: the same suite, the victim trained first
 
 SMALL = {"name": "rl-small", "attacks": ["none", "greedy", "fggm"],
          "fggm": {"steps": 10, "starts": 1, "samples": 500, "box_ks": [0.5, 0.25]},

@@ -204,9 +204,14 @@ def sampled_success(policy: QPolicy, threat: Threat, reports: torch.Tensor, box:
 
 
 def pgd_reports(policy: QPolicy, threat: Threat, obs: np.ndarray, *, steps: int = 20, starts: int = 3,
-                step_size: float = 0.25) -> torch.Tensor:
-    """White-box: the normalised reports that best push this exact observation's choice off the victim."""
+                step_size: float = 0.25, over_claim: bool = False) -> torch.Tensor:
+    """White-box: the normalised reports that best push this exact observation's choice off the victim. `obs` holds
+    the true gains; over_claim keeps each report at or above its adversary's true gain (an under-claim delivers the
+    adversary's packets, raising its average and so the victim's later chances)."""
     r_lo, r_hi = report_range(policy, threat)
+    if over_claim:
+        true = policy.normalise(torch.as_tensor(obs, dtype=torch.float32))[threat.controlled]
+        r_lo = torch.minimum(torch.maximum(r_lo, true), r_hi)
     x0 = policy.normalise(torch.as_tensor(obs, dtype=torch.float32))
     z = torch.stack([r_hi, r_lo, (r_lo + r_hi) / 2][:starts]).clone().requires_grad_(True)
     v, o = threat.victim_actions(), threat.other_actions()
@@ -227,7 +232,8 @@ def pgd_reports(policy: QPolicy, threat: Threat, obs: np.ndarray, *, steps: int 
 
 
 def make_reporter(kind: str, policy: QPolicy, threat: Threat, *, universal: torch.Tensor | None = None,
-                  seed: int = 0) -> Callable[[MuMimoEnv], dict[int, np.ndarray]] | None:
+                  seed: int = 0, pgd_steps: int = 20, over_claim: bool = True
+                  ) -> Callable[[MuMimoEnv], dict[int, np.ndarray]] | None:
     """The env's reporter for an attack: the adversaries' reported channels each slot (their true direction scaled
     to the attack's gain)."""
     if kind == "none":
@@ -251,7 +257,8 @@ def make_reporter(kind: str, policy: QPolicy, threat: Threat, *, universal: torc
             z = r_lo + (r_hi - r_lo) * torch.as_tensor(rng.random(len(threat.adversaries)), dtype=torch.float32)
         elif kind == "pgd":
             gain = np.log10(np.maximum((np.abs(env.h) ** 2).sum(axis=1), 1e-6))
-            z = pgd_reports(policy, threat, np.concatenate([gain, env.avg]).astype(np.float32))
+            z = pgd_reports(policy, threat, np.concatenate([gain, env.avg]).astype(np.float32), steps=pgd_steps,
+                            over_claim=over_claim)
         else:
             raise ValueError(f"unknown attack {kind!r}")
         return scaled(env, to_raw(policy, threat, z))

@@ -4,7 +4,7 @@
     threat: {box_k: 2.0, plausible_k: 2.0, max_gain_db: 15.0}
     attacks: [none, random, greedy, fggm, pgd]
     fggm: {steps: 80, starts: 4, samples: 10000, box_ks: [1.0, 0.5, 0.25]}
-    pgd: {steps: 20}
+    pgd: {steps: 20, over_claim: true}
     eval: {seeds: [100, 101, 102, 103, 104], horizon: 200}
 
 The environment is the victim's own (its card's `env`); `train` trains one with the packaged recipe into OUT/victim.
@@ -49,6 +49,7 @@ class FggmBlock(Schema):
 
 class PgdBlock(Schema):
     steps: int = Field(20, ge=1)
+    over_claim: bool = True  # reports never below the adversary's true gain (attacks.pgd_reports)
 
 
 class EvalBlock(Schema):

@@ -107,7 +107,8 @@ def attack_suite(cfg: RlConfig, out: str | Path, *, progress: Callable[[str], No
     say(f"rl attack: {len(done)} episodes done, {len(todo)} to run")
     for i, (attack, seed) in enumerate(todo):
         t0 = time.time()
-        env = MuMimoEnv(env_cfg, reporter=make_reporter(attack, policy, threat, universal=universal, seed=seed))
+        env = MuMimoEnv(env_cfg, reporter=make_reporter(attack, policy, threat, universal=universal, seed=seed,
+                                                    pgd_steps=cfg.pgd["steps"], over_claim=cfg.pgd["over_claim"]))
         ep = run_episode(env, policy.act, seed)
         row = {"attack": attack, "seed": seed, "config_hash": cfg.hash, "per_user": ep["per_user"],
                "victim_rate": ep["per_user"][threat.victim], "sum_rate": ep["sum_rate"],
