@@ -62,3 +62,8 @@ def test_cli_runs_writes_provenance_and_resumes(tmp_path, capsys):
     again = api.rl_attack(cfg, out, progress=(lines := []).append)
     assert any("6 episodes done, 0 to run" in x for x in lines)
     assert again["summary"] == s
+    # an interrupted run's cut line and a missing episode: only that one runs again
+    lines = (out / "episodes.jsonl").read_text().splitlines()
+    (out / "episodes.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30] + "\n")
+    api.rl_attack(cfg, out, progress=(lines2 := []).append)
+    assert any("5 episodes done, 1 to run" in x for x in lines2)

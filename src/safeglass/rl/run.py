@@ -55,8 +55,14 @@ def env_config_of(card: dict[str, Any], horizon: int) -> EnvConfig:
 def _episodes(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
     if not path.exists():
         return {}
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return {(r["attack"], r["seed"]): r for r in rows}
+    rows = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            r = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interrupted run: that episode runs again
+        rows[(r["attack"], r["seed"])] = r
+    return rows
 
 
 def attack_suite(cfg: RlConfig, out: str | Path, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
