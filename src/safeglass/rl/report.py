@@ -38,6 +38,23 @@ def line_chart(series: list[tuple[str, list[float]]], *, title: str, y_label: st
     return "".join(parts) + "</svg>"
 
 
+def bar_chart(bars: list[tuple[str, float]], *, title: str, width: int = 620, row: int = 22) -> str:
+    """Horizontal bars (non-negative values) as an inline <svg>."""
+    left, right, top = 210, 70, 24
+    hi = max((v for _, v in bars), default=1.0) or 1.0
+    height = top + row * len(bars) + 8
+    parts = [f'<svg width="{width}" height="{height}" role="img"><title>{escape(title)}</title>',
+             f'<text x="4" y="14" font-size="12">{escape(title)}</text>']
+    for i, (label, v) in enumerate(bars):
+        y = top + row * i
+        w = max(0.0, (width - left - right) * v / hi)
+        parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end">{escape(label)}</text>'
+                     f'<rect x="{left}" y="{y + 3}" width="{w:.1f}" height="{row - 8}" '
+                     f'fill="{PALETTE[i % len(PALETTE)]}"/>'
+                     f'<text x="{left + w + 4:.1f}" y="{y + 14}" font-size="11">{v:.2f}</text>')
+    return "".join(parts) + "</svg>"
+
+
 def write_report(result: dict[str, Any], episodes: dict[tuple[str, int], dict[str, Any]], out: Path) -> Path:
     s = result["summary"]
     attacks = [a for a in s if isinstance(s[a], dict)]
@@ -68,9 +85,16 @@ def write_report(result: dict[str, Any], episodes: dict[tuple[str, int], dict[st
                    f"Q-value bound width CROWN {b['crown_mean_width']} against intervals {b['ibp_mean_width']} "
                    f"(sampled range {b['sampled_mean_range']}); violations in {b['samples']} sampled observations: "
                    f"CROWN {b['crown_violations']}, intervals {b['ibp_violations']}.</p>")
+        bounds += bar_chart([("sampled range", b["sampled_mean_range"]), ("CROWN width", b["crown_mean_width"]),
+                             ("interval width", b["ibp_mean_width"])],
+                            title=f"mean Q-value bound width over the box mean +- {b['box_k']} std")
+    if f.get("schedule"):
+        bounds += bar_chart([(f"k {r['box_k']}: {m}", -r[f"{m}_margin"]) for r in f["schedule"]
+                             for m in ("crown", "ibp")],
+                            title="FGGM: how far each bound is from certifying (-margin lower bound; < 0 certifies)")
     html = (f"<!doctype html><meta charset='utf-8'><title>{escape(result['name'])}</title>"
             f"<h1>RL scheduler attack: {escape(result['name'])}</h1>"
-            f"<p>victim {escape(result['victim']['name'])} ({escape(result['victim']['algorithm'])}), user "
+            f"<p>victim policy {escape(result['victim']['name'])} ({escape(result['victim']['algorithm'])}), user "
             f"{result['threat']['victim']} targeted by users {escape(str(result['threat']['adversaries']))}; "
             f"config {escape(result['config_hash'])}</p>"
             f"<table border=1 cellpadding=4><tr><th>attack</th><th>victim bit/s/Hz</th><th>sum bit/s/Hz</th>"
