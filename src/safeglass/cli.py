@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
     _clip_parser(sub)
+    _rl_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -201,6 +202,19 @@ def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
     r.add_argument("run_dir")
     r.add_argument("--worst", type=int, default=6, help="failures shown with attribution maps (default 6)")
     r.add_argument("--no-progress", action="store_true")
+
+
+def _rl_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rl", help="deep-RL MU-MIMO scheduler: CSI-manipulation attacks (FGGM, white-box PGD, "
+                                  "greedy, random) on the victim DQN, with CROWN / interval bounds")
+    rsub = r.add_subparsers(dest="rl_command", required=True)
+    a = rsub.add_parser("attack", help="the attack suite over the config's seeds; resumable",
+                        description="Writes OUT/rl-attack.json and OUT/rl-report.html; a rerun into the same OUT "
+                                    "runs only the missing episodes (see safeglass.rl.config for the format).")
+    a.add_argument("config", help="rl config (YAML; see safeglass.rl.config)")
+    a.add_argument("--out", required=True, help="output folder (rl-attack.json, rl-report.html, episodes.jsonl)")
+    a.add_argument("--json", action="store_true", help="print rl-attack.json")
+    a.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -348,6 +362,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _study(args)
     if args.command == "clip":
         return _clip(args)
+    if args.command == "rl":
+        return _rl(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -614,6 +630,16 @@ def _clip_analysis(args: argparse.Namespace, progress: Any) -> int:
         return 0
     paths = api.clip_report(args.run_dir, worst=args.worst, progress=progress)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.rl.run import table
+
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = api.rl_attack(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 
 
