@@ -6,6 +6,8 @@
     attack: {word: wrong-class, size: 0.22, position: auto}
     scam_templates: [...]                  # the SCAM choice's templates (default: the templates)
     defend: {fit_n: 500, max_clean_drop_points: 1.0}
+    adversarial: {eps: [2, 4], steps: 10, method: [pgd, apgd], n: 500}   # `clip attack`
+    robust: {method: tecoa, eps: 4, attack_steps: 3, train_steps: 120}  # `clip robust-train`
 
 Every problem names the file and the field (`schema.validate`); paths are read from the config file's folder.
 """
@@ -21,6 +23,7 @@ from pydantic import Field
 from safeglass.schema import Number, Problem, Schema, validate
 
 NOT_IN_KEY = ("name", "description", "batch_size")  # what does not change a result
+OPTIONAL_BLOCKS = ("adversarial", "robust")
 
 
 class ModelBlock(Schema):
@@ -58,6 +61,31 @@ class DefendBlock(Schema):
     patience: int = Field(10, ge=1)
 
 
+class AdversarialBlock(Schema):
+    """`safeglass clip attack`: l-inf zero-shot attacks at each eps (in 1/255 of [0, 1] pixels)."""
+    eps: list[Number] = Field([2, 4], min_length=1)
+    steps: int = Field(10, ge=0)
+    method: Literal["pgd", "apgd"] | list[Literal["pgd", "apgd"]] = ["pgd", "apgd"]
+    step_size: Number | None = Field(None, gt=0)  # PGD only, in 1/255; None: 2.5 * eps / steps
+    n: int | None = Field(None, ge=1)             # None: data.n
+
+
+class RobustBlock(Schema):
+    """`safeglass clip robust-train`: TeCoA / FARE fine-tuning of the vision tower (see clip.robust)."""
+    method: Literal["tecoa", "fare"] = "tecoa"
+    eps: Number = Field(4, ge=0)                  # in 1/255
+    attack_steps: int = Field(10, ge=0)
+    step_size: Number | None = Field(None, gt=0)  # in 1/255; None: max(1, 2.5 * eps / attack_steps)
+    train_steps: int = Field(200, ge=0)
+    batch_size: int = Field(32, ge=1)
+    lr: Number = Field(1e-4, gt=0)
+    weight_decay: Number = Field(1e-4, ge=0)
+    warmup: int = Field(10, ge=0)
+    checkpoint_every: int = Field(20, ge=1)
+    time_budget_s: Number | None = Field(None, gt=0)
+    train_n: int = Field(4096, ge=1)              # training images (ShapeCLIP's training world, or the folder)
+
+
 class ClipSchema(Schema):
     config_kind: ClassVar[str] = "clip"
 
@@ -70,6 +98,8 @@ class ClipSchema(Schema):
     attack: AttackBlock = AttackBlock()
     scam_templates: list[str] | None = Field(None, min_length=1)
     defend: DefendBlock | None = None
+    adversarial: AdversarialBlock | None = None
+    robust: RobustBlock | None = None
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
 
@@ -82,9 +112,11 @@ class ClipSchema(Schema):
         given = [k for k in MODEL_KEYS if getattr(self.model, k) is not None]
         if len(given) != 1:
             problems.append((("model",), f"give exactly one of {', '.join(MODEL_KEYS)}"))
-        if self.model.organism is not None and self.model.organism != "shapeclip":
+        from safeglass.clip.backends import CLIP_ORGANISMS
+
+        if self.model.organism is not None and self.model.organism not in CLIP_ORGANISMS:
             problems.append((("model", "organism"),
-                             f"{self.model.organism!r} is not a CLIP organism; known: shapeclip"))
+                             f"{self.model.organism!r} is not a CLIP organism; known: {', '.join(CLIP_ORGANISMS)}"))
         if self.data.source == "folder" and not self.data.image_dir:
             problems.append((("data", "image_dir"), "a folder source needs image_dir (a folder of class subfolders)"))
         if self.data.source == "shapeworld" and self.data.image_dir:
@@ -122,6 +154,8 @@ class ClipConfig:
     source: str
     raw: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
+    adversarial: dict[str, Any] | None = None
+    robust: dict[str, Any] | None = None
 
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
@@ -132,7 +166,8 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
     given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
     cfg = validate(ClipSchema, given, source)
     dumped = cfg.model_dump()
-    keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
+    # an absent optional block leaves the hash as it was before the block existed (finished results stay found)
+    keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY and not (k in OPTIONAL_BLOCKS and v is None)}
     return ClipConfig(
         name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
@@ -140,7 +175,8 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
         templates=tuple(cfg.templates) if cfg.templates else None, attack=dumped["attack"],
         scam_templates=tuple(cfg.scam_templates) if cfg.scam_templates else None,
         defend=dumped["defend"], seed=cfg.seed, batch_size=cfg.batch_size, source=source,
-        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed))
+        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed),
+        adversarial=dumped["adversarial"], robust=dumped["robust"])
 
 
 def load_clip_config(path: str | Path) -> ClipConfig:
