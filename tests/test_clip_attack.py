@@ -163,4 +163,4 @@ def test_the_shipped_robust_config_is_tecoa_eps4s_recipe() -> None:
     assert settings_of(cfg) == VARIANTS["tecoa-eps4"]  # `clip robust-train` on it rebuilds shapeclip-tecoa-eps4
 
 
-ROBUST_CONFIG_HASH = "2868d594aeec5dea"
+ROBUST_CONFIG_HASH = "916a6dbd526fa3e4"
