@@ -161,3 +161,30 @@ def test_a_packaged_robust_organism_loads_with_shapeclips_text_tower(name) -> No
     assert torch.allclose(b.encode_text(texts), base.encode_text(texts))
     imgs = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
     assert not torch.allclose(b.encode_images(imgs), base.encode_images(imgs))
+
+
+def test_a_spent_time_budget_stops_training_and_says_so(tmp_path: Path) -> None:
+    b = tiny_random("clip", seed=0)
+    images, labels = _task(b, 8)
+    said: list[str] = []
+    out = R.train(b, R.RobustSettings(train_steps=5, batch_size=4, time_budget_s=1e-9), images, labels, CLASSES,
+                  TEMPLATES, tmp_path, said.append)
+    assert out["stopped_early"] == 0 and out["steps_done"] == 0 and out["history"] == []
+    assert any("time budget" in s for s in said)
+
+
+def test_clip_robust_train_writes_a_vision_tower_and_card_for_any_clip(tmp_path: Path) -> None:
+    from safeglass import api
+
+    cfg = {"model": {"random": "siglip", "seed": 0}, "data": {"source": "shapeworld", "n": 16, "seed": 0,
+                                                            "image_size": 32},
+           "robust": {"method": "fare", "eps": 4, "attack_steps": 1, "train_steps": 2, "batch_size": 8},
+           "seed": 3}
+    card = api.clip_robust_train(cfg, tmp_path)
+    assert card["recipe"]["method"] == "fare" and card["recipe"]["seed"] == 3 and card["steps_done"] == 2
+    assert card["model"]["source"] == "random" and card["config"]["hash"]
+    fresh = tiny_random("siglip", seed=0).model
+    R.load_vision(fresh, tmp_path / R.VISION_WEIGHTS)
+    assert json.loads((tmp_path / "card.json").read_text())["weights_sha256"] == card["weights_sha256"]
+    with pytest.raises(ValueError, match="start from shapeclip"):
+        api.clip_robust_train({**cfg, "model": {"organism": "shapeclip-fare-eps2"}}, tmp_path / "x")
