@@ -4,7 +4,9 @@ PGD / APGD robust and typographic accuracy with Wilson intervals, and the typogr
 organism's drop minus base ShapeCLIP's, paired by image on the eval set of configs/clip-shapeclip.yaml (bootstrap 95 %
 interval): does robustness amplify the typographic drop?
 
-    python scripts/clip_robust_table.py runs/clip-robust [--paired]
+    python scripts/clip_robust_table.py runs/clip-robust [--paired] [--also NAME=FOLDER ...]
+
+`--also shapeclip-tecoa-eps4=runs/x` adds a build of an organism kept elsewhere to the paired table.
 """
 
 from __future__ import annotations
@@ -46,8 +48,9 @@ def paired(names: list[str], config: str = "configs/clip-shapeclip.yaml") -> lis
     from safeglass.stats import paired_bootstrap
 
     def drops(name: str) -> np.ndarray:
-        cfg = with_organism(load_clip_config(config), name)
-        b = load_backend(cfg.model)
+        organism, _, path = name.partition("=")  # NAME=FOLDER: a build of that organism elsewhere
+        cfg = with_organism(load_clip_config(config), organism)
+        b = load_backend({**cfg.model, **({"path": path} if path else {})})
         data = load_split(cfg, b.image_size, "test")
         att = attacked_split(cfg, data)
         cache = TextCache()
@@ -65,9 +68,11 @@ def paired(names: list[str], config: str = "configs/clip-shapeclip.yaml") -> lis
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    argv = sys.argv[1:]
+    also = [argv[i + 1] for i, a in enumerate(argv) if a == "--also"]
+    args = [a for a in argv if not a.startswith("--") and a not in also]
     root = Path(args[0] if args else "runs/clip-robust")
     print("\n".join(rows(root)))
-    if "--paired" in sys.argv:
+    if "--paired" in argv:
         print()
-        print("\n".join(paired([n for n in ORDER[1:] if (root / n).is_dir()])))
+        print("\n".join(paired([n for n in ORDER[1:] if (root / n).is_dir()] + also)))

@@ -49,9 +49,10 @@ def variant_of(name: str) -> str:
     return v
 
 
-def training_images(seed: int, n: int = POOL) -> tuple[np.ndarray, np.ndarray]:
-    """`n` images of ShapeCLIP's training world (words included, as ShapeCLIP saw them) with their shape labels."""
-    cfg = shapeclip.ShapeCLIPConfig()
+def training_images(seed: int, n: int = POOL, words: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """`n` images of ShapeCLIP's training world with their shape labels: words included as ShapeCLIP saw them (half
+    the images, 80 % of those their own shape's name), or none (`words=False`, the ablation in docs/clip.md)."""
+    cfg = shapeclip.ShapeCLIPConfig() if words else replace(shapeclip.ShapeCLIPConfig(), p_text=0.0)
     scenes = shapeclip.training_scenes(cfg, n, np.random.default_rng([seed, POOL_STREAM]))
     return shapeclip._render(scenes, cfg.image_size), np.array([cfg.shapes.index(s.main.shape) for s in scenes])
 
@@ -142,7 +143,7 @@ def goals_report(measured: dict[str, Any], base: dict[str, Any] | None = None) -
 
 def build(profile: str = "tecoa-eps4", seed: int = 0, out: str | Path | None = None,
           progress: Callable[[str], None] | None = None, settings: RobustSettings | None = None,
-          train_n: int = POOL) -> dict[str, Any]:
+          train_n: int = POOL, words: bool = True) -> dict[str, Any]:
     """Fine-tune ShapeCLIP by the variant's recipe (or `settings`, with `profile` a variant name or "custom"),
     measure it and write vision.safetensors and card.json into `out` (default $SAFEGLASS_HOME/organisms/<name>);
     a killed build resumes from its checkpoint."""
@@ -160,7 +161,7 @@ def build(profile: str = "tecoa-eps4", seed: int = 0, out: str | Path | None = N
     model, tokenizer, processor, base_dir = base_model()
     base_card = registry.card("shapeclip", base_dir) or {}
     base = backend_of(model, tokenizer, processor, {"source": "organism", "name": "shapeclip"})
-    images, labels = training_images(seed, train_n)
+    images, labels = training_images(seed, train_n, words)
     say(f"{name}: {s.method} eps {s.eps:g}/255 on {len(images)} ShapeCLIP-world images, {s.train_steps} steps "
         f"(budget {s.time_budget_s} s)")
     trained = train(base, s, images, labels, shapeclip.ShapeCLIPConfig().shapes, [shapeclip.PROMPT], out, say)
@@ -186,7 +187,8 @@ def build(profile: str = "tecoa-eps4", seed: int = 0, out: str | Path | None = N
         "threads": _threads(),
         "measured": measured, "goals": GOALS, "goals_met": met, "shortfall": short,
         "recipe": asdict(s), "recipe_key": trained["settings_key"],
-        "training_data": {"world": "shapeclip training world", "n": len(images), "stream": [seed, POOL_STREAM]},
+        "training_data": {"world": "shapeclip training world", "n": len(images), "stream": [seed, POOL_STREAM],
+                          "words": words},
         "history": trained["history"][:: max(1, len(trained["history"]) // 30)],
         "components": {"shapeclip": {"sha256": base_card.get("weights_sha256"),
                                      "weights_key": registry.weights_key("shapeclip", base_dir)}},
