@@ -165,3 +165,26 @@ def test_the_shipped_robust_config_is_tecoa_eps4s_recipe() -> None:
 
 
 ROBUST_CONFIG_HASH = "916a6dbd526fa3e4"
+
+
+def test_the_cli_attacks_and_swaps_in_an_organism(tmp_path: Path, capsys) -> None:
+    import yaml
+
+    from safeglass.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**_cfg(), "adversarial": {"eps": [8], "steps": 2, "method": "pgd"}}))
+    assert main(["clip", "attack", str(cfg), "--out", str(tmp_path / "a"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "PGD-2 at 8/255" in out and (tmp_path / "a" / "clip-attack.json").is_file()
+    # --organism replaces the model: the result names the organism and keys by another config hash
+    small = tmp_path / "s.yaml"
+    small.write_text(yaml.safe_dump({"model": {"organism": "shapeclip"}, "data": {"n": 8}, "templates": ["a {}"]}))
+    assert main(["clip", "eval", str(small), "--out", str(tmp_path / "e"), "--organism", "shapeclip-fare-eps2",
+                 "--no-progress", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["model"]["name"] == "shapeclip-fare-eps2" and r["config"]["raw"]["model"] == {
+        "organism": "shapeclip-fare-eps2"}
+    from safeglass.clip.config import load_clip_config
+
+    assert r["config"]["hash"] != load_clip_config(small).hash
