@@ -26,14 +26,14 @@ def rows(root: Path) -> list[str]:
     names = [n for n in ORDER if (root / n).is_dir()] + sorted(
         d.name for d in root.iterdir() if d.is_dir() and d.name not in ORDER)
     out = ["| model | clean (attack set) | PGD-10 2/255 | APGD-10 2/255 | PGD-10 4/255 | APGD-10 4/255 "
-           "| clean (eval set) | typographic | drop (points) |", "| --- " * 9 + "|"]
+           "| clean (eval set) | typographic | drop (points) | follows the word |", "| --- " * 10 + "|"]
     for n in names:
         att = json.loads((root / n / "clip-attack.json").read_text(encoding="utf-8"))
         ev = json.loads((root / n / "clip-eval.json").read_text(encoding="utf-8"))
         by = {(a["method"], a["eps"]): a["accuracy"] for a in att["attacks"]}
         cells = [pct(by[(m, e)]) if (m, e) in by else "n/a" for e in (2, 4) for m in ("pgd", "apgd")]
         out.append(f"| {n} | {pct(att['clean'])} | {' | '.join(cells)} | {pct(ev['clean'])} | "
-                   f"{pct(ev['typographic'])} | {ev['typographic_drop_points']:.1f} |")
+                   f"{pct(ev['typographic'])} | {ev['typographic_drop_points']:.1f} | {pct(ev['follows_word'])} |")
     return out
 
 
