@@ -236,8 +236,10 @@ def evaluate_glasses(config: str | Path | dict[str, Any], out: str | Path, *, li
 
 
 def _clip_config(config: str | Path | dict[str, Any]) -> Any:
-    from safeglass.clip.config import load_clip_config, parse_clip_config
+    from safeglass.clip.config import ClipConfig, load_clip_config, parse_clip_config
 
+    if isinstance(config, ClipConfig):  # already parsed (e.g. with its model replaced: `clip eval --organism`)
+        return config
     return parse_clip_config(config) if isinstance(config, dict) else load_clip_config(config)
 
 
@@ -305,3 +307,20 @@ def rl_attack(config: str | Path | dict[str, Any], out: str | Path, *, progress:
 
     cfg = parse_rl_config(config) if isinstance(config, dict) else load_rl_config(config)
     return attack_suite(cfg, out, progress=progress)
+
+
+def clip_attack(config: str | Path | dict[str, Any], out: str | Path, *, organism: str | None = None,
+                progress: Any = None) -> dict[str, Any]:
+    """Clean vs l-inf PGD / APGD zero-shot accuracy at the config's `adversarial` eps list (Wilson intervals);
+    `organism` replaces the config's model by a CLIP organism. Writes OUT/clip-attack.json and returns it."""
+    from safeglass.clip.attack_run import attack, with_organism
+
+    return attack(with_organism(_clip_config(config), organism), out, progress=progress)
+
+
+def clip_robust_train(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """TeCoA / FARE fine-tuning of the config's model's vision tower by its `robust` block; writes
+    vision.safetensors and card.json into OUT (resuming from a checkpoint there) and returns the card."""
+    from safeglass.clip.attack_run import robust_train
+
+    return robust_train(_clip_config(config), out, progress=progress)

@@ -177,6 +177,24 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--out", required=True, help=f"output folder ({out})")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
+        e.add_argument("--organism", help="use this CLIP organism instead of the config's model "
+                                          "(e.g. shapeclip-fare-eps4)")
+    a = csub.add_parser("attack", help="clean vs l-inf PGD / APGD zero-shot accuracy at the config's eps list",
+                        description="Writes OUT/clip-attack.json and prints a short table.")
+    a.add_argument("config", help="clip config (YAML) with an `adversarial` block (default eps 2 and 4 /255)")
+    a.add_argument("--out", required=True, help="output folder (clip-attack.json)")
+    a.add_argument("--organism", help="attack this CLIP organism instead of the config's model "
+                                      "(e.g. shapeclip-tecoa-eps4)")
+    a.add_argument("--json", action="store_true", help="print clip-attack.json")
+    a.add_argument("--no-progress", action="store_true")
+    r = csub.add_parser("robust-train", help="TeCoA / FARE adversarial fine-tuning of the vision tower",
+                        description="Writes vision.safetensors and card.json into OUT (resumes a killed run).")
+    r.add_argument("config", help="clip config (YAML) with a `robust` block")
+    r.add_argument("--out", required=True, help="output folder; --install writes into the package instead")
+    r.add_argument("--install", action="store_true",
+                   help="write into the package's organism weights (safeglass/organisms/weights/NAME) instead of OUT")
+    r.add_argument("--json", action="store_true", help="print card.json")
+    r.add_argument("--no-progress", action="store_true")
     _clip_analysis_parsers(csub)
 
 
@@ -608,9 +626,17 @@ def _clip(args: argparse.Namespace) -> int:
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     if args.clip_command in ("vary", "report", "typo"):
         return _clip_analysis(args, progress)
+    if args.clip_command in ("attack", "robust-train"):
+        return _clip_robust(args, progress)
     command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
                       "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
-    result = command(args.config, args.out, progress=progress)
+    config: Any = args.config
+    if args.organism:
+        from safeglass.clip.attack_run import with_organism
+        from safeglass.clip.config import load_clip_config
+
+        config = with_organism(load_clip_config(args.config), args.organism)
+    result = command(config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 
@@ -640,6 +666,20 @@ def _rl(args: argparse.Namespace) -> int:
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = api.rl_attack(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _clip_robust(args: argparse.Namespace, progress: Any) -> int:
+    from safeglass import api
+    from safeglass.clip.attack_run import attack_table, install_dir, robust_table
+
+    if args.clip_command == "attack":
+        result = api.clip_attack(args.config, args.out, organism=args.organism, progress=progress)
+        print(json.dumps(result, indent=2, default=str) if args.json else attack_table(result))
+        return 0
+    out = install_dir(args.config) if args.install else args.out
+    card = api.clip_robust_train(args.config, out, progress=progress)
+    print(json.dumps(card, indent=2, default=str) if args.json else robust_table(card))
     return 0
 
 

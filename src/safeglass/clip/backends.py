@@ -133,6 +133,24 @@ def load_shapeclip(path: str | None = None) -> HFBackend:
                      {"source": "organism", "name": "shapeclip", "weights": registry.weights_key("shapeclip", path)})
 
 
+# ShapeCLIP and its robust fine-tunes (organisms.shapeclip_robust: the base text tower, a TeCoA / FARE vision tower)
+CLIP_ORGANISMS = ("shapeclip", *(f"shapeclip-{m}-eps{e}" for m in ("tecoa", "fare") for e in (2, 4)))
+
+
+def load_clip_organism(name: str, path: str | None = None) -> HFBackend:
+    """A CLIP organism by name, named by its weights' content key (for a robust one: its vision tower's and its
+    base ShapeCLIP's)."""
+    from safeglass.organisms import registry
+
+    if name not in CLIP_ORGANISMS:
+        raise ValueError(f"clip model: organism {name!r} is not a CLIP; known: {', '.join(CLIP_ORGANISMS)}")
+    if name == "shapeclip":
+        return load_shapeclip(path)
+    model, tokenizer, processor = registry.load(name, path)
+    return HFBackend(model, tokenizer, processor,
+                     {"source": "organism", "name": name, "weights": registry.weights_key(name, path)})
+
+
 TINY: dict[str, Any] = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "heads": 4, "projection_dim": 16}
 
 
@@ -208,9 +226,7 @@ def load_backend(spec: Mapping[str, Any]) -> Any:
     if len(given) != 1:
         raise ValueError(f"clip model: give exactly one of {', '.join(MODEL_KEYS)}, got {sorted(spec)}")
     if spec.get("organism") is not None:
-        if spec["organism"] != "shapeclip":
-            raise ValueError(f"clip model: organism {spec['organism']!r} is not a CLIP; known: shapeclip")
-        return load_shapeclip(spec.get("path"))
+        return load_clip_organism(spec["organism"], spec.get("path"))
     if spec.get("random") is not None:
         return tiny_random(spec["random"], int(spec.get("seed") or 0))
     if spec.get("open_clip") is not None:

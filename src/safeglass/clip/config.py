@@ -7,6 +7,8 @@
     attack: {word: wrong-class, size: 0.22, position: auto}
     scam_templates: [...]                  # the SCAM choice's templates (default: the templates)
     defend: {fit_n: 500, max_clean_drop_points: 1.0}
+    adversarial: {eps: [2, 4], steps: 10, method: [pgd, apgd], n: 500}   # `clip attack`
+    robust: {method: tecoa, eps: 4, attack_steps: 3, train_steps: 120}  # `clip robust-train`
 
 Every problem names the file and the field (`schema.validate`); paths are read from the config file's folder.
 """
@@ -106,6 +108,31 @@ class AmplifyBlock(Schema):
     resamples: int = Field(1000, ge=100)
 
 
+class AdversarialBlock(Schema):
+    """`safeglass clip attack`: l-inf zero-shot attacks at each eps (in 1/255 of [0, 1] pixels)."""
+    eps: list[Number] = Field([2, 4], min_length=1)
+    steps: int = Field(10, ge=0)
+    method: Literal["pgd", "apgd"] | list[Literal["pgd", "apgd"]] = ["pgd", "apgd"]
+    step_size: Number | None = Field(None, gt=0)  # PGD only, in 1/255; None: 2.5 * eps / steps
+    n: int | None = Field(None, ge=1)             # None: data.n
+
+
+class RobustBlock(Schema):
+    """`safeglass clip robust-train`: TeCoA / FARE fine-tuning of the vision tower (see clip.robust)."""
+    method: Literal["tecoa", "fare"] = "tecoa"
+    eps: Number = Field(4, ge=0)                  # in 1/255
+    attack_steps: int = Field(10, ge=0)
+    step_size: Number | None = Field(None, gt=0)  # in 1/255; None: max(1, 2.5 * eps / attack_steps)
+    train_steps: int = Field(200, ge=0)
+    batch_size: int = Field(32, ge=1)
+    lr: Number = Field(1e-4, gt=0)
+    weight_decay: Number = Field(1e-4, ge=0)
+    warmup: int = Field(10, ge=0)
+    checkpoint_every: int = Field(20, ge=1)
+    time_budget_s: Number | None = Field(None, gt=0)
+    train_n: int = Field(4096, ge=1)              # training images (ShapeCLIP's training world, or the folder)
+
+
 class ClipSchema(Schema):
     config_kind: ClassVar[str] = "clip"
 
@@ -119,6 +146,8 @@ class ClipSchema(Schema):
     scam_templates: list[str] | None = Field(None, min_length=1)
     defend: DefendBlock | None = None
     amplify: AmplifyBlock | None = None
+    adversarial: AdversarialBlock | None = None
+    robust: RobustBlock | None = None
     seed: int = Field(0, ge=0)
     batch_size: int = Field(256, ge=1)
 
@@ -134,9 +163,11 @@ class ClipSchema(Schema):
         for i, m in enumerate(self.amplify.models if self.amplify else []):
             if len([k for k in MODEL_KEYS if getattr(m, k) is not None]) != 1:
                 problems.append((("amplify", "models", i), f"give exactly one of {', '.join(MODEL_KEYS)}"))
-        if self.model.organism is not None and self.model.organism != "shapeclip":
+        from safeglass.clip.backends import CLIP_ORGANISMS
+
+        if self.model.organism is not None and self.model.organism not in CLIP_ORGANISMS:
             problems.append((("model", "organism"),
-                             f"{self.model.organism!r} is not a CLIP organism; known: shapeclip"))
+                             f"{self.model.organism!r} is not a CLIP organism; known: {', '.join(CLIP_ORGANISMS)}"))
         if self.data.source == "folder" and not self.data.image_dir:
             problems.append((("data", "image_dir"), "a folder source needs image_dir (a folder of class subfolders)"))
         if self.data.source == "shapeworld" and self.data.image_dir:
@@ -209,6 +240,8 @@ class ClipConfig:
     amplify: dict[str, Any] | None = None
     raw: dict[str, Any] = field(default_factory=dict)
     hash: str = ""
+    adversarial: dict[str, Any] | None = None
+    robust: dict[str, Any] | None = None
 
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
@@ -228,7 +261,8 @@ def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | N
         scam_templates=tuple(cfg.scam_templates) if cfg.scam_templates else None,
         defend=dumped["defend"], amplify=_amplify_block(dumped["amplify"]), seed=cfg.seed,
         batch_size=cfg.batch_size, source=source,
-        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed))
+        raw=raw if isinstance(raw, dict) else {}, hash=content_hash(keyed),
+        adversarial=dumped["adversarial"], robust=dumped["robust"])
 
 
 def _amplify_block(block: dict[str, Any] | None) -> dict[str, Any] | None:
