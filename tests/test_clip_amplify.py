@@ -7,11 +7,12 @@ import json
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from safeglass.cli import main
 from safeglass.clip import amplify
 from safeglass.clip.amplify import TaskScores, compare, mean_reduce
-from safeglass.clip.config import parse_clip_config
+from safeglass.clip.config import load_clip_config, parse_clip_config
 from safeglass.schema import ConfigError
 
 TINY = {"name": "amp", "model": {"random": "clip", "seed": 0}, "data": {"n": 20, "seed": 0},
@@ -88,3 +89,10 @@ def test_amplify_config_errors_name_the_field(tmp_path) -> None:
         amplify.amplify(parse_clip_config({k: v for k, v in TINY.items() if k != "amplify"}), tmp_path)
     with pytest.raises(ValueError, match="listed twice"):
         amplify.amplify(parse_clip_config({**TINY, "amplify": {"models": [{"random": "clip", "seed": 0}]}}), tmp_path)
+
+
+def test_the_shipped_table_sets_shapeclip_against_its_four_robust_organisms() -> None:
+    cfg = load_clip_config(ROOT / "configs" / "clip-amplify-shapeclip.yaml")
+    assert cfg.model == {"organism": "shapeclip", "seed": 0}
+    assert [amplify.model_label(m) for m in cfg.amplify["models"]] == [
+        f"shapeclip-{m}-eps{e}" for m in ("tecoa", "fare") for e in (2, 4)]

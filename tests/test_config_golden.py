@@ -72,7 +72,7 @@ STUDY = {
 # hash, in tests/test_clip_config.py)
 OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_serve_llamacpp.py",
          "clip-shapeclip": "tests/test_clip_config.py", "clip-shapeclip-defenses": "tests/test_clip_prefix.py",
-         "clip-robust-shapeclip": "tests/test_clip_attack.py",
+         "clip-robust-shapeclip": "tests/test_clip_attack.py", "clip-amplify-shapeclip": "tests/test_clip_amplify.py",
          "rl-mumimo": "tests/test_rl_cli.py", "rl-mumimo-train": "tests/test_rl_cli.py"}
 
 
