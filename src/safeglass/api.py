@@ -258,3 +258,25 @@ def clip_amplify(config: str | Path | dict[str, Any], out: str | Path, *, progre
     from safeglass.clip.amplify import amplify
 
     return amplify(_clip_config(config), out, progress=progress)
+
+
+def _continual_config(config: str | Path | dict[str, Any]) -> Any:
+    from safeglass.continual.config import load_continual_config, parse_continual_config
+
+    return parse_continual_config(config) if isinstance(config, dict) else load_continual_config(config)
+
+
+def continual_run(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """Every strategy of a continual config at its contamination ratio and seed: the accuracy matrices, metrics and
+    failure-mode records; writes OUT/continual-run.json (cells under OUT/cells, reused by a rerun) and the plots."""
+    from safeglass.continual.run import run
+
+    return run(_continual_config(config), out, progress=progress)
+
+
+def continual_sweep(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """The contamination sweep (strategies x ratios x seeds) with intervals over seeds, the damage per strategy and the
+    mitigation's recovery; resumable per cell; writes OUT/continual-sweep.json and the plots."""
+    from safeglass.continual.run import sweep
+
+    return sweep(_continual_config(config), out, progress=progress)

@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
     _clip_parser(sub)
+    _continual_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -174,6 +175,22 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
         e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
         e.add_argument("--out", required=True, help=f"output folder ({out})")
+        e.add_argument("--json", action="store_true", help=f"print {out}")
+        e.add_argument("--no-progress", action="store_true")
+
+
+def _continual_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("continual", help="continual learning under synthetic-image contamination: strategies, "
+                                         "failure modes, the entropy-gate mitigation")
+    csub = c.add_subparsers(dest="continual_command", required=True)
+    for name, help_text, out in (
+            ("run", "every strategy at the config's contamination ratio and seed", "continual-run.json"),
+            ("sweep", "strategies x contamination ratios x seeds, with intervals; resumable per cell",
+             "continual-sweep.json")):
+        e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out}, OUT/cells/ (one file a "
+                                                              "finished cell, reused by a rerun) and OUT/plots/.")
+        e.add_argument("config", help="continual config (YAML; see safeglass.continual.config)")
+        e.add_argument("--out", required=True, help=f"output folder ({out}, cells/, plots/)")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
 
@@ -323,6 +340,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _study(args)
     if args.command == "clip":
         return _clip(args)
+    if args.command == "continual":
+        return _continual(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -567,6 +586,17 @@ def _clip(args: argparse.Namespace) -> int:
     command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
                       "amplify": (api.clip_amplify, amplify.table)}[args.clip_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = command(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _continual(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.continual.run import table
+
+    command = {"run": api.continual_run, "sweep": api.continual_sweep}[args.continual_command]
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     result = command(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
