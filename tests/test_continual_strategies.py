@@ -147,15 +147,30 @@ def test_gdumb_predicts_with_a_model_trained_on_its_memory_only() -> None:
     assert float((s.predict(xm).argmax(1) == ym).float().mean()) > 0.8
 
 
-def test_entropy_memory_replaces_the_most_confident_slot_of_the_class() -> None:
+def test_entropy_memory_evicts_the_most_confident_slot_of_the_drawn_class() -> None:
     m = EntropyReservoir(4, 1, 2, seed=0)
     m.add(torch.zeros(4, 1), torch.tensor([0, 0, 1, 1]), np.arange(4), scores=torch.tensor([0.9, 0.1, 0.5, 0.6]))
-    m.rng = np.random.default_rng(0)
-    m.seen = 4
-    for i in range(4, 200):   # many offers of class 0 with high entropy: the 0.1 slot goes first, class 1 stays
-        m.add(torch.zeros(1, 1), torch.tensor([0]), np.array([i]), scores=torch.tensor([1.5]))
-    assert 1 not in set(m.ids[:2].tolist()) and sorted(m.y.tolist()) == [0, 0, 1, 1]
-    assert sorted(m.ids[2:].tolist()) == [2, 3]
+    assert m.ids.tolist() == [0, 1, 2, 3]
+    m.rng = np.random.default_rng(1)
+    evicted = []
+    for i in range(4, 40):
+        before = set(m.ids.tolist())
+        m.add(torch.zeros(1, 1), torch.tensor([1]), np.array([i]), scores=torch.tensor([0.0 + i]))
+        evicted += sorted(before - set(m.ids.tolist()))
+    # id 1 (class 0, entropy 0.1) goes before id 0 (0.9); id 2 (class 1, 0.5) before id 3 (0.6)
+    assert evicted.index(1) < evicted.index(0) if 0 in evicted else 1 in evicted
+    if 2 in evicted and 3 in evicted:
+        assert evicted.index(2) < evicted.index(3)
+    # a reservoir would have evicted the drawn slot itself: over many draws ids 0 and 3 outlive 1 and 2 here
+    counts = {i: 0 for i in range(4)}
+    for seed in range(200):
+        e = EntropyReservoir(4, 1, 2, seed=seed)
+        e.add(torch.zeros(4, 1), torch.tensor([0, 0, 1, 1]), np.arange(4), scores=torch.tensor([0.9, 0.1, 0.5, 0.6]))
+        for i in range(4, 8):
+            e.add(torch.zeros(1, 1), torch.tensor([1]), np.array([i]), scores=torch.tensor([5.0]))
+        for i in range(4):
+            counts[i] += int(i in e.ids)
+    assert counts[0] > counts[1] and counts[3] > counts[2]
 
 
 def test_info_nce_matches_its_formula() -> None:

@@ -56,8 +56,9 @@ class Reservoir:
 
 
 class EntropyReservoir(Reservoir):
-    """ESRM's memory: reservoir decides whether a sample enters; it then replaces the lowest-entropy slot of its own
-    class (the class's most over-confident, likely synthetic, sample) when the class is present, else the drawn slot."""
+    """ESRM's memory: reservoir sampling decides whether a sample enters and which slot it takes; the slot actually
+    given up is the lowest-entropy one (the most over-confident, likely synthetic) of the drawn slot's class, so the
+    classes keep their reservoir shares while each class sheds its most confident samples first."""
 
     def add(self, x: torch.Tensor, y: torch.Tensor, ids: np.ndarray, logits: torch.Tensor | None = None,
             scores: torch.Tensor | None = None) -> None:
@@ -68,11 +69,8 @@ class EntropyReservoir(Reservoir):
             if j is None:
                 continue
             if full:
-                same = torch.nonzero(self.y[: self.n] == int(y[k])).flatten()
-                if len(same):
-                    j = int(same[torch.argmin(self.score[same])])
-                    if float(self.score[j]) >= float(scores[k]):
-                        continue  # the newcomer is no less confident than the class's most confident slot
+                same = torch.nonzero(self.y[: self.n] == self.y[j]).flatten()
+                j = int(same[torch.argmin(self.score[same])])
             self._put(j, x[k], int(y[k]), int(ids[k]), None if logits is None else logits[k], float(scores[k]))
 
 
