@@ -103,3 +103,15 @@ def test_the_cli(tmp_path, capsys) -> None:
     assert "average accuracy" in out and "er" in out
     assert main(["continual", "run", str(path), "--out", str(tmp_path / "run"), "--json", "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["kind"] == "continual run"
+
+
+def test_generated_folder_feeds_a_folder_source(tmp_path) -> None:
+    from safeglass import api
+
+    record = api.continual_generate(TINY, tmp_path / "gen", per_class=5, seed=1)
+    assert record["images"] == 50 and record["synthetic"]["origin"] == "packaged"
+    assert sorted(p.name for p in (tmp_path / "gen").iterdir() if p.is_dir()) == [str(i) for i in range(10)]
+    cfg = {**TINY, "data": {"source": "digits", "tasks": 2}, "strategies": ["er"],
+           "synthetic": {"source": "folder", "image_dir": str(tmp_path / "gen")}, "contamination": {"ratio": 1.0}}
+    res = api.continual_run(cfg, tmp_path / "run")
+    assert res["synthetic"]["source"] == "folder" and res["cells"]["er"]["memory"][-1]["synthetic_share"] == 1.0

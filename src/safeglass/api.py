@@ -280,3 +280,12 @@ def continual_sweep(config: str | Path | dict[str, Any], out: str | Path, *, pro
     from safeglass.continual.run import sweep
 
     return sweep(_continual_config(config), out, progress=progress)
+
+
+def continual_generate(config: str | Path | dict[str, Any], out: str | Path, *, per_class: int = 100,
+                       seed: int = 0) -> dict[str, Any]:
+    """The config's synthetic images as a folder of class subfolders (for `synthetic: {source: folder}` or other
+    tools), with OUT/generated.json recording the generator."""
+    from safeglass.continual.run import generate
+
+    return generate(_continual_config(config), out, per_class=per_class, seed=seed)

@@ -193,6 +193,11 @@ def _continual_parser(sub: argparse._SubParsersAction) -> None:
         e.add_argument("--out", required=True, help=f"output folder ({out}, cells/, plots/)")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
+    g = csub.add_parser("generate", help="write the config's synthetic images as a folder of class subfolders")
+    g.add_argument("config", help="continual config (YAML)")
+    g.add_argument("--out", required=True, help="output folder (<class>/<i>.png and generated.json)")
+    g.add_argument("--per-class", type=int, default=100)
+    g.add_argument("--seed", type=int, default=0)
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -595,6 +600,10 @@ def _continual(args: argparse.Namespace) -> int:
     from safeglass import api
     from safeglass.continual.run import table
 
+    if args.continual_command == "generate":
+        record = api.continual_generate(args.config, args.out, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {record['images']} images ({record['per_class']} a class) to {args.out}")
+        return 0
     command = {"run": api.continual_run, "sweep": api.continual_sweep}[args.continual_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
     result = command(args.config, args.out, progress=progress)

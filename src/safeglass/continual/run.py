@@ -53,7 +53,8 @@ def synthetic_source(cfg: ContinualConfig, real: Source, train_idx: np.ndarray) 
     if s["source"] == "folder":
         from safeglass.continual import streams
 
-        gen = streams.folder(s["image_dir"], cfg.data["image_size"], cfg.data["grey"])
+        # read at the real images' side and colour, whatever the folder's files are
+        gen = streams.folder(s["image_dir"], real.shape[0], len(real.shape) == 2)
         if gen.x.shape[1] != real.x.shape[1]:
             raise ValueError(f"{cfg.source}: synthetic.image_dir images have {gen.x.shape[1]} values, "
                              f"the real ones {real.x.shape[1]}")
@@ -288,3 +289,19 @@ def table(result: dict[str, Any]) -> str:
                     f"lowest ratio {m['cost_points_vs_best_at_lowest_ratio']:.1f} points vs the best strategy")
     return "\n".join([f"{result['name']}: average accuracy (%), mean [95 % interval] over seeds {result['seeds']}",
                       head, *rows])
+
+
+def generate(cfg: ContinualConfig, out: str | Path, per_class: int = 100, seed: int = 0) -> dict[str, Any]:
+    """A folder of the config's synthetic images (`OUT/<class>/<i>.png`, readable as `synthetic: {source: folder}`)
+    and OUT/generated.json recording the generator's card, the seed and the counts."""
+    from safeglass.continual.streams import write_folder
+
+    ctx = Context(cfg)
+    out = Path(out)
+    x = np.concatenate([ctx.sampler(c, per_class, seed * 1000 + c) for c in range(len(ctx.real.classes))])
+    y = np.repeat(np.arange(len(ctx.real.classes)), per_class)
+    n = write_folder(x, y, ctx.real.classes, ctx.real.shape, out, scale=1)
+    record = {"format": FORMAT, "kind": "continual generate", "images": n, "per_class": per_class, "seed": seed,
+              "classes": list(ctx.real.classes), **provenance(ctx)}
+    _write(out / "generated.json", record)
+    return record
