@@ -126,7 +126,8 @@ def quality(model: CVAE, x_train: np.ndarray, y_train: np.ndarray, x_test: np.nd
             per_class: int = 100, seed: int = 0) -> dict[str, float]:
     """How the synthetic images stand beside the real ones, with logistic regressions (scikit-learn): accuracy on the
     real test split of one trained on real training images and of one trained on as many synthetic images (train on
-    synthetic, test on real), and the held-out accuracy of a real-vs-synthetic discriminator (0.5: indistinguishable)."""
+    synthetic, test on real), and the held-out accuracy of a real-vs-synthetic discriminator (0.5: cannot tell).
+    """
     from sklearn.linear_model import LogisticRegression
 
     classes = np.unique(y_train)
