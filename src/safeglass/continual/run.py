@@ -238,6 +238,10 @@ def summarise(cells: list[dict[str, Any]], strategies: list[str], ratios: list[f
             for a in ANALYSIS:
                 vals = [c["final"][a] for c in mine if c["final"][a] is not None]
                 row[a] = float(np.mean(vals)) if vals else None
+            # entropy at each task's end on its own training images: how well it tells real from synthetic
+            per_task = [np.mean(v) for c in mine if (v := [t["auroc_real_above_synthetic"] for t in c["task_entropy"]
+                                                          if t["auroc_real_above_synthetic"] is not None])]
+            row["task_end_entropy_auroc"] = float(np.mean(per_task)) if per_task else None
             shares = [[m["synthetic_share"] for m in c["memory"]] for c in mine if c["memory"]]
             row["memory_synthetic_share"] = np.mean(shares, axis=0).tolist() if shares else None
             row["seeds"] = sorted(c["seed"] for c in mine)
