@@ -115,3 +115,15 @@ def test_generated_folder_feeds_a_folder_source(tmp_path) -> None:
            "synthetic": {"source": "folder", "image_dir": str(tmp_path / "gen")}, "contamination": {"ratio": 1.0}}
     res = api.continual_run(cfg, tmp_path / "run")
     assert res["synthetic"]["source"] == "folder" and res["cells"]["er"]["memory"][-1]["synthetic_share"] == 1.0
+
+
+def test_task_incremental_masks_to_the_task(tmp_path) -> None:
+    from safeglass import api
+
+    cfg = {**TINY, "strategies": ["finetune"], "contamination": {"ratio": 0.0}}
+    cls = api.continual_run(cfg, tmp_path / "class")["cells"]["finetune"]
+    task = api.continual_run({**cfg, "data": {"source": "digits", "tasks": 2, "scenario": "task"}},
+                             tmp_path / "task")["cells"]["finetune"]
+    # fine-tuning forgets the first task's classes outright when all ten compete, much less when the task is given
+    assert cls["matrix"][1][0] < 0.2 < task["matrix"][1][0]
+    assert task["average_forgetting"] < cls["average_forgetting"]

@@ -78,11 +78,8 @@ def test_folder_round_trip(digits, tmp_path) -> None:
     back = streams.folder(tmp_path, image_size=8)
     assert back.classes == tuple(sorted({str(int(v)) for v in digits.y[:30]}))
     assert len(back.y) == 30 and back.x.shape == (30, 64)
-    # 8 px written at 2x and read back at 8 px: the grey levels survive within rounding
-    order = np.lexsort(back.x.T)
-    ref = np.lexsort(digits.x[:30].T)
+    # 8 px written at 2x and read back at 8 px: each image comes back within rounding (matched by its total ink)
     assert np.abs(np.sort(back.x.sum(1)) - np.sort(digits.x[:30].sum(1))).max() < 0.5
-    assert len(order) == len(ref)
 
 
 def test_shapeworld_source_is_small_and_labelled_by_shape() -> None:
