@@ -43,6 +43,8 @@ def test_the_shipped_config_parses_with_its_hash() -> None:
     assert cfg.hash == "4b41d01e5dd391d2"
     assert len([s for s in cfg.strategies if "+" not in s and s != "esrm"]) == 7
     assert len(cfg.sweep["ratios"]) * len(cfg.sweep["seeds"]) == 15
+    t2 = load_continual_config(CONFIGS / "continual-digits-t2.yaml")
+    assert t2.hash == "e988fbc8568c953c" and t2.synthetic["temperature"] == 2.0
 
 
 def test_run_writes_results_with_provenance_and_plots(tmp_path) -> None:
