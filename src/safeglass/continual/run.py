@@ -249,6 +249,19 @@ def summarise(cells: list[dict[str, Any]], strategies: list[str], ratios: list[f
     lo = f"{min(ratios):g}"
     damage = {s: {f"{r:g}": table[s][lo]["average_accuracy"]["mean"] - table[s][f"{r:g}"]["average_accuracy"]["mean"]
                   for r in ratios} for s in strategies}
+    # the same differences paired by seed (one stream and one initialisation per seed): intervals over seeds
+    def acc(s: str, r: str, seed: int) -> float | None:
+        return next((c["average_accuracy"] for c in cells if c["strategy"] == s and f"{c['ratio']:g}" == r
+                     and c["seed"] == seed), None)
+
+    seeds = sorted({c["seed"] for c in cells})
+
+    def paired(a: tuple[str, str], b: tuple[str, str]) -> dict[str, float] | None:
+        diffs = [100 * (x - y) for seed in seeds
+                 if (x := acc(*a, seed)) is not None and (y := acc(*b, seed)) is not None]
+        return mean_interval(diffs) if diffs else None
+
+    damage_paired = {s: {f"{r:g}": paired((s, lo), (s, f"{r:g}")) for r in ratios} for s in strategies}
     mitigation = {}
     best_lo = max(table[s][lo]["average_accuracy"]["mean"] for s in strategies if "+gate" not in s)
     for s in strategies:
@@ -260,6 +273,7 @@ def summarise(cells: list[dict[str, Any]], strategies: list[str], ratios: list[f
                                  "cost_points_vs_base_at_lowest_ratio":
                                  100 * (table[base][lo]["average_accuracy"]["mean"]
                                         - table[s][lo]["average_accuracy"]["mean"])}
+        entry["gain_points_paired"] = {f"{r:g}": paired((s, f"{r:g}"), (base, f"{r:g}")) for r in ratios}
         if "0.5" in table[s]:
             lost = damage[base]["0.5"]
             gain = table[s]["0.5"]["average_accuracy"]["mean"] - table[base]["0.5"]["average_accuracy"]["mean"]
@@ -268,7 +282,7 @@ def summarise(cells: list[dict[str, Any]], strategies: list[str], ratios: list[f
             entry["goal_met"] = bool(entry["recovered_at_0.5"] is not None and entry["recovered_at_0.5"] >= 0.5
                                      and entry["cost_points_vs_best_at_lowest_ratio"] <= 1.0)
         mitigation[s] = entry
-    return {"table": table, "damage": damage, "mitigation": mitigation,
+    return {"table": table, "damage": damage, "damage_points_paired": damage_paired, "mitigation": mitigation,
             "best_at_lowest_ratio": {"ratio": float(lo), "average_accuracy": best_lo}}
 
 
