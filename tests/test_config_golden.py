@@ -72,7 +72,7 @@ STUDY = {
 # hash, in tests/test_clip_config.py)
 OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_serve_llamacpp.py",
          "clip-shapeclip": "tests/test_clip_config.py", "continual-digits": "tests/test_continual_run.py",
-         "continual-digits-t2": "tests/test_continual_run.py"}
+         "continual-digits-t2": "tests/test_continual_run.py", "continual-digits-5seeds": "tests/test_continual_run.py"}
 
 
 def test_the_golden_list_is_every_shipped_config() -> None:

@@ -45,6 +45,8 @@ def test_the_shipped_config_parses_with_its_hash() -> None:
     assert len(cfg.sweep["ratios"]) * len(cfg.sweep["seeds"]) == 15
     t2 = load_continual_config(CONFIGS / "continual-digits-t2.yaml")
     assert t2.hash == "e988fbc8568c953c" and t2.synthetic["temperature"] == 2.0
+    five = load_continual_config(CONFIGS / "continual-digits-5seeds.yaml")
+    assert five.hash == "027178a82b640e9f" and five.keyed == cfg.keyed  # the same cells, two more seeds
 
 
 def test_run_writes_results_with_provenance_and_plots(tmp_path) -> None:
