@@ -120,6 +120,15 @@ def cell_path(out: Path, strategy: str, ratio: float, seed: int) -> Path:
     return out / "cells" / f"{strategy.replace('+', '_')}-r{round(100 * ratio):03d}-s{seed}.json"
 
 
+def finished_cell(path: Path, key: str) -> dict[str, Any] | None:
+    """The cell a finished run wrote for this very key, else None (a file that does not parse is computed again)."""
+    try:
+        done = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return done if done.get("key") == key else None
+
+
 def run_cell(ctx: Context, strategy: str, ratio: float, seed: int, out: Path,
              say: Callable[[str], None]) -> dict[str, Any]:
     """One cell, read back when a finished file has its key, else trained and written."""
@@ -131,12 +140,8 @@ def run_cell(ctx: Context, strategy: str, ratio: float, seed: int, out: Path,
     cfg = ctx.cfg
     key = cell_key(cfg, strategy, ratio, seed)
     path = cell_path(out, strategy, ratio, seed)
-    try:
-        done = json.loads(path.read_text(encoding="utf-8"))
-        if done.get("key") == key:
-            return done
-    except (OSError, ValueError):
-        pass
+    if (done := finished_cell(path, key)) is not None:
+        return done
     torch.set_num_threads(cfg.threads)
     stream = ctx.stream(ratio, seed)
     settings = Settings(**cfg.train)
@@ -201,9 +206,8 @@ def sweep(cfg: ContinualConfig, out: str | Path, progress: Callable[[str], None]
     for seed in seeds:
         for ratio in ratios:
             for s in cfg.strategies:
-                before = time.perf_counter()
+                computed += finished_cell(cell_path(out, s, ratio, seed), cell_key(cfg, s, ratio, seed)) is None
                 cells.append(run_cell(ctx, s, ratio, seed, out, say))
-                computed += time.perf_counter() - before > 0.05
     say(f"continual sweep: {total} cells ({computed} computed, {total - computed} reused)")
     result = {"format": FORMAT, "kind": "continual sweep", "name": cfg.name,
               "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **provenance(ctx),
