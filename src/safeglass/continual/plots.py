@@ -55,7 +55,7 @@ def _axes(d: Any, box: tuple[int, int, int, int], xs: list[float], f: Any, ylabe
 
 
 def curves(series: dict[str, list[tuple[float, float, float]]], xs: list[float], path: Path, title: str,
-           xlabel: str, ylabel: str) -> Path:
+           xlabel: str, ylabel: str, xticks: list[str] | None = None) -> Path:
     """One line per series over xs, with its interval as a vertical bar at each x; y from 0 to 1."""
     from PIL import Image, ImageDraw
 
@@ -70,8 +70,8 @@ def curves(series: dict[str, list[tuple[float, float, float]]], xs: list[float],
     def px(x: float, y: float) -> tuple[float, float]:
         return x0 + 10 + (x - min(xs)) / span * (x1 - x0 - 20), y1 - float(np.clip(y, 0, 1)) * (y1 - y0)
 
-    for x in xs:
-        d.text((px(x, 0)[0] - 10, y1 + 6), f"{100 * x:.0f}", fill="black", font=f)
+    for i, x in enumerate(xs):
+        d.text((px(x, 0)[0] - 10, y1 + 6), xticks[i] if xticks else f"{100 * x:.0f}", fill="black", font=f)
     d.text(((x0 + x1) // 2 - 40, y1 + 24), xlabel, fill="black", font=f)
     for k, (name, pts) in enumerate(series.items()):
         colour = PALETTE[k % len(PALETTE)]
@@ -100,7 +100,7 @@ def run_plots(result: dict[str, Any], out: Path) -> dict[str, str]:
         shares = {s: v for s, v in shares.items() if len(v) == n}
         plots["memory"] = str(curves(shares, [i / max(n - 1, 1) for i in range(n)], out / "plots" / "memory.png",
                                      f"memory's synthetic share after each task (ratio {result['ratio']:g})",
-                                     "task (first to last)", "synthetic %"))
+                                     "after task", "synthetic %", [str(i + 1) for i in range(n)]))
     return plots
 
 
@@ -121,8 +121,9 @@ def sweep_plots(result: dict[str, Any], cells: list[dict[str, Any]], out: Path) 
         n = max(len(v) for v in shares.values())
         plots["memory"] = str(curves({s: [(v, v, v) for v in vals] for s, vals in shares.items() if len(vals) == n},
                                      [i / max(n - 1, 1) for i in range(n)], out / "plots" / "sweep-memory.png",
-                                     f"memory's synthetic share after each task at contamination {mid:g} (seed mean)",
-                                     "task (first to last)", "synthetic %"))
+                                     f"memory's synthetic share after each task at contamination {mid:g} (seed mean; "
+                                     "reservoir strategies coincide)", "after task", "synthetic %",
+                                     [str(i + 1) for i in range(n)]))
     for s in result["strategies"]:
         mine = [c for c in cells if c["strategy"] == s and c["ratio"] == mid]
         if mine:
