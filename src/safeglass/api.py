@@ -324,3 +324,34 @@ def clip_robust_train(config: str | Path | dict[str, Any], out: str | Path, *, p
     from safeglass.clip.attack_run import robust_train
 
     return robust_train(_clip_config(config), out, progress=progress)
+
+
+def _continual_config(config: str | Path | dict[str, Any]) -> Any:
+    from safeglass.continual.config import load_continual_config, parse_continual_config
+
+    return parse_continual_config(config) if isinstance(config, dict) else load_continual_config(config)
+
+
+def continual_run(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """Every strategy of a continual config at its contamination ratio and seed: the accuracy matrices, metrics and
+    failure-mode records; writes OUT/continual-run.json (cells under OUT/cells, reused by a rerun) and the plots."""
+    from safeglass.continual.run import run
+
+    return run(_continual_config(config), out, progress=progress)
+
+
+def continual_sweep(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """The contamination sweep (strategies x ratios x seeds) with intervals over seeds, the damage per strategy and the
+    mitigation's recovery; resumable per cell; writes OUT/continual-sweep.json and the plots."""
+    from safeglass.continual.run import sweep
+
+    return sweep(_continual_config(config), out, progress=progress)
+
+
+def continual_generate(config: str | Path | dict[str, Any], out: str | Path, *, per_class: int = 100,
+                       seed: int = 0) -> dict[str, Any]:
+    """The config's synthetic images as a folder of class subfolders (for `synthetic: {source: folder}` or other
+    tools), with OUT/generated.json recording the generator."""
+    from safeglass.continual.run import generate
+
+    return generate(_continual_config(config), out, per_class=per_class, seed=seed)

@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     _neurons_parser(sub)
     _clip_parser(sub)
     _rl_parser(sub)
+    _continual_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -233,6 +234,27 @@ def _rl_parser(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--out", required=True, help="output folder (rl-attack.json, rl-report.html, episodes.jsonl)")
     a.add_argument("--json", action="store_true", help="print rl-attack.json")
     a.add_argument("--no-progress", action="store_true")
+
+
+def _continual_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("continual", help="continual learning under synthetic-image contamination: strategies, "
+                                         "failure modes, the entropy-gate mitigation")
+    csub = c.add_subparsers(dest="continual_command", required=True)
+    for name, help_text, out in (
+            ("run", "every strategy at the config's contamination ratio and seed", "continual-run.json"),
+            ("sweep", "strategies x contamination ratios x seeds, with intervals; resumable per cell",
+             "continual-sweep.json")):
+        e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out}, OUT/cells/ (one file a "
+                                                              "finished cell, reused by a rerun) and OUT/plots/.")
+        e.add_argument("config", help="continual config (YAML; see safeglass.continual.config)")
+        e.add_argument("--out", required=True, help=f"output folder ({out}, cells/, plots/)")
+        e.add_argument("--json", action="store_true", help=f"print {out}")
+        e.add_argument("--no-progress", action="store_true")
+    g = csub.add_parser("generate", help="write the config's synthetic images as a folder of class subfolders")
+    g.add_argument("config", help="continual config (YAML)")
+    g.add_argument("--out", required=True, help="output folder (<class>/<i>.png and generated.json)")
+    g.add_argument("--per-class", type=int, default=100)
+    g.add_argument("--seed", type=int, default=0)
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -382,6 +404,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _clip(args)
     if args.command == "rl":
         return _rl(args)
+    if args.command == "continual":
+        return _continual(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -665,6 +689,21 @@ def _rl(args: argparse.Namespace) -> int:
 
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = api.rl_attack(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _continual(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.continual.run import table
+
+    if args.continual_command == "generate":
+        record = api.continual_generate(args.config, args.out, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {record['images']} images ({record['per_class']} a class) to {args.out}")
+        return 0
+    command = {"run": api.continual_run, "sweep": api.continual_sweep}[args.continual_command]
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = command(args.config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 
