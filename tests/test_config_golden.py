@@ -75,7 +75,8 @@ OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_s
          "clip-robust-shapeclip": "tests/test_clip_attack.py", "clip-amplify-shapeclip": "tests/test_clip_amplify.py",
          "rl-mumimo": "tests/test_rl_cli.py", "rl-mumimo-train": "tests/test_rl_cli.py",
          "continual-digits": "tests/test_continual_run.py", "continual-digits-t2": "tests/test_continual_run.py",
-         "continual-digits-5seeds": "tests/test_continual_run.py"}
+         "continual-digits-5seeds": "tests/test_continual_run.py", "continual-demo": "tests/test_continual_run.py",
+         "rl-demo": "tests/test_rl_cli.py"}
 
 
 def test_the_golden_list_is_every_shipped_config() -> None:

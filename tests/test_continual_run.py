@@ -131,3 +131,12 @@ def test_task_incremental_masks_to_the_task(tmp_path) -> None:
     # fine-tuning forgets the first task's classes outright when all ten compete, much less when the task is given
     assert cls["matrix"][1][0] < 0.2 < task["matrix"][1][0]
     assert task["average_forgetting"] < cls["average_forgetting"]
+
+
+def test_the_demo_config_is_part_of_the_shipped_sweep() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    demo = load_continual_config(root / "continual-demo.yaml")
+    full = load_continual_config(root / "continual-digits.yaml")
+    assert (demo.data, demo.synthetic, demo.train, demo.gate) == (full.data, full.synthetic, full.train, full.gate)
+    assert set(demo.strategies) < set(full.strategies) and "derpp+gate" in demo.strategies
+    assert set(demo.sweep["ratios"]) <= set(full.sweep["ratios"]) and 0.5 in demo.sweep["ratios"]

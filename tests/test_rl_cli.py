@@ -67,3 +67,11 @@ def test_cli_runs_writes_provenance_and_resumes(tmp_path, capsys):
     (out / "episodes.jsonl").write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:30] + "\n")
     api.rl_attack(cfg, out, progress=(lines2 := []).append)
     assert any("5 episodes done, 1 to run" in x for x in lines2)
+
+
+def test_the_demo_config_is_the_shipped_suite_made_shorter() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    demo, full = load_rl_config(root / "rl-demo.yaml"), load_rl_config(root / "rl-mumimo.yaml")
+    assert (demo.victim, demo.threat, demo.attacks) == (full.victim, full.threat, full.attacks)
+    assert len(demo.eval["seeds"]) * demo.eval["horizon"] < len(full.eval["seeds"]) * full.eval["horizon"]
+    assert demo.hash != full.hash
