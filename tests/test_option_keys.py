@@ -24,6 +24,7 @@ BASE_ARGS: dict[tuple[str, str], dict[str, Any]] = {
     ("defenses", "chain"): {"steps": ["safety_prompt"]},
     ("defenses", "adaptive"): {"selector_file": "<selector A>"},
     ("modifiers", "glasses"): {"path": "<glasses A>"},
+    ("modifiers", "ablate-heads"): {"heads": [[0, 1]]},
     ("judges", "llm-judge"): {"target": "echo"},
     ("targets", "hf-lm"): {"model": "org/model"},
     ("targets", "hf-vlm"): {"model": "org/vlm"},
@@ -58,6 +59,7 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     ("defenses", "adashield-a", "train"): {"name": "advbench"}, ("defenses", "adashield-a", "train_attack"): "figstep",
     "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
     ("defenses", "adaptive", "selector_file"): "<selector B>",
+    ("modifiers", "ablate-heads", "heads"): [[1, 0]], ("modifiers", "ablate-heads", "positions"): "all",
 }
 
 # Options read only in the company of another setting.
@@ -85,6 +87,8 @@ NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     ("judges", "proxy-harm-gated", "request_weights"): "head by content",
     ("judges", "proxy-request", "embedder"): "an object, not a config value",
     ("judges", "proxy-harm-gated", "embedder"): "an object, not a config value",
+    # the heads a clip defend result kept enter by content (tests/test_clip_ablation_modifier.py)
+    ("modifiers", "ablate-heads", "from_result"): "heads by content",
 }
 
 

@@ -66,8 +66,14 @@ def judge(run_dir: str | Path, judges: list[str] | None = None, *, progress: boo
 
 
 def report(run_dir: str | Path, *, show_harmful: bool = False) -> dict[str, Path]:
-    """Write summary.json, samples.jsonl and report.html for a run directory."""
+    """Write summary.json, samples.jsonl and report.html for a run directory (for a CLIP run folder, which holds
+    clip-*.json and no run store: clip-report.md / .html with their pictures, see clip_report)."""
+    from safeglass.clip.report import is_clip_run
+    from safeglass.eval.runner import STORE_NAME
     from safeglass.reporting.outputs import write_outputs
+
+    if not (Path(run_dir) / STORE_NAME).exists() and is_clip_run(run_dir):
+        return clip_report(run_dir)
 
     return write_outputs(run_dir, show_harmful=show_harmful)
 
@@ -230,8 +236,10 @@ def evaluate_glasses(config: str | Path | dict[str, Any], out: str | Path, *, li
 
 
 def _clip_config(config: str | Path | dict[str, Any]) -> Any:
-    from safeglass.clip.config import load_clip_config, parse_clip_config
+    from safeglass.clip.config import ClipConfig, load_clip_config, parse_clip_config
 
+    if isinstance(config, ClipConfig):  # already parsed (e.g. with its model replaced: `clip eval --organism`)
+        return config
     return parse_clip_config(config) if isinstance(config, dict) else load_clip_config(config)
 
 
@@ -265,3 +273,101 @@ def clip_vqa(config: str | Path | dict[str, Any], out: str | Path, *, progress: 
     from safeglass.clip.vqarun import evaluate_vqa
 
     return evaluate_vqa(_clip_config(config), out, progress=progress)
+
+
+def clip_amplify(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """The amplification table: each task of the config's `amplify` block on clean and typographic images, the
+    config's model (the base) against the listed variants, drops and their differences from the base with paired
+    bootstrap intervals; writes OUT/clip-amplify.json (resumable per model and task) and returns it."""
+    from safeglass.clip.amplify import amplify
+
+    return amplify(_clip_config(config), out, progress=progress)
+
+
+def clip_vary(config: str | Path | dict[str, Any], out: str | Path, *, budget: int = 20_000, top: int = 7,
+              progress: Any = None) -> dict[str, Any]:
+    """The natural-variation search on the config's ShapeWorld scenes within `budget` images; writes
+    OUT/clip-vary.json and returns it."""
+    from safeglass.clip.variation import run_search
+
+    return run_search(_clip_config(config), out, budget=budget, top=top, progress=progress)
+
+
+def clip_report(run_dir: str | Path, *, worst: int = 6, progress: Any = None) -> dict[str, Path]:
+    """The failure-mode report of a clip run folder (clip-eval.json, clip-defend.json, clip-vary.json): writes
+    clip-report.md, clip-report.html and their pictures into `run_dir`; returns their paths."""
+    from safeglass.clip.report import write_clip_report
+
+    return write_clip_report(run_dir, worst=worst, progress=progress)
+
+
+def clip_typo_copy(config: str | Path | dict[str, Any], out: str | Path) -> dict[str, Any]:
+    """An ImageNet-typo style attacked copy of the config's image folder (`data.source: folder`), its attack block
+    and seed, written into `out` in RTA-100's naming (see safeglass.clip.datasets.typo_copy); returns its summary."""
+    from safeglass.clip.datasets import typo_copy
+    from safeglass.clip.run import spec_of
+    from safeglass.schema import ConfigError
+
+    cfg = _clip_config(config)
+    if cfg.data["source"] != "folder":
+        raise ConfigError(f"{cfg.source}: field 'data.source': clip typo copies an image folder (source: folder)")
+    return typo_copy(cfg.data["image_dir"], out, cfg.data["image_size"] or 224, spec_of(cfg), cfg.seed, cfg.classes)
+
+
+def rl_attack(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """CSI-manipulation attacks on the deep-RL MU-MIMO scheduler (FGGM with CROWN bounds, white-box PGD, greedy,
+    random) over the config's seeds; writes OUT/rl-attack.json and OUT/rl-report.html (resumable) and returns the
+    result."""
+    from safeglass.rl.config import load_rl_config, parse_rl_config
+    from safeglass.rl.run import attack_suite
+
+    cfg = parse_rl_config(config) if isinstance(config, dict) else load_rl_config(config)
+    return attack_suite(cfg, out, progress=progress)
+
+
+def clip_attack(config: str | Path | dict[str, Any], out: str | Path, *, organism: str | None = None,
+                progress: Any = None) -> dict[str, Any]:
+    """Clean vs l-inf PGD / APGD zero-shot accuracy at the config's `adversarial` eps list (Wilson intervals);
+    `organism` replaces the config's model by a CLIP organism. Writes OUT/clip-attack.json and returns it."""
+    from safeglass.clip.attack_run import attack, with_organism
+
+    return attack(with_organism(_clip_config(config), organism), out, progress=progress)
+
+
+def clip_robust_train(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """TeCoA / FARE fine-tuning of the config's model's vision tower by its `robust` block; writes
+    vision.safetensors and card.json into OUT (resuming from a checkpoint there) and returns the card."""
+    from safeglass.clip.attack_run import robust_train
+
+    return robust_train(_clip_config(config), out, progress=progress)
+
+
+def _continual_config(config: str | Path | dict[str, Any]) -> Any:
+    from safeglass.continual.config import load_continual_config, parse_continual_config
+
+    return parse_continual_config(config) if isinstance(config, dict) else load_continual_config(config)
+
+
+def continual_run(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """Every strategy of a continual config at its contamination ratio and seed: the accuracy matrices, metrics and
+    failure-mode records; writes OUT/continual-run.json (cells under OUT/cells, reused by a rerun) and the plots."""
+    from safeglass.continual.run import run
+
+    return run(_continual_config(config), out, progress=progress)
+
+
+def continual_sweep(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
+    """The contamination sweep (strategies x ratios x seeds) with intervals over seeds, the damage per strategy and the
+    mitigation's recovery; resumable per cell; writes OUT/continual-sweep.json and the plots."""
+    from safeglass.continual.run import sweep
+
+    return sweep(_continual_config(config), out, progress=progress)
+
+
+def continual_generate(config: str | Path | dict[str, Any], out: str | Path, *, per_class: int = 100,
+                       seed: int = 0) -> dict[str, Any]:
+    """The config's synthetic images as a folder of class subfolders (for `synthetic: {source: folder}` or other
+    tools), with OUT/generated.json recording the generator."""
+    from safeglass.continual.run import generate
+
+    return generate(_continual_config(config), out, per_class=per_class, seed=seed)

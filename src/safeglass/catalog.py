@@ -92,6 +92,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     # --- target modifiers (targets[].modifiers) --------------------------------------------------
     ("modifiers", "glasses", "safeglass.neurons.glasses_modifier:GlassesModifier",
      "SGM / AurA glasses folded into a white-box target's weights (was targets[].args.glasses)", ("white-box",)),
+    ("modifiers", "ablate-heads", "safeglass.clip.ablation_modifier:AblateHeadsModifier",
+     "Dyslexify's head ablation in a VLM's CLIP vision tower (heads, or the ones a clip defend result kept)",
+     ("white-box", "image")),
     # --- attacks ---------------------------------------------------------------------------------
     ("attacks", "none", "safeglass.attacks.base:NoAttack", "The prompt as the dataset gives it", ()),
     ("attacks", "typographic", "safeglass.attacks.typographic:TypographicAttack",

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the re-measured figures, judges and goals into card.json (weights must match)")
     _neurons_parser(sub)
     _clip_parser(sub)
+    _rl_parser(sub)
+    _continual_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -171,12 +173,91 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
              "clip-defend.json"),
             ("segment", "MaskCLIP zero-shot segmentation mIoU on clean vs typographic images", "clip-segment.json"),
             ("vqa", "a VLM's answers and SCAM two-option choices on clean vs typographic images, with and without "
-                    "a prompt defense", "clip-vqa.json")):
+                    "a prompt defense", "clip-vqa.json"),
+            ("amplify", "the amplification table: typographic damage per task, the base model against its robust "
+                        "variants (the config's amplify block)", "clip-amplify.json")):
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
         e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
         e.add_argument("--out", required=True, help=f"output folder ({out})")
         e.add_argument("--json", action="store_true", help=f"print {out}")
         e.add_argument("--no-progress", action="store_true")
+        e.add_argument("--organism", help="use this CLIP organism instead of the config's model "
+                                          "(e.g. shapeclip-fare-eps4)")
+    a = csub.add_parser("attack", help="clean vs l-inf PGD / APGD zero-shot accuracy at the config's eps list",
+                        description="Writes OUT/clip-attack.json and prints a short table.")
+    a.add_argument("config", help="clip config (YAML) with an `adversarial` block (default eps 2 and 4 /255)")
+    a.add_argument("--out", required=True, help="output folder (clip-attack.json)")
+    a.add_argument("--organism", help="attack this CLIP organism instead of the config's model "
+                                      "(e.g. shapeclip-tecoa-eps4)")
+    a.add_argument("--json", action="store_true", help="print clip-attack.json")
+    a.add_argument("--no-progress", action="store_true")
+    r = csub.add_parser("robust-train", help="TeCoA / FARE adversarial fine-tuning of the vision tower",
+                        description="Writes vision.safetensors and card.json into OUT (resumes a killed run).")
+    r.add_argument("config", help="clip config (YAML) with a `robust` block")
+    r.add_argument("--out", required=True, help="output folder; --install writes into the package instead")
+    r.add_argument("--install", action="store_true",
+                   help="write into the package's organism weights (safeglass/organisms/weights/NAME) instead of OUT")
+    r.add_argument("--json", action="store_true", help="print card.json")
+    r.add_argument("--no-progress", action="store_true")
+    _clip_analysis_parsers(csub)
+
+
+def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
+    v = csub.add_parser("vary", help="natural-variation search: which ShapeWorld scene attributes flip predictions",
+                        description="Writes OUT/clip-vary.json and prints the flips in words.")
+    v.add_argument("config", help="clip config (YAML) with a shapeworld data source")
+    v.add_argument("--out", required=True, help="output folder (clip-vary.json)")
+    v.add_argument("--budget", type=int, default=20_000, help="images to encode at most (default 20000)")
+    v.add_argument("--top", type=int, default=7,
+                   help="attributes combined in pairs, those whose values flip most (default 7: all)")
+    v.add_argument("--json", action="store_true", help="print clip-vary.json")
+    v.add_argument("--no-progress", action="store_true")
+    t = csub.add_parser("typo", help="write an ImageNet-typo style attacked copy of the config's image folder",
+                        description="Writes OUT/<n>/label=<class>_text=<word>.png (readable as data.source: rta100), "
+                                    "OUT/manifest.jsonl and OUT/typo-copy.json.")
+    t.add_argument("config", help="clip config (YAML) with a folder data source and an attack block")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--no-progress", action="store_true")
+    r = csub.add_parser("report", help="the failure-mode report of a clip run folder, with pictures",
+                        description="Reads RUN_DIR/clip-*.json; writes clip-report.md, clip-report.html and the "
+                                    "pictures they show into RUN_DIR.")
+    r.add_argument("run_dir")
+    r.add_argument("--worst", type=int, default=6, help="failures shown with attribution maps (default 6)")
+    r.add_argument("--no-progress", action="store_true")
+
+
+def _rl_parser(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("rl", help="deep-RL MU-MIMO scheduler: CSI-manipulation attacks (FGGM, white-box PGD, "
+                                  "greedy, random) on the victim DQN, with CROWN / interval bounds")
+    rsub = r.add_subparsers(dest="rl_command", required=True)
+    a = rsub.add_parser("attack", help="the attack suite over the config's seeds; resumable",
+                        description="Writes OUT/rl-attack.json and OUT/rl-report.html; a rerun into the same OUT "
+                                    "runs only the missing episodes (see safeglass.rl.config for the format).")
+    a.add_argument("config", help="rl config (YAML; see safeglass.rl.config)")
+    a.add_argument("--out", required=True, help="output folder (rl-attack.json, rl-report.html, episodes.jsonl)")
+    a.add_argument("--json", action="store_true", help="print rl-attack.json")
+    a.add_argument("--no-progress", action="store_true")
+
+
+def _continual_parser(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("continual", help="continual learning under synthetic-image contamination: strategies, "
+                                         "failure modes, the entropy-gate mitigation")
+    csub = c.add_subparsers(dest="continual_command", required=True)
+    for name, help_text, out in (
+            ("run", "every strategy at the config's contamination ratio and seed", "continual-run.json"),
+            ("sweep", "strategies x contamination ratios x seeds, with intervals; resumable per cell",
+             "continual-sweep.json")):
+        e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out}, OUT/cells/ (one file a "
+                                                              "finished cell, reused by a rerun) and OUT/plots/.")
+        e.add_argument("config", help="continual config (YAML; see safeglass.continual.config)")
+        e.add_argument("--out", required=True, help=f"output folder ({out}, cells/, plots/)")
+        e.add_argument("--json", action="store_true", help=f"print {out}")
+        e.add_argument("--no-progress", action="store_true")
+    g = csub.add_parser("generate", help="write the config's synthetic images as a folder of class subfolders")
+    g.add_argument("config", help="continual config (YAML)")
+    g.add_argument("--out", required=True, help="output folder (<class>/<i>.png and generated.json)")
+    g.add_argument("--per-class", type=int, default=100)
+    g.add_argument("--seed", type=int, default=0)
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -324,6 +405,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _study(args)
     if args.command == "clip":
         return _clip(args)
+    if args.command == "rl":
+        return _rl(args)
+    if args.command == "continual":
+        return _continual(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -563,14 +648,81 @@ def _neurons(args: argparse.Namespace) -> int:
 
 def _clip(args: argparse.Namespace) -> int:
     from safeglass import api
-    from safeglass.clip import run as clip_run
-    from safeglass.clip import segrun, vqarun
+    from safeglass.clip import amplify, run, segrun, vqarun
 
-    run, table = {"eval": (api.clip_eval, clip_run.table), "defend": (api.clip_defend, clip_run.table),
-                  "segment": (api.clip_segment, segrun.table), "vqa": (api.clip_vqa, vqarun.table)}[args.clip_command]
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
-    result = run(args.config, args.out, progress=progress)
+    if args.clip_command in ("vary", "report", "typo"):
+        return _clip_analysis(args, progress)
+    if args.clip_command in ("attack", "robust-train"):
+        return _clip_robust(args, progress)
+    command, table = {"eval": (api.clip_eval, run.table), "defend": (api.clip_defend, run.table),
+                      "amplify": (api.clip_amplify, amplify.table), "segment": (api.clip_segment, segrun.table),
+                      "vqa": (api.clip_vqa, vqarun.table)}[args.clip_command]
+    config: Any = args.config
+    if args.organism:
+        from safeglass.clip.attack_run import with_organism
+        from safeglass.clip.config import load_clip_config
+
+        config = with_organism(load_clip_config(args.config), args.organism)
+    result = command(config, args.out, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _clip_analysis(args: argparse.Namespace, progress: Any) -> int:
+    from safeglass import api
+
+    if args.clip_command == "vary":
+        from safeglass.clip.variation import table
+
+        result = api.clip_vary(args.config, args.out, budget=args.budget, top=args.top, progress=progress)
+        print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+        return 0
+    if args.clip_command == "typo":
+        info = api.clip_typo_copy(args.config, args.out)
+        print(f"clip typo: {info['n']} attacked images in {args.out} (mean box area {info['mean_box_area']})")
+        return 0
+    paths = api.clip_report(args.run_dir, worst=args.worst, progress=progress)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def _rl(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.rl.run import table
+
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = api.rl_attack(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _continual(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.continual.run import table
+
+    if args.continual_command == "generate":
+        record = api.continual_generate(args.config, args.out, per_class=args.per_class, seed=args.seed)
+        print(f"wrote {record['images']} images ({record['per_class']} a class) to {args.out}")
+        return 0
+    command = {"run": api.continual_run, "sweep": api.continual_sweep}[args.continual_command]
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr, flush=True))
+    result = command(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _clip_robust(args: argparse.Namespace, progress: Any) -> int:
+    from safeglass import api
+    from safeglass.clip.attack_run import attack_table, install_dir, robust_table
+
+    if args.clip_command == "attack":
+        result = api.clip_attack(args.config, args.out, organism=args.organism, progress=progress)
+        print(json.dumps(result, indent=2, default=str) if args.json else attack_table(result))
+        return 0
+    out = install_dir(args.config) if args.install else args.out
+    card = api.clip_robust_train(args.config, out, progress=progress)
+    print(json.dumps(card, indent=2, default=str) if args.json else robust_table(card))
     return 0
 
 

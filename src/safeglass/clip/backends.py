@@ -133,6 +133,24 @@ def load_shapeclip(path: str | None = None) -> HFBackend:
                      {"source": "organism", "name": "shapeclip", "weights": registry.weights_key("shapeclip", path)})
 
 
+# ShapeCLIP and its robust fine-tunes (organisms.shapeclip_robust: the base text tower, a TeCoA / FARE vision tower)
+CLIP_ORGANISMS = ("shapeclip", *(f"shapeclip-{m}-eps{e}" for m in ("tecoa", "fare") for e in (2, 4)))
+
+
+def load_clip_organism(name: str, path: str | None = None) -> HFBackend:
+    """A CLIP organism by name, named by its weights' content key (for a robust one: its vision tower's and its
+    base ShapeCLIP's)."""
+    from safeglass.organisms import registry
+
+    if name not in CLIP_ORGANISMS:
+        raise ValueError(f"clip model: organism {name!r} is not a CLIP; known: {', '.join(CLIP_ORGANISMS)}")
+    if name == "shapeclip":
+        return load_shapeclip(path)
+    model, tokenizer, processor = registry.load(name, path)
+    return HFBackend(model, tokenizer, processor,
+                     {"source": "organism", "name": name, "weights": registry.weights_key(name, path)})
+
+
 TINY: dict[str, Any] = {"image_size": 32, "patch_size": 8, "width": 32, "layers": 2, "heads": 4, "projection_dim": 16}
 
 
@@ -176,16 +194,21 @@ def tiny_random(family: str = "clip", seed: int = 0, **overrides: Any) -> HFBack
     return HFBackend(model, tokenizer, processor, ident)
 
 
-def load_hub(name: str, revision: str | None = None) -> HFBackend:
-    """A hub checkpoint for an online user: safetensors only, remote code off. Offline, transformers says so."""
+def load_hub(name: str, revision: str | None = None) -> Any:
+    """A hub checkpoint for an online user: safetensors only, remote code off. Offline, transformers says so.
+    A known open_clip checkpoint (the TeCoA / FARE robust CLIPs) goes to the optional open_clip backend."""
     from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
     from safeglass.clip.checkpoints import CHECKPOINTS
 
     known = CHECKPOINTS.get(name)
-    if known is not None and known.fmt != "transformers":
-        raise ValueError(f"clip backend: {name} is an {known.fmt} checkpoint; the open_clip backend is not built "
-                         "yet (issue 19)")
+    if known is not None and known.fmt == "open_clip":
+        if revision is not None:
+            raise ValueError(f"clip backend: {name} is an open_clip checkpoint, read at its hub head; open_clip "
+                             "takes no revision")
+        from safeglass.clip.openclip import load_open_clip
+
+        return load_open_clip(f"hf-hub:{name}")
     kw = {"revision": revision, "trust_remote_code": False}
     model = AutoModel.from_pretrained(name, use_safetensors=True, **kw)
     ident = {"source": "hub", "name": name, "revision": revision or getattr(model.config, "_commit_hash", None)}
@@ -193,19 +216,21 @@ def load_hub(name: str, revision: str | None = None) -> HFBackend:
                      ident)
 
 
-MODEL_KEYS = ("organism", "random", "hub")
+MODEL_KEYS = ("organism", "random", "hub", "open_clip")
 
 
-def load_backend(spec: Mapping[str, Any]) -> HFBackend:
-    """A backend from a config's `model` block: {organism: shapeclip[, path]}, {random: clip|siglip[, seed]} or
-    {hub: NAME[, revision]}."""
+def load_backend(spec: Mapping[str, Any]) -> Any:
+    """A backend from a config's `model` block: {organism: shapeclip[, path]}, {random: clip|siglip[, seed]},
+    {hub: NAME[, revision]} or {open_clip: NAME[, pretrained: TAG]} (the optional open_clip backend)."""
     given = [k for k in MODEL_KEYS if spec.get(k) is not None]
     if len(given) != 1:
         raise ValueError(f"clip model: give exactly one of {', '.join(MODEL_KEYS)}, got {sorted(spec)}")
     if spec.get("organism") is not None:
-        if spec["organism"] != "shapeclip":
-            raise ValueError(f"clip model: organism {spec['organism']!r} is not a CLIP; known: shapeclip")
-        return load_shapeclip(spec.get("path"))
+        return load_clip_organism(spec["organism"], spec.get("path"))
     if spec.get("random") is not None:
         return tiny_random(spec["random"], int(spec.get("seed") or 0))
+    if spec.get("open_clip") is not None:
+        from safeglass.clip.openclip import load_open_clip
+
+        return load_open_clip(spec["open_clip"], spec.get("pretrained"))
     return load_hub(spec["hub"], spec.get("revision"))

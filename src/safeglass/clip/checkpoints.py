@@ -1,6 +1,7 @@
 """Well-known hub checkpoints, by name only: nothing here downloads. `backends.load_hub` reads one for a user who is
-online (safetensors only, remote code off). TeCoA / FARE robust CLIPs are open_clip checkpoints: they need the
-open_clip backend, which is not built yet, and say so instead of failing inside a loader."""
+online (safetensors only, remote code off). TeCoA / FARE robust CLIPs are open_clip checkpoints: `load_hub` hands
+them to the optional open_clip backend (`clip/openclip.py`, `pip install 'safeglass[openclip]'` where torchvision
+installs)."""
 
 from __future__ import annotations
 

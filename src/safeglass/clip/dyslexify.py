@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from safeglass.clip.heads import Head, ablate, ranked
+from safeglass.clip.scoring import recovery  # noqa: F401  (re-exported: it lived here first)
 from safeglass.clip.zeroshot import TextCache, predict
 
 
@@ -76,9 +77,3 @@ def greedy(backend: Any, scores: np.ndarray, clean: np.ndarray, attacked: np.nda
             "fit_typographic_ablated": round(best, 4), "trials": trials, "stopped": stop,
             "settings": {"max_clean_drop": settings.max_clean_drop, "min_gain": settings.min_gain,
                          "patience": settings.patience}}
-
-
-def recovery(clean: float, typo: float, typo_ablated: float) -> float | None:
-    """Share of the typographic accuracy loss that the ablation wins back (None when there was no loss)."""
-    loss = clean - typo
-    return None if loss <= 0 else (typo_ablated - typo) / loss

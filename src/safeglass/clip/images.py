@@ -24,6 +24,11 @@ class ImageSet:
     classes: tuple[str, ...]
     scenes: list[Any] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Per image, for sets that come attacked (RTA-100, PAINT, SCAM; clip/datasets.py): the written word, the share
+    # of the image under a post-it note (nan: not recorded) and the file each image was read from.
+    words: tuple[str, ...] | None = None
+    postit_area: np.ndarray | None = None
+    files: tuple[str, ...] | None = None
 
 
 def shapeworld(n: int, seed: int, image_size: int, split: str = "test") -> ImageSet:

@@ -8,6 +8,7 @@ without the kept heads on the held-out `test` split (the eval split), and the sh
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from safeglass.clip.images import ImageSet
 from safeglass.clip.typography import AttackedSet, TypoSpec, attack_set
 from safeglass.clip.zeroshot import OPENAI_TEMPLATES, SHAPECLIP_TEMPLATES, TextCache, accuracy, predict
 from safeglass.schema import ConfigError
-from safeglass.stats import paired_bootstrap, proportion
+from safeglass.stats import proportion
 
 FORMAT = "safeglass.clip/1"
 EVAL_JSON = "clip-eval.json"
@@ -78,6 +79,29 @@ def load_split(cfg: ClipConfig, image_size: int, split: str) -> ImageSet:
     return got
 
 
+def eval_sets(cfg: ClipConfig, image_size: int, say: Callable[[str], None] = print
+              ) -> tuple[ImageSet, ImageSet | None, AttackedSet]:
+    """(the eval set, its clean images or None, its attacked images): attacked here for shapeworld / folder, as
+    read for the sets that come attacked (clip/datasets.py)."""
+    from safeglass.clip.datasets import ATTACKED_SOURCES, DatasetError, as_attacked, load
+
+    d = cfg.data
+    if d["source"] not in ATTACKED_SOURCES:
+        data = load_split(cfg, image_size, "test")
+        return data, data, attacked_split(cfg, data)
+    try:
+        data, clean = load(d["source"], d["path"], d["image_size"] or image_size, d["type"] or "SCAM", d["n"],
+                           d["seed"], say)
+    except DatasetError as exc:
+        raise ConfigError(f"{cfg.source}: field 'data.path': {exc}") from None
+    if cfg.classes:
+        if len(cfg.classes) != len(data.classes):
+            raise ConfigError(f"{cfg.source}: field 'classes': {len(cfg.classes)} names for {len(data.classes)} "
+                              f"classes ({', '.join(data.classes)})")
+        data = dataclasses.replace(data, classes=tuple(cfg.classes))
+    return data, clean, as_attacked(data)
+
+
 def attacked_split(cfg: ClipConfig, data: ImageSet) -> AttackedSet:
     return attack_set(data.images, data.labels, data.classes, spec_of(cfg), cfg.seed, data.scenes)
 
@@ -129,26 +153,30 @@ def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] |
         return done
     t0 = time.perf_counter()
     b = backend if backend is not None else _backend(cfg)
-    data = load_split(cfg, b.image_size, "test")
-    attacked = attacked_split(cfg, data)
+    # A set that comes attacked (RTA-100, PAINT, SCAM) is the typographic set; its clean images are its NoSCAM
+    # twins where it has them (None otherwise: clean accuracy is then not measured)
+    data, clean_set, attacked = eval_sets(cfg, b.image_size, say)
     templates = templates_of(cfg)
     cache = TextCache()
     say(f"clip eval: {len(data.labels)} images, {len(data.classes)} classes, {len(templates)} templates")
-    f_clean, f_typo = b.encode_images(data.images), b.encode_images(attacked.images)
-    p_clean = predict(b, data.images, data.classes, templates, cache, f_clean)
+    f_typo = b.encode_images(attacked.images)
     p_typo = predict(b, attacked.images, data.classes, templates, cache, f_typo)
     in_classes = [w in data.classes for w in attacked.words]
     word_idx = np.array([data.classes.index(w) if ok else -1 for w, ok in zip(attacked.words, in_classes)])
-    clean, typo = accuracy(p_clean, data.labels), accuracy(p_typo, data.labels)
+    typo = accuracy(p_typo, data.labels)
+    clean = None if clean_set is None else accuracy(predict(b, clean_set.images, data.classes, templates, cache),
+                                                    clean_set.labels)
     result: dict[str, Any] = {
         "format": FORMAT, "kind": "clip eval", "name": cfg.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **provenance(cfg, b),
         "dataset": {**data.meta, "classes": list(data.classes)},
         "templates": list(templates),
-        "attack": {**spec_of(cfg).record(), **attacked.summary()},
+        "attack": ({"from": "dataset", "n": len(data.labels), "mean_postit_area": _nanmean(data.postit_area)}
+                   if data.words is not None
+                   else {**spec_of(cfg).record(), **attacked.summary()}),
         "clean": clean, "typographic": typo,
-        "typographic_drop_points": round(100 * (clean["rate"] - typo["rate"]), 2),
+        "typographic_drop_points": None if clean is None else round(100 * (clean["rate"] - typo["rate"]), 2),
         "follows_word": accuracy(p_typo[np.array(in_classes)], word_idx[np.array(in_classes)])
         if any(in_classes) else None,
         "scam": scam(b, attacked.images, [data.classes[i] for i in data.labels], attacked.words,
@@ -162,13 +190,20 @@ def evaluate(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] |
 
 def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | None = None,
            backend: Any = None) -> dict[str, Any]:
-    """Dyslexify on the fit split, scored on the held-out split; writes OUT/clip-defend.json."""
-    from safeglass.clip.dyslexify import GreedySettings, correct, greedy, recovery
+    """Dyslexify (and, with `defend.methods`, Defense-Prefix and PAINT: clip/compare.py) fitted on the fit split,
+    scored on the held-out split; writes OUT/clip-defend.json."""
+    from safeglass.clip.dyslexify import GreedySettings, correct, greedy
     from safeglass.clip.heads import typographic_scores
+    from safeglass.clip.scoring import score
 
     say = _say(progress)
     if cfg.defend is None:
         cfg = _with_defaults(cfg)
+    from safeglass.clip.datasets import ATTACKED_SOURCES
+
+    if cfg.data["source"] in ATTACKED_SOURCES:
+        raise ConfigError(f"{cfg.source}: field 'data.source': defend needs the written words' boxes, which "
+                          f"{cfg.data['source']} does not record; defend on shapeworld or a folder source")
     if (done := _finished(Path(out) / DEFEND_JSON, cfg, say)) is not None:
         return done
     start = time.perf_counter()
@@ -177,52 +212,55 @@ def defend(cfg: ClipConfig, out: str | Path, progress: Callable[[str], None] | N
     cache = TextCache()
     fit, test = load_split(cfg, b.image_size, "fit"), load_split(cfg, b.image_size, "test")
     fit_att, test_att = attacked_split(cfg, fit), attacked_split(cfg, test)
-    say(f"clip defend: scoring {b.num_heads} heads a layer on {len(fit.labels)} fitting images")
-    scores = typographic_scores(b, fit_att.images, fit_att.boxes)
     d = cfg.defend
-    settings = GreedySettings(max_clean_drop=d["max_clean_drop_points"] / 100, min_gain=d["min_gain_points"] / 100,
-                              patience=d["patience"])
-    fitted = greedy(b, scores, fit.images, fit_att.images, fit.labels, fit.classes, templates, cache, settings)
-    kept = [tuple(h) for h in fitted["kept"]]
-    say(f"clip defend: kept {len(kept)} heads ({fitted['stopped']}); scoring the held-out split")
-    base = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache)
-    ablated = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache, kept)
-    c0, t_base, c1, t1 = (float(x.mean()) for x in (*base, *ablated))
-    rec = recovery(c0, t_base, t1)
     result: dict[str, Any] = {
         "format": FORMAT, "kind": "clip defend", "name": cfg.name,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **provenance(cfg, b),
         "dataset": {"fit": {**fit.meta}, "test": {**test.meta}, "classes": list(test.classes)},
         "templates": list(templates), "attack": {**spec_of(cfg).record(), **test_att.summary()},
-        "head_scores": np.round(scores, 5).tolist(), "fit": fitted,
-        "test": {name: proportion(int(x.sum()), len(x)) for name, x in
-                 zip(("clean", "typographic", "clean_ablated", "typographic_ablated"), (*base, *ablated))},
-        "recovered": None if rec is None else round(rec, 4),
-        "clean_loss_points": round(100 * (c0 - c1), 2),
-        # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
-        "paired": {"clean_loss_points": _points(paired_bootstrap(base[0].astype(float), ablated[0].astype(float),
-                                                                 seed=cfg.seed)),
-                   "typographic_gain_points": _points(paired_bootstrap(ablated[1].astype(float),
-                                                                       base[1].astype(float), seed=cfg.seed))},
     }
-    result["goal"] = {"recovered_min": 0.5, "clean_loss_points_max": 1.0,
-                      "met": bool(result["recovered"] is not None and result["recovered"] >= 0.5
-                                  and result["clean_loss_points"] <= 1.0)}
+    base = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache)
+    ablated, kept = None, []
+    if "dyslexify" in d.get("methods", ["dyslexify"]):
+        say(f"clip defend: scoring {b.num_heads} heads a layer on {len(fit.labels)} fitting images")
+        scores = typographic_scores(b, fit_att.images, fit_att.boxes)
+        settings = GreedySettings(max_clean_drop=d["max_clean_drop_points"] / 100,
+                                  min_gain=d["min_gain_points"] / 100, patience=d["patience"])
+        fitted = greedy(b, scores, fit.images, fit_att.images, fit.labels, fit.classes, templates, cache, settings)
+        kept = [tuple(h) for h in fitted["kept"]]
+        say(f"clip defend: kept {len(kept)} heads ({fitted['stopped']}); scoring the held-out split")
+        ablated = correct(b, test.images, test_att.images, test.labels, test.classes, templates, cache, kept)
+        s = score(base, ablated, cfg.seed)
+        result.update({
+            "head_scores": np.round(scores, 5).tolist(), "fit": fitted,
+            "test": {"clean": proportion(int(base[0].sum()), len(base[0])),
+                     "typographic": proportion(int(base[1].sum()), len(base[1])),
+                     "clean_ablated": s["clean"], "typographic_ablated": s["typographic"]},
+            "recovered": s["recovered"], "clean_loss_points": s["clean_loss_points"],
+            # paired by image (the same images with and without the ablation), bootstrap 95 % intervals in points
+            "paired": s["paired"], "goal": s["goal"]})
+    if d.get("methods", ["dyslexify"]) != ["dyslexify"]:  # Defense-Prefix and PAINT beside Dyslexify
+        from safeglass.clip.compare import methods
+
+        result["undefended"] = {"clean": proportion(int(base[0].sum()), len(base[0])),
+                                "typographic": proportion(int(base[1].sum()), len(base[1]))}
+        result["methods"] = methods(b, d, cfg.seed, fit, fit_att, test, test_att, templates, cache, base, ablated,
+                                    kept, say)
     result["seconds"] = round(time.perf_counter() - start, 2)
     _write(Path(out) / DEFEND_JSON, result)
     say(f"clip defend: wrote {Path(out) / DEFEND_JSON}")
     return result
 
 
-def _points(d: dict[str, float]) -> dict[str, float]:
-    return {"delta": round(100 * d["delta"], 2), "ci_low": round(100 * d["ci_low"], 2),
-            "ci_high": round(100 * d["ci_high"], 2), "p_value": round(d["p_value"], 4)}
+def _nanmean(x: np.ndarray | None) -> float | None:
+    """The mean of the recorded values (None when none is recorded: RTA-100 and PAINT log no note area)."""
+    if x is None or not np.isfinite(x).any():
+        return None
+    return round(float(np.nanmean(x)), 4)
 
 
 def _with_defaults(cfg: ClipConfig) -> ClipConfig:
-    import dataclasses
-
     from safeglass.clip.config import DefendBlock
 
     return dataclasses.replace(cfg, defend=DefendBlock().model_dump())
@@ -241,20 +279,28 @@ def table(result: dict[str, Any]) -> str:
     head = f"{result['name']}: {m.get('name') or m.get('family')} ({m['source']}), {n} held-out images"
     if result["kind"] == "clip eval":
         rows = [("clean accuracy", _pct(result["clean"])), ("typographic accuracy", _pct(result["typographic"])),
-                ("drop (points)", f"{result['typographic_drop_points']:.1f}"),
+                ("drop (points)", "n/a" if result["typographic_drop_points"] is None
+                 else f"{result['typographic_drop_points']:.1f}"),
                 ("follows the written word", _pct(result["follows_word"])),
                 ("SCAM: object chosen (template mean)", f"{100 * result['scam']['object_rate']:5.1f} %"),
                 ("SCAM: attack word chosen", f"{100 * result['scam']['attack_rate']:5.1f} %")]
     else:
-        t = result["test"]
-        rec = result["recovered"]
-        cl = result["paired"]["clean_loss_points"]
-        rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
-                ("clean, heads ablated", _pct(t["clean_ablated"])),
-                ("typographic, heads ablated", _pct(t["typographic_ablated"])),
-                ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
-                ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
-                ("clean loss (points)", f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
-                ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
+        rows = []
+        if "test" in result:  # Dyslexify ran
+            t = result["test"]
+            rec = result["recovered"]
+            cl = result["paired"]["clean_loss_points"]
+            rows = [("held-out clean", _pct(t["clean"])), ("held-out typographic", _pct(t["typographic"])),
+                    ("clean, heads ablated", _pct(t["clean_ablated"])),
+                    ("typographic, heads ablated", _pct(t["typographic_ablated"])),
+                    ("heads kept", ", ".join(f"L{h[0]}H{h[1]}" for h in result["fit"]["kept"]) or "none"),
+                    ("loss recovered", "n/a" if rec is None else f"{100 * rec:.1f} %"),
+                    ("clean loss (points)",
+                     f"{result['clean_loss_points']:.2f} [{cl['ci_low']:.2f}, {cl['ci_high']:.2f}]"),
+                    ("goal (>= 50 % at <= 1 point)", "met" if result["goal"]["met"] else "not met")]
+        if "methods" in result:
+            from safeglass.clip.compare import rows as method_rows
+
+            rows += method_rows(result)
     w = max(len(k) for k, _ in rows)
     return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])

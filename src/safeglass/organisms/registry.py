@@ -97,6 +97,18 @@ ORGANISMS: dict[str, Organism] = {
                            ("image/text ratio", "typographic_ratio_proxy"))),
     )
 }
+# Robust ShapeCLIPs (issue 19): ShapeCLIP's vision tower fine-tuned by TeCoA / FARE; each stores only that tower
+ORGANISMS.update({
+    f"shapeclip-{m}-eps{e}": Organism(
+        f"shapeclip-{m}-eps{e}", "safeglass.organisms.shapeclip_robust",
+        f"ShapeCLIP with its vision tower fine-tuned by {m.upper()} "
+        f"({'supervised' if m == 'tecoa' else 'unsupervised, embedding-matching'}) at l-inf {e}/255",
+        profiles=(f"{m}-eps{e}",), weights_file="vision.safetensors",
+        verify_keys=("zero_shot_clean", "zero_shot_typographic", "pgd10_robust_eps2", "pgd10_robust_eps4"),
+        verify_tol_points=1.0,
+        headline=(("zero-shot clean", "zero_shot_clean"), ("typographic", "zero_shot_typographic"),
+                  ("PGD-10 robust at 2/255", "pgd10_robust_eps2"), ("at 4/255", "pgd10_robust_eps4")))
+    for m in ("tecoa", "fare") for e in (2, 4)})
 
 
 def get(name: str) -> Organism:

@@ -69,3 +69,16 @@ def build_trained(modifier: Any, target: Any, base_key: Any, root: str | Path | 
     modifier.artifact = build_once("modifiers", payload, lambda workdir: modifier.train(target, workdir), root,
                                    versions=versions)
     return modifier.artifact
+
+
+def remove_modifiers(target: Any) -> None:
+    """Undo the applied modifiers that can be undone (those with ``remove()``, e.g. hooks), last first, and forget
+    them; call it when a target is unloaded or is to run on unmodified."""
+    applied = list(getattr(target, "applied_modifiers", ()))
+    kept = []
+    for m in reversed(applied):
+        if hasattr(m, "remove"):
+            m.remove()
+        else:
+            kept.append(m)
+    target.applied_modifiers = tuple(reversed(kept))
