@@ -192,3 +192,24 @@ def test_shapeclip_beats_all_background():
     got = S.score(pred, test.masks, test.label_names, 300)
     base = S.score(np.zeros_like(test.masks), test.masks, test.label_names, 10)
     assert got["ci_low"] > base["miou"], (got, base["miou"])
+
+
+def test_amplify_segment_task_reduces_to_the_same_miou():
+    from safeglass.clip.amplify import TASKS
+    from safeglass.clip.config import parse_clip_config
+    from safeglass.clip.run import attacked_split, load_split
+    from safeglass.clip.segrun import miou_reduce
+
+    truth = np.array([[[0, 0, 1], [1, 255, 2]], [[0, 1, 1], [0, 0, 255]]], np.uint8)
+    pred = np.array([[[0, 1, 1], [1, 2, 3]], [[0, 1, 0], [3, 0, 3]]], np.uint8)
+    c = S.counts(pred, truth, 4)
+    per_image = np.concatenate([c.inter, c.union, c.gt], 1).astype(float)
+    assert miou_reduce(per_image.sum(0, keepdims=True), 2)[0] == pytest.approx(S.miou_of(c))
+    # the task on a tiny CLIP: per-image statistics of the right width, attacked pixels ignored
+    cfg = parse_clip_config({"model": {"random": "clip"}, "data": {"n": 5}, "segment": {"fit_n": 4},
+                             "amplify": {"models": [{"random": "clip", "seed": 1}], "tasks": ["segment"]}})
+    b = tiny_random("clip")
+    data = load_split(cfg, b.image_size, "test")
+    clean, att = TASKS["segment"].score(b, data, attacked_split(cfg, data), ["a {}"], TextCache(), cfg=cfg)
+    assert clean.shape == att.shape == (5, 3 * (len(data.classes) + 1))
+    assert (att[:, -(len(data.classes) + 1):].sum() == clean[:, -(len(data.classes) + 1):].sum())

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.clip.segrun import amplify_arrays, miou_reduce
 from safeglass.hashing import content_hash
 
 AMPLIFY_JSON = "clip-amplify.json"
@@ -68,7 +69,8 @@ class Task:
         return TaskScores(self.metric, clean, attacked, self.reduce)
 
 
-TASKS: dict[str, Task] = {"classify": Task("accuracy", mean_reduce, classify_arrays)}
+TASKS: dict[str, Task] = {"classify": Task("accuracy", mean_reduce, classify_arrays),
+                          "segment": Task("miou", miou_reduce, amplify_arrays)}   # clip/segrun.py
 
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:

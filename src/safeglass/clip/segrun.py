@@ -159,3 +159,44 @@ def table(result: dict[str, Any]) -> str:
     w = max(len(k) for k, _ in rows)
     head = f"{result['name']}: {m.get('name') or m.get('family')} ({m['source']}), {result['dataset']['n']} images"
     return "\n".join([head, *(f"  {k:<{w}}  {v}" for k, v in rows)])
+
+
+# ------------------------------------------------------------------------------------ the amplification table
+
+
+def miou_reduce(sums: np.ndarray, n: int) -> np.ndarray:
+    """mIoU from [R, 3K] column sums of per-image (intersection, union, ground-truth pixels) per label."""
+    k = sums.shape[1] // 3
+    inter, union, gt = sums[:, :k], sums[:, k:2 * k], sums[:, 2 * k:]
+    present = gt > 0
+    ratio = np.divide(inter, union, out=np.zeros_like(inter, dtype=np.float64), where=union > 0)
+    return (ratio * present).sum(1) / np.maximum(present.sum(1), 1)
+
+
+def amplify_arrays(backend: Any, data: Any, attacked: Any, templates: Any, cache: TextCache, cfg: ClipConfig,
+                   **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`clip amplify`'s segment task: per image, (intersection, union, ground truth) per label on clean and
+    attacked images, attacked pixels ignored in both, the background threshold fitted on the fit split for each
+    model. ShapeWorld data only (its scenes give the masks)."""
+    from safeglass.clip import segdata
+
+    if data.scenes is None:
+        raise ValueError(f"{cfg.source}: field 'amplify.tasks': the segment task needs ShapeWorld data (masks); "
+                         "`safeglass clip segment` reads VOC folders")
+    s = settings(cfg)
+    size = data.images.shape[1]
+    names = ("background", *data.classes)
+    fit = segdata.shapeworld(s["fit_n"], s["fit_seed"], size, "fit")
+    fit_scores = S.class_scores(backend, S.dense_features(backend, fit.images, s["ffn"]), data.classes, templates,
+                                cache, size)
+    background = S.Background(threshold=S.fit_threshold(fit_scores, fit.masks, len(names))[0])
+    truth = segdata.shapeworld_masks(data.scenes, tuple(data.classes), size)
+    truth = np.where((attacked.images != data.images).any(-1), S.IGNORE, truth).astype(np.uint8)
+
+    def stats(images: np.ndarray) -> np.ndarray:
+        sc = S.class_scores(backend, S.dense_features(backend, images, s["ffn"]), data.classes, templates, cache,
+                            size)
+        c = S.counts(S.label_maps(sc, background), truth, len(names))
+        return np.concatenate([c.inter, c.union, c.gt], 1).astype(np.float64)
+
+    return stats(data.images), stats(attacked.images)
