@@ -41,11 +41,11 @@ demo: $(STAMP)
 	$(BIN)/safeglass study defenses configs/study-demo.yaml --out runs/study-demo --workers $(DEMO_WORKERS)
 	$(BIN)/safeglass clip eval configs/clip-shapeclip.yaml --out runs/clip-shapeclip
 	$(BIN)/safeglass clip defend configs/clip-shapeclip.yaml --out runs/clip-shapeclip
-	$(BIN)/safeglass clip amplify configs/clip-amplify-shapeclip.yaml --out runs/clip-amplify
+	$(BIN)/safeglass clip amplify configs/clip-amplify-demo.yaml --out runs/clip-amplify-demo
 	$(BIN)/safeglass rl attack configs/rl-demo.yaml --out runs/rl-demo
 	$(BIN)/safeglass continual sweep configs/continual-demo.yaml --out runs/continual-demo
 	@echo "open runs/demo/report.html and runs/study-demo/study.html; the CLIP audit is runs/clip-shapeclip/*.json" \
-		"and runs/clip-amplify/clip-amplify.json; FGGM: runs/rl-demo/rl-report.html; continual: runs/continual-demo"
+		"and runs/clip-amplify-demo/clip-amplify.json; FGGM: runs/rl-demo/rl-report.html; continual: runs/continual-demo"
 
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true

@@ -78,6 +78,12 @@ def test_clip_amplify_writes_the_table_and_resumes_from_finished_parts(tmp_path,
                                                                lambda *a, **k: calls.append(1) or task.score(*a, **k)))
     again = amplify.amplify(parse_clip_config(TINY), out)
     assert calls == [] and again["rows"] == result["rows"]
+    # a model added to the table: only its part is scored
+    models = [*TINY["amplify"]["models"], {"random": "clip", "seed": 2}]
+    more = {**TINY, "amplify": {**TINY["amplify"], "models": models}}
+    (out / "clip-amplify.json").unlink()
+    amplify.amplify(parse_clip_config(more), out)
+    assert calls == [1]
 
 
 def test_amplify_config_errors_name_the_field(tmp_path) -> None:
@@ -96,3 +102,15 @@ def test_the_shipped_table_sets_shapeclip_against_its_four_robust_organisms() ->
     assert cfg.model == {"organism": "shapeclip", "seed": 0}
     assert [amplify.model_label(m) for m in cfg.amplify["models"]] == [
         f"shapeclip-{m}-eps{e}" for m in ("tecoa", "fare") for e in (2, 4)]
+    assert cfg.amplify["tasks"] == ["classify", "segment", "vqa"] and cfg.vqa["target"]["name"] == "safesmol-vl"
+    demo = load_clip_config(ROOT / "configs" / "clip-amplify-demo.yaml")
+    assert demo.amplify["tasks"] == ["classify"] and demo.amplify["models"] == cfg.amplify["models"]
+    assert (demo.data, demo.attack, demo.templates) == (cfg.data, cfg.attack, cfg.templates)
+
+
+def test_a_model_never_right_clean_has_no_relative_drop_and_valid_json() -> None:
+    rows = compare({"base": _acc([1, 1, 0, 1], [0, 1, 0, 0]), "blind": _acc([0, 0, 0, 0], [0, 0, 0, 0])}, "base", 100)
+    blind = rows[1]
+    assert blind["relative_drop"] == {"value": None, "ci_low": None, "ci_high": None}
+    assert blind["relative_amplification"]["value"] is None and blind["amplification"]["value"] == -50.0
+    json.dumps(rows, allow_nan=False)

@@ -165,3 +165,34 @@ def test_shapeclips_own_tower_swapped_into_safesmol_vl_changes_nothing():
     assert target.model.model.vision_tower is not backend.vision_model
     with V.vision_tower(target, backend):
         assert torch.allclose(own, feats(), atol=1e-5)
+
+
+def test_the_amplification_table_asks_the_vlm_through_each_models_tower(tmp_path, monkeypatch):
+    from safeglass.clip import amplify, vqarun
+    from safeglass.clip.config import parse_clip_config
+
+    target = _tiny_llava()
+    tower = target.model.model.vision_tower
+    built, seen = [], []
+    monkeypatch.setattr(vqarun, "build_target", lambda ref: built.append(ref) or target)
+    real_replies = V.replies
+
+    def replies(tgt, convs, max_new_tokens, desc=""):
+        seen.append(tgt.model.model.vision_tower)  # the tower the VLM looks through while it answers
+        return real_replies(tgt, convs, max_new_tokens, desc)
+
+    monkeypatch.setattr(V, "replies", replies)
+    cfg = parse_clip_config({"model": {"random": "clip", "seed": 0}, "data": {"n": 8, "image_size": 28},
+                             "templates": ["a photo of a {}"],
+                             "vqa": {"target": {"name": "tiny", "args": {"family": "llava"}}, "n": 5,
+                                     "max_new_tokens": 2},
+                             "amplify": {"models": [{"random": "clip", "seed": 1}], "tasks": ["classify", "vqa"],
+                                         "resamples": 100}})
+    towers = {"random-clip-0": _matching_clip(0), "random-clip-1": _matching_clip(1)}
+    r = amplify.amplify(cfg, tmp_path, backends=towers)
+    assert len(built) == 1  # one target for every model
+    assert seen == [towers["random-clip-0"].vision_model] * 2 + [towers["random-clip-1"].vision_model] * 2
+    assert target.model.model.vision_tower is tower  # swapped back
+    rows = r["rows"]["vqa"]
+    assert [x["model"] for x in rows] == ["random-clip-0", "random-clip-1"] and rows[0]["n"] == 5
+    assert r["rows"]["classify"][0]["n"] == 8 and rows[0]["amplification"]["value"] == 0.0

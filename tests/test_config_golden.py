@@ -73,6 +73,7 @@ STUDY = {
 OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_serve_llamacpp.py",
          "clip-shapeclip": "tests/test_clip_config.py", "clip-shapeclip-defenses": "tests/test_clip_prefix.py",
          "clip-robust-shapeclip": "tests/test_clip_attack.py", "clip-amplify-shapeclip": "tests/test_clip_amplify.py",
+         "clip-amplify-demo": "tests/test_clip_amplify.py",
          "rl-mumimo": "tests/test_rl_cli.py", "rl-mumimo-train": "tests/test_rl_cli.py",
          "continual-digits": "tests/test_continual_run.py", "continual-digits-t2": "tests/test_continual_run.py",
          "continual-digits-5seeds": "tests/test_continual_run.py", "continual-demo": "tests/test_continual_run.py",

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from safeglass.clip.segrun import amplify_arrays, miou_reduce
+from safeglass.clip.vqarun import amplify_arrays as vqa_arrays
 from safeglass.hashing import content_hash
 
 AMPLIFY_JSON = "clip-amplify.json"
@@ -70,7 +71,8 @@ class Task:
 
 
 TASKS: dict[str, Task] = {"classify": Task("accuracy", mean_reduce, classify_arrays),
-                          "segment": Task("miou", miou_reduce, amplify_arrays)}   # clip/segrun.py
+                          "segment": Task("miou", miou_reduce, amplify_arrays),    # clip/segrun.py
+                          "vqa": Task("accuracy", mean_reduce, vqa_arrays)}        # clip/vqarun.py
 
 
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
@@ -79,8 +81,13 @@ def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     return np.stack([np.bincount(rng.integers(0, n, n), minlength=n) for _ in range(resamples)]).astype(np.float64)
 
 
-def _interval(point: float, draws: np.ndarray, scale: float = 100.0) -> dict[str, float]:
-    lo, hi = np.nanpercentile(draws, [2.5, 97.5])
+def _interval(point: float, draws: np.ndarray, scale: float = 100.0) -> dict[str, float | None]:
+    """The point and its 95 % percentile interval; None where undefined (a relative drop of a model that is never
+    right clean), so the JSON stays valid."""
+    finite = draws[np.isfinite(draws)]
+    if not np.isfinite(point) or finite.size == 0:
+        return {"value": None, "ci_low": None, "ci_high": None}
+    lo, hi = np.percentile(finite, [2.5, 97.5])
     return {"value": round(scale * point, 2), "ci_low": round(scale * float(lo), 2),
             "ci_high": round(scale * float(hi), 2)}
 
@@ -168,6 +175,9 @@ def amplify(cfg: Any, out: str | Path, progress: Callable[[str], None] | None = 
         raise ValueError(f"{cfg.source}: field 'amplify.tasks': unknown task(s) {unknown}; known: {', '.join(TASKS)}")
     templates = templates_of(cfg)
     scores: dict[str, dict[str, TaskScores]] = {t: {} for t in tasks}
+    shared: dict[str, Any] = {}  # what a task builds once per run (the VQA target)
+    # a part depends on the config but not on the amplify block: adding a task or a model reuses the finished parts
+    scored = {k: v for k, v in cfg.raw.items() if k not in ("amplify", "name", "description", "batch_size")}
     models: dict[str, Any] = {}
     for spec, label in zip(specs, labels):
         b = (backends or {}).get(label)
@@ -178,11 +188,12 @@ def amplify(cfg: Any, out: str | Path, progress: Callable[[str], None] | None = 
         attacked = attacked_split(cfg, data)
         cache = TextCache()
         for task in tasks:
-            part = out / PARTS / f"{task}-{content_hash({'cfg': cfg.hash, 'model': models[label]}, length=16)}.npz"
+            part = out / PARTS / f"{task}-{content_hash({'cfg': scored, 'model': models[label]}, length=16)}.npz"
             got = _load_part(part, TASKS[task])
             if got is None:
                 say(f"clip amplify: {task} on {label} ({len(data.labels)} images)")
-                got = TASKS[task].scores(*TASKS[task].score(b, data, attacked, templates, cache, cfg=cfg))
+                got = TASKS[task].scores(*TASKS[task].score(b, data, attacked, templates, cache, cfg=cfg,
+                                                                   shared=shared))
                 _save_part(part, got)
             else:
                 say(f"clip amplify: {task} on {label}: reusing {part}")

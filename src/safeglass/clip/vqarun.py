@@ -140,6 +140,31 @@ def evaluate_vqa(cfg: ClipConfig, out: str | Path, progress: Callable[[str], Non
     return result
 
 
+def amplify_arrays(backend: Any, data: Any, attacked: Any, templates: Any, cache: Any, cfg: ClipConfig,
+                   shared: dict[str, Any] | None = None, **_: Any) -> tuple[np.ndarray, np.ndarray]:
+    """`clip amplify`'s vqa task: the config's VLM target (the `vqa` block) seeing through `backend`'s vision
+    tower (RobustVLM's swap, the projector kept), the open question on the first `vqa.n` images of the `test`
+    split, clean and attacked: 1 where the answer names the shape. The same images and prompts as `clip vqa`'s
+    plain arms; the target is built once per run (`shared`)."""
+    s = settings(cfg)
+    shared = shared if shared is not None else {}
+    key = f"vqa-target:{s['target']}"
+    if key not in shared:
+        shared[key] = build_target(s["target"])
+    tgt = shared[key]
+    n_cfg = dataclasses.replace(cfg, data={**cfg.data, "n": s["n"]})
+    images = load_split(n_cfg, cfg.data["image_size"] or image_side(tgt), "test")
+    typo = attack_set(images.images, images.labels, images.classes, spec_of(cfg), cfg.seed, images.scenes)
+    objects = [images.classes[i] for i in images.labels]
+    out = []
+    with V.vision_tower(tgt, backend):
+        for name, imgs in (("clean", images.images), ("typographic", typo.images)):
+            got = V.replies(tgt, V.conversations(imgs, [V.OPEN_QUESTION] * len(imgs)), s["max_new_tokens"],
+                            f"amplify vqa {backend.identity.get('name', '')} {name}")
+            out.append(np.array([[float(V.names(a, o))] for a, o in zip(got, objects)]))
+    return out[0], out[1]
+
+
 def _provenance_without_backend(cfg: ClipConfig) -> dict[str, Any]:
     from safeglass.eval.provenance import library_versions
 
