@@ -191,7 +191,7 @@ def amplify(cfg: Any, out: str | Path, progress: Callable[[str], None] | None = 
             part = out / PARTS / f"{task}-{content_hash({'cfg': scored, 'model': models[label]}, length=16)}.npz"
             got = _load_part(part, TASKS[task])
             if got is None:
-                say(f"clip amplify: {task} on {label} ({len(data.labels)} images)")
+                say(f"clip amplify: {task} on {label}")
                 got = TASKS[task].scores(*TASKS[task].score(b, data, attacked, templates, cache, cfg=cfg,
                                                                    shared=shared))
                 _save_part(part, got)
