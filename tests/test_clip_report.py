@@ -123,3 +123,21 @@ def test_a_dataset_without_clean_twins_shows_its_wrong_attacked_images(tmp_path)
         assert att_pred != label and float(margin) > 0
     with Image.open(paths["failures"]) as im:   # two cells a row: attacked image, its attribution
         assert im.size[0] == 2 * (160 + 8) + 8
+
+
+def test_an_amplify_folder_reports_its_table(tmp_path) -> None:
+    from safeglass.clip.amplify import amplify
+    from safeglass.clip.config import parse_clip_config
+    from safeglass.clip.report import write_clip_report
+
+    cfg = parse_clip_config({"name": "amp", "model": {"random": "clip", "seed": 0}, "data": {"n": 12, "seed": 0},
+                             "templates": ["a photo of a {}"],
+                             "amplify": {"models": [{"random": "clip", "seed": 1}], "resamples": 100}})
+    r = amplify(cfg, tmp_path)
+    paths = write_clip_report(tmp_path)
+    md = paths["markdown"].read_text()
+    assert "Does robustness amplify typographic vulnerability?" in md
+    variant = r["rows"]["classify"][1]
+    d = variant["amplification"]
+    assert "random-clip-1" in md and f"{d['value']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]" in md
+    assert f"{variant['clean']['value']:.1f}" in md and "random-clip-1" in paths["report"].read_text()

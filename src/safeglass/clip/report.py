@@ -1,12 +1,12 @@
 """The failure-mode report of a CLIP run folder: `safeglass clip report RUN_DIR` (and `safeglass report RUN_DIR`
 on a folder holding clip-*.json but no run store).
 
-From clip-eval.json, clip-defend.json and clip-vary.json, whichever are there, it writes RUN_DIR/clip-report.md
-and RUN_DIR/clip-report.html with the same tables (values as the JSON has them), and pictures into
-RUN_DIR/clip-report/: the typographic failures (re-scored with the eval's config: right when clean, wrong when
-attacked, the largest wrong-class margins first) beside their patch attribution maps, and the variation search's
-flips (unvaried scene beside the varied one). The Markdown links the pictures relatively; the HTML page embeds
-the same PNG bytes as data URIs (the report pages' policy loads nothing from anywhere), and links the files.
+From clip-eval.json, clip-defend.json, clip-vary.json and clip-amplify.json, whichever are there, it writes
+RUN_DIR/clip-report.md and RUN_DIR/clip-report.html with the same tables (values as the JSON has them), and
+pictures into RUN_DIR/clip-report/: the typographic failures (re-scored with the eval's config: right when clean,
+wrong when attacked, the largest wrong-class margins first) beside their patch attribution maps, and the variation
+search's flips (unvaried scene beside the varied one). The Markdown links the pictures relatively; the HTML page
+embeds the same PNG bytes as data URIs (the report pages' policy loads nothing from anywhere), and links the files.
 """
 
 from __future__ import annotations
@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from safeglass.clip.amplify import AMPLIFY_JSON
 from safeglass.clip.run import DEFEND_JSON, EVAL_JSON
 from safeglass.clip.variation import VARY_JSON, per_attribute
 
 REPORT_MD = "clip-report.md"
 REPORT_HTML = "clip-report.html"
 PICTURES = "clip-report"
+RESULTS = (EVAL_JSON, DEFEND_JSON, VARY_JSON, AMPLIFY_JSON)  # what a clip run folder may hold
 
 
 @dataclass
@@ -50,7 +52,7 @@ def _load(run_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def is_clip_run(run_dir: str | Path) -> bool:
-    return any((Path(run_dir) / n).is_file() for n in (EVAL_JSON, DEFEND_JSON, VARY_JSON))
+    return any((Path(run_dir) / n).is_file() for n in RESULTS)
 
 
 def _model(result: dict[str, Any]) -> str:
@@ -106,6 +108,28 @@ def vary_part(r: dict[str, Any], pictures: Path) -> Part:
         part.pictures.append((grid, "Each row: an unvaried scene and the same scene with one attribute set to its "
                                     "value that flips most, with what the model called each."))
     return part
+
+
+def amplify_part(r: dict[str, Any]) -> Part:
+    """The amplification table: per task, each model's clean, typographic, drop and the drop's difference from the
+    base model, in points with their bootstrap intervals, as clip-amplify.json holds them."""
+
+    def ci(d: dict[str, Any]) -> str:
+        return "n/a" if d["value"] is None else f"{d['value']:+.1f} [{d['ci_low']:+.1f}, {d['ci_high']:+.1f}]"
+
+    metrics = ", ".join(f"{t}: {r['rows'][t][0]['metric']}" for t in r["tasks"])
+    tables = []
+    for task in r["tasks"]:
+        rows = [[task, x["model"], f"{x['clean']['value']:.1f}", f"{x['attacked']['value']:.1f}", ci(x["drop"]),
+                 "" if x["model"] == r["base"] else ci(x["amplification"]),
+                 "" if x["model"] == r["base"] else ci(x["relative_amplification"])] for x in r["rows"][task]]
+        tables.append((["task", "model", "clean", "typographic", "drop", "drop minus base", "relative drop minus base"],
+                       rows))
+    return Part("Does robustness amplify typographic vulnerability? (clip amplify)", tables,
+                [f"Base {r['base']} against {len(r['models']) - 1} variants; points of each task's metric "
+                 f"({metrics}), 95 % bootstrap intervals over {r['resamples']} resamples of the shared "
+                 f"images; config hash {r['config']['hash']}. A positive difference: the variant loses more to the "
+                 "written word than the base does."])
 
 
 def _variation_grid(r: dict[str, Any], pictures: Path, rows: int = 7) -> Path | None:
@@ -235,9 +259,9 @@ def write_clip_report(run_dir: str | Path, worst: int = 6, progress: Callable[[s
     HTML page, as `safeglass report` names a run's)."""
     say = progress or (lambda _line: None)
     run = Path(run_dir)
-    ev, de, va = (_load(run, n) for n in (EVAL_JSON, DEFEND_JSON, VARY_JSON))
-    if ev is None and de is None and va is None:
-        raise FileNotFoundError(f"clip report: {run} holds none of {EVAL_JSON}, {DEFEND_JSON}, {VARY_JSON}")
+    ev, de, va, am = (_load(run, n) for n in RESULTS)
+    if ev is None and de is None and va is None and am is None:
+        raise FileNotFoundError(f"clip report: {run} holds none of {', '.join(RESULTS)}")
     pictures = run / PICTURES
     pictures.mkdir(parents=True, exist_ok=True)
     parts: list[Part] = []
@@ -249,7 +273,9 @@ def write_clip_report(run_dir: str | Path, worst: int = 6, progress: Callable[[s
         parts.append(defend_part(de))
     if va is not None:
         parts.append(vary_part(va, pictures))
-    name = next(r["name"] for r in (ev, de, va) if r is not None)
+    if am is not None:
+        parts.append(amplify_part(am))
+    name = next(r["name"] for r in (ev, de, va, am) if r is not None)
     title = f"safeglass CLIP failure modes: {name}"
     (run / REPORT_MD).write_text(markdown(parts, run, title) + "\n", encoding="utf-8")
     (run / REPORT_HTML).write_text(html(parts, run, title), encoding="utf-8")
