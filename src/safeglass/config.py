@@ -246,6 +246,14 @@ def resolve_paths(value: Any, base_dir: Path | None) -> Any:
     return out
 
 
+def validate_kind(schema: type[Schema], raw: Any, source: str = "<dict>",
+                  base_dir: str | Path | None = None) -> Schema:
+    """A capability's config (clip, continual, rl, ...): its path-valued options resolved against the file's folder,
+    then validated by `schema`; every error names the file and the field."""
+    given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
+    return validate(schema, given, source)
+
+
 def load_config(path: str | Path) -> RunConfig:
     raw, source, base_dir = read_config(path)
     return parse_config(raw, source=source, base_dir=base_dir)

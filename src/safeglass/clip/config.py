@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from safeglass.schema import Number, Problem, Schema, validate
+from safeglass.schema import Number, Problem, Schema
 
 NOT_IN_KEY = ("name", "description", "batch_size")  # what does not change a result
 # The fields of the first clip configs. A field added since is left out of the hash while it is unset (None), so
@@ -278,11 +278,10 @@ class ClipConfig:
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
     """A validated ClipConfig; every error names the file and the field."""
-    from safeglass.config import resolve_paths
+    from safeglass.config import validate_kind
     from safeglass.hashing import content_hash
 
-    given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
-    cfg = validate(ClipSchema, given, source)
+    cfg = validate_kind(ClipSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = _unkeyed_defaults(_keyed(dumped))
     return ClipConfig(

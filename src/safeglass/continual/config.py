@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from safeglass.schema import Number, Problem, Schema, validate
+from safeglass.schema import Number, Problem, Schema
 
 NOT_IN_KEY = ("name", "description", "strategies", "sweep", "threads")  # what does not change one cell's result
 
@@ -149,11 +149,10 @@ class ContinualConfig:
 
 def parse_continual_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ContinualConfig:
     """A validated ContinualConfig; every error names the file and the field."""
-    from safeglass.config import resolve_paths
+    from safeglass.config import validate_kind
     from safeglass.hashing import content_hash
 
-    given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
-    cfg = validate(ContinualSchema, given, source)
+    cfg = validate_kind(ContinualSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
     return ContinualConfig(

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from safeglass.schema import Number, Problem, Schema, validate
+from safeglass.schema import Number, Problem, Schema
 
 ATTACKS = ("none", "random", "greedy", "fggm", "pgd")
 
@@ -97,11 +97,10 @@ class RlConfig:
 
 def parse_rl_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RlConfig:
     """A validated RlConfig; every error names the file and the field."""
-    from safeglass.config import resolve_paths
+    from safeglass.config import validate_kind
     from safeglass.hashing import content_hash
 
-    given = resolve_paths(raw, Path(base_dir)) if base_dir is not None and isinstance(raw, dict) else raw
-    cfg = validate(RlSchema, given, source)
+    cfg = validate_kind(RlSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = {k: v for k, v in dumped.items() if k not in ("name", "description")}
     return RlConfig(name=cfg.name or (Path(source).stem if source != "<dict>" else "rl"),
