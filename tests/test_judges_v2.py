@@ -33,11 +33,18 @@ def test_kappa_equals_a_hand_computation() -> None:
 def test_row_agreement_flags_the_disagreeing_row() -> None:
     pairs = [("good", x, x) for x in (1, 0, 1, 0, 1, 0)] + [("bad", x, not x) for x in (1, 0, 1, 0)]
     pairs += [("one-class", 1, 1), ("one-class", 1, 1)]
+    # prevalence: B always says 1, A once says 0 -> kappa 0, yet 95 % agreement: not flagged; 80 % is
+    pairs += [("skewed", i != 0, True) for i in range(20)] + [("skewed-low", i >= 4, True) for i in range(20)]
+    pairs += [("low-kappa", x, y) for x, y in [(1, 1), (1, 0), (0, 0), (0, 1)] * 3 + [(1, 1), (0, 0)] * 10]
     rows = row_agreement(pairs)
     assert rows["good"]["kappa"] == pytest.approx(1.0) and not rows["good"]["flagged"]
     assert rows["bad"]["kappa"] == pytest.approx(-1.0) and rows["bad"]["flagged"]
     assert rows["bad"]["agreement"] == 0.0 and rows["bad"]["n"] == 4
     assert rows["one-class"]["kappa"] is None and not rows["one-class"]["flagged"]  # agreement 1.0
+    assert rows["skewed"]["kappa"] == pytest.approx(0.0) and not rows["skewed"]["flagged"]
+    assert rows["skewed-low"]["flagged"]                                # agreement 0.8
+    low = rows["low-kappa"]                                             # agreement 26/32, balanced rates
+    assert low["agreement"] == pytest.approx(26 / 32) and low["flagged"]
 
 
 def test_three_way_rule() -> None:

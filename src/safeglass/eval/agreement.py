@@ -2,8 +2,8 @@
 
 ``safeglass judges agree RUN_DIR --judges A B`` (judge A and B must have judged the run: ``safeglass rejudge RUN_DIR
 --judges A B`` first). Rows are the report's (target, dataset, defense, attack) cells; each gets n, both judges'
-flag rates, the share of samples on which they agree and Cohen's kappa, and is flagged when kappa is below 0.6
-(agreement below 0.9 where kappa is undefined).
+flag rates, the share of samples on which they agree and Cohen's kappa, and is flagged when agreement is below 0.9
+or kappa below 0.6 (kappa only where neither judge gives one answer on more than 90 % of the row).
 """
 
 from __future__ import annotations

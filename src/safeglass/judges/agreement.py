@@ -47,8 +47,8 @@ def agreement(a: Sequence[bool], b: Sequence[bool]) -> list[bool]:
 def row_agreement(pairs: Iterable[tuple[Hashable, bool, bool]], *, min_kappa: float = MIN_KAPPA,
                   min_agreement: float = MIN_AGREEMENT) -> dict[Hashable, dict[str, Any]]:
     """``pairs`` of (row key, flag of judge A, flag of judge B) -> per row: n, rates of each judge, agreement,
-    kappa (None when undefined) and ``flagged`` (kappa below ``min_kappa``, or agreement below ``min_agreement``
-    where kappa is undefined)."""
+    kappa (None when undefined) and ``flagged``: agreement below ``min_agreement``, or kappa below ``min_kappa``
+    unless a judge gives one answer on more than 90 % of the row (there kappa is pinned near 0 by prevalence)."""
     rows: dict[Hashable, tuple[list[bool], list[bool]]] = defaultdict(lambda: ([], []))
     for key, fa, fb in pairs:
         rows[key][0].append(bool(fa))
@@ -57,7 +57,10 @@ def row_agreement(pairs: Iterable[tuple[Hashable, bool, bool]], *, min_kappa: fl
     for key, (a, b) in rows.items():
         agree = sum(agreement(a, b)) / len(a)
         k = kappa(a, b)
-        flagged = (k < min_kappa) if k is not None else (agree < min_agreement)
+        # Kappa is pinned near 0 when one judge says nearly always the same thing (prevalence), however often the
+        # two agree; there agreement decides. Elsewhere low kappa or low agreement flags the row.
+        skewed = min(sum(a), len(a) - sum(a), sum(b), len(b) - sum(b)) < 0.1 * len(a)
+        flagged = agree < min_agreement or (k is not None and k < min_kappa and not skewed)
         out[key] = {"n": len(a), "rate_a": sum(a) / len(a), "rate_b": sum(b) / len(b), "agreement": agree,
                     "kappa": k, "flagged": bool(flagged)}
     return out
