@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--no-progress", action="store_true")
     j.add_argument("--no-report", action="store_true", help="do not rewrite summary.json, samples.jsonl, report.html")
 
-    jg = sub.add_parser("judges", help="judges: measure one against human labels")
+    jg = sub.add_parser("judges", help="judges: measure one against human labels, or two against each other")
     jsub = jg.add_subparsers(dest="judges_command", required=True)
     c = jsub.add_parser(
         "calibrate", help="measure a judge against human labels",
