@@ -169,6 +169,12 @@ def _proxy_judge(n: int = 512) -> Iterator[dict[str, Any]]:
     yield from proxy_throughput(n=max(n, 512))
 
 
+def _judges_v2(n: int = 512) -> Iterator[dict[str, Any]]:
+    from bench.judges import judges_v2_throughput
+
+    yield from judges_v2_throughput(n=max(n, 512))
+
+
 def _smoothvlm(n: int = 2) -> Iterator[dict[str, Any]]:
     from bench.smoothvlm import smoothvlm_batching
 
@@ -208,6 +214,7 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "neurons-auroc": _neurons_auroc,
     "neurons-glasses": _neurons_glasses,
     "proxy-judge": _proxy_judge,
+    "judges-v2": _judges_v2,
     "sgm-curve": _sgm_curve,
     "sgm-vl": _sgm_vl,
     "smoothvlm": _smoothvlm,

@@ -47,3 +47,31 @@ def proxy_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterato
         yield {"bench": f"proxy judge, {label}", "figure": one, "unit": "resp/s", "goal": ">= 50",
                "note": f"one head; both heads in one pass {both:.1f}/s; {len(items)} pairs, mean reply "
                        f"{chars:.0f} chars, batch {batch}, {threads} threads"}
+
+
+def judges_v2_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterator[dict[str, Any]]:
+    """fulfilment / refusal-v2 (sentence-level): replies a second, embedding included, on typical pairs and on
+    long replies (every reply cut to its first 10 and last 6 sentences)."""
+    import torch
+
+    from safeglass.judges.base import JudgeInput
+    from safeglass.judges.fulfilment import FulfilmentJudge
+    from safeglass.judges.proxy import MiniLMEmbedder
+
+    torch.set_num_threads(threads)
+    n = max(n, 256)
+    judge = FulfilmentJudge(embedder=MiniLMEmbedder(batch_size=batch, dtype="float32"))
+    typical = [JudgeInput(p, r) for p, r in _pairs(n)]
+    # every sentence distinct, so the embedder's memo cannot serve any of them
+    worst = [JudgeInput(it.prompt, " ".join(f"Item {k} goes on with detail {i} about its reasons." for i in range(30)))
+             for k, it in enumerate(typical)]
+    judge.judge(typical[:batch])  # warm-up
+    for label, items in (("typical", typical), ("30-sentence replies", worst)):
+        chars = sum(len(it.response) for it in items) / len(items)
+        t = time.perf_counter()
+        for start in range(0, len(items), batch):
+            judge.head_scores(judge.pairs(items[start:start + batch]))
+        rate = len(items) / (time.perf_counter() - t)
+        yield {"bench": f"fulfilment + refusal-v2, {label}", "figure": rate, "unit": "resp/s", "goal": ">= 50",
+               "note": f"both heads in one pass; {len(items)} pairs, mean reply {chars:.0f} chars, batch {batch}, "
+                       f"{threads} threads, float32"}

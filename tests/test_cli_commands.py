@@ -21,7 +21,7 @@ def test_every_capability_is_a_group_and_no_command_has_two_spellings():
     assert not set(RENAMED) & set(top)
     assert set(_commands(top["neurons"])) == {"find", "apply", "eval"}
     assert set(_commands(top["organisms"])) == {"list", "build", "verify"}
-    assert set(_commands(top["judges"])) == {"calibrate"}
+    assert set(_commands(top["judges"])) == {"calibrate", "agree"}
     assert {"eval", "defend", "segment", "vqa", "amplify", "vary", "report", "typo", "attack", "robust-train"} <= set(
         _commands(top["clip"]))
 

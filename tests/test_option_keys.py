@@ -87,6 +87,9 @@ NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     ("judges", "proxy-harm-gated", "request_weights"): "head by content",
     ("judges", "proxy-request", "embedder"): "an object, not a config value",
     ("judges", "proxy-harm-gated", "embedder"): "an object, not a config value",
+    # judges v2: heads by content (fulfilment_key_args), embedder an object
+    **{("judges", j, "weights"): "heads by content" for j in ("fulfilment", "refusal-v2", "three-way")},
+    **{("judges", j, "embedder"): "an object, not a config value" for j in ("fulfilment", "refusal-v2", "three-way")},
     # the heads a clip defend result kept enter by content (tests/test_clip_ablation_modifier.py)
     ("modifiers", "ablate-heads", "from_result"): "heads by content",
 }

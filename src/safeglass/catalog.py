@@ -172,6 +172,14 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("judges", "proxy-request", "safeglass.judges.proxy_request:ProxyRequestJudge",
      "Input signal: the REQUEST asks for harm (MiniLM embedding + trained head; the reply is not read)",
      ("signal", "input")),
+    ("judges", "fulfilment", "safeglass.judges.fulfilment:FulfilmentJudge",
+     "Objective achieved, v2: reads request and reply sentence by sentence and asks whether the reply delivers "
+     "what was asked (MiniLM + trained heads, benign training data only)", ("harm",)),
+    ("judges", "refusal-v2", "safeglass.judges.fulfilment:RefusalV2Judge",
+     "Refusal, v2 (strict reading), sentence by sentence: catches late refusals, passes answers after a disclaimer",
+     ("refusal",)),
+    ("judges", "three-way", "safeglass.judges.fulfilment:ThreeWayJudge",
+     "XSTest's full compliance / partial refusal / full refusal (label); flag = any refusal", ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -212,4 +220,7 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "proxy-harm"): "safeglass.judges.proxy_files:key_args",
     ("judges", "proxy-harm-gated"): "safeglass.judges.proxy_files:gated_key_args",
     ("judges", "proxy-request"): "safeglass.judges.proxy_files:request_key_args",
+    ("judges", "fulfilment"): "safeglass.judges.proxy_files:fulfilment_key_args",
+    ("judges", "refusal-v2"): "safeglass.judges.proxy_files:fulfilment_key_args",
+    ("judges", "three-way"): "safeglass.judges.proxy_files:fulfilment_key_args",
 }

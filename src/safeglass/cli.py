@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--no-progress", action="store_true")
     j.add_argument("--no-report", action="store_true", help="do not rewrite summary.json, samples.jsonl, report.html")
 
-    jg = sub.add_parser("judges", help="judges: measure one against human labels")
+    jg = sub.add_parser("judges", help="judges: measure one against human labels, or two against each other")
     jsub = jg.add_subparsers(dest="judges_command", required=True)
     c = jsub.add_parser(
         "calibrate", help="measure a judge against human labels",
@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-save", action="store_true", help="do not write the result to the calibration store")
     c.add_argument("--out", help="calibration store folder (default $SAFEGLASS_HOME/calibration)")
     c.add_argument("--json", action="store_true", help="print the results as JSON")
+    ag = jsub.add_parser("agree", help="per-row agreement and Cohen's kappa of two judges over a finished run",
+                         description="Compare two judges' stored verdicts on a run, per (target, dataset, defense, "
+                                     "attack) row; rows with kappa below 0.6 are flagged. Judge the run with both "
+                                     "first: safeglass rejudge RUN_DIR --judges A B.")
+    ag.add_argument("run_dir")
+    ag.add_argument("--judges", nargs=2, required=True, metavar=("A", "B"), help="two judge names (or keys)")
+    ag.add_argument("--json", action="store_true")
 
     rep = sub.add_parser("report", help="write summary.json, samples.jsonl and report.html for a run")
     rep.add_argument("run_dir")
@@ -746,6 +753,13 @@ def _study(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from safeglass import api
+
+    if args.judges_command == "agree":
+        from safeglass.eval.agreement import format_agreement, run_agreement
+
+        res = run_agreement(args.run_dir, *args.judges)
+        print(json.dumps(res, indent=2, default=str) if args.json else format_agreement(res))
+        return 0
     from safeglass.judges.calibration import format_table
 
     fields = {}

@@ -74,3 +74,21 @@ def gated_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
                                              "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)}),
             "request_weights": files_hash(request, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE))}
+
+
+# The fulfilment / refusal-v2 / three-way judges (judges v2) ship their own heads, so re-training them moves no
+# proxy judge's key.
+FULFILMENT_WEIGHTS_FILE = "fulfilment_heads.safetensors"
+FULFILMENT_CARD_FILE = "fulfilment_card.json"
+
+
+def fulfilment_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "fulfilment_weights"
+
+
+def fulfilment_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A judges-v2 judge's args with its heads and the embedding model in by content."""
+    heads = Path(args["weights"]) if args.get("weights") else fulfilment_weights_dir()
+    return {**args, "weights": content_hash({
+        "heads": files_hash(heads, (FULFILMENT_WEIGHTS_FILE, FULFILMENT_CARD_FILE)),
+        "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
