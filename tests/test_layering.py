@@ -22,7 +22,8 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("judges", ("safeglass.judges", "safeglass.scorers")),
     ("eval", ("safeglass.eval", "safeglass.config")),
     ("reporting", ("safeglass.reporting",)),
-    ("wings", ("safeglass.study", "safeglass.neurons", "safeglass.organisms", "safeglass.training", "safeglass.clip")),
+    ("wings", ("safeglass.study", "safeglass.neurons", "safeglass.organisms", "safeglass.training", "safeglass.clip",
+               "safeglass.align")),
     ("front", ("safeglass.api", "safeglass.cli", "safeglass.__main__", "safeglass.serve")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(STAGES)}

@@ -92,6 +92,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     # --- target modifiers (targets[].modifiers) --------------------------------------------------
     ("modifiers", "glasses", "safeglass.neurons.glasses_modifier:GlassesModifier",
      "SGM / AurA glasses folded into a white-box target's weights (was targets[].args.glasses)", ("white-box",)),
+    ("modifiers", "unlearn", "safeglass.align.modifier:UnlearnModifier",
+     "An unlearning attack on the refusals (GA, GD, NPO, RMU, refusal-prefix) as a LoRA adapter folded into a "
+     "white-box causal LM (safeglass align)", ("white-box",)),
     # --- attacks ---------------------------------------------------------------------------------
     ("attacks", "none", "safeglass.attacks.base:NoAttack", "The prompt as the dataset gives it", ()),
     ("attacks", "typographic", "safeglass.attacks.typographic:TypographicAttack",
