@@ -23,6 +23,7 @@ def test_every_capability_is_a_group_and_no_command_has_two_spellings():
     assert set(_commands(top["organisms"])) == {"list", "build", "verify"}
     assert set(_commands(top["judges"])) == {"calibrate"}
     assert set(_commands(top["clip"])) == {"eval", "defend"}
+    assert set(_commands(top["align"])) == {"audit"}
 
 
 def test_the_old_spellings_name_their_replacement(capsys):

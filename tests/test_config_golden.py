@@ -71,7 +71,8 @@ STUDY = {
 # configs of other kinds, each checked by its own tests (a served endpoint has no result keys; a clip config its
 # hash, in tests/test_clip_config.py)
 OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_serve_llamacpp.py",
-         "clip-shapeclip": "tests/test_clip_config.py"}
+         "clip-shapeclip": "tests/test_clip_config.py",
+         "align-safesmol": "tests/test_align_attack.py", "align-tiny": "tests/test_align_attack.py"}
 
 
 def test_the_golden_list_is_every_shipped_config() -> None:

@@ -111,16 +111,17 @@ class Phases:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.seconds: dict[str, float] = {}
 
-    def done(self, name: str) -> Any:
+    def done(self, name: str, key: str | None = None) -> Any:
         path = self.dir / f"{name}.json"
         if path.is_file():
             saved = json.loads(path.read_text(encoding="utf-8"))
-            if saved.get("config_hash") == self.hash:
+            if saved.get("config_hash") == (key or self.hash):
                 return saved
         return None
 
-    def run(self, name: str, fn: Callable[[], Any]) -> Any:
-        saved = self.done(name)
+    def run(self, name: str, fn: Callable[[], Any], key: str | None = None) -> Any:
+        """`fn`'s result, or the saved one when its stamp matches `key` (None: the whole config's hash)."""
+        saved = self.done(name, key)
         if saved is not None:
             self.say(f"align: phase {name} reused from {self.dir / (name + '.json')}")
             self.seconds[name] = saved["seconds"]
@@ -129,7 +130,7 @@ class Phases:
         result = fn()
         self.seconds[name] = round(time.time() - t0, 1)
         tmp = self.dir / f"{name}.json.tmp"
-        tmp.write_text(json.dumps({"config_hash": self.hash, "seconds": self.seconds[name], "result": result},
+        tmp.write_text(json.dumps({"config_hash": key or self.hash, "seconds": self.seconds[name], "result": result},
                                   indent=1, default=float) + "\n", encoding="utf-8")
         tmp.replace(self.dir / f"{name}.json")
         self.say(f"align: phase {name} done in {self.seconds[name]:.0f}s")
@@ -151,7 +152,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
 
     say = progress or (lambda line: None)
     out = Path(out)
-    t_start = time.time()
+    t_start, cpu_start = time.time(), time.process_time()
     phases = Phases(out, cfg.hash, say)
     with pinned_threads(cfg.threads):
         torch.manual_seed(cfg.seed)
@@ -163,7 +164,10 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             return {k: _rows(getattr(d, k)) for k in ("forget", "retain", "heldout", "lookalikes", "fluency")} | {
                 "provenance": d.provenance}
 
-        raw = phases.run("data", make_data)
+        from safeglass.hashing import content_hash
+
+        # the data depend on the model, the data block and the seed only: other changes keep the retain answers
+        raw = phases.run("data", make_data, key=content_hash({"model": cfg.model, "data": cfg.data, "seed": cfg.seed}))
         data = AlignData(*(_pairs(raw[k]) for k in ("forget", "retain", "heldout", "lookalikes", "fluency")),
                          provenance=raw["provenance"])
         base = None
@@ -177,12 +181,18 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         judges = atk.build_judges(cfg.eval["judges"])
         goal = cfg.eval["goal_judge"]
 
-        def evaluate() -> dict[str, Any]:
+        def evaluate(ends: bool = True) -> dict[str, Any]:
+            mode = cfg.eval["judged"]
             return atk.evaluate_point(unl.model, tok, data, judges, cfg.eval, goal,
-                                      judged=bool(cfg.eval["judged"]))
+                                      judged=mode == "all" or (mode in ("ends", "attack") and ends))
+
+        def evaluate_more(ends: bool = True) -> dict[str, Any]:
+            """Probes outside the equal-budget attack (persistence, budget, baselines)."""
+            return evaluate(ends and cfg.eval["judged"] != "attack")
 
         aligned = phases.run("aligned", evaluate)
-        say(f"align: aligned model: held-out refusal {1 - aligned['asr']:.3f} ({goal})")
+        say(f"align: aligned model: held-out refusal {1 - aligned['asr']:.3f} (margins)"
+            + (f", {1 - aligned['asr_judged']:.3f} ({goal})" if "asr_judged" in aligned else ""))
 
         def forgetting() -> dict[str, Any]:
             b = base if base is not None else base_model(cfg, card)
@@ -217,6 +227,14 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
                 attacked["easy"] = unl.snapshot()
             return attacked["easy"]
 
+        pers = None
+        if cfg.persistence is not None and "easy" in curves:
+            def run_persistence() -> dict[str, Any]:
+                state = easy_state()
+                return persistence(unl, state, mc.name, [by_id[i] for i in picks["easy"]], data.forget, data.retain,
+                                   cfg.persistence, curves["easy"], refusal_rate(aligned), evaluate_more, say=say)
+            pers = phases.run("persistence", run_persistence)
+
         budget_curves: dict[int, list[dict[str, Any]]] = {k: curves["easy"]} if "easy" in curves else {}
         for kb in cfg.budget["examples"]:
             if kb in budget_curves:
@@ -225,7 +243,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             def one_budget(kb: int = kb) -> list[dict[str, Any]]:
                 unl.reset()
                 ids = forg["ranking_easy_to_hard"][:kb]
-                return atk.curve_run(unl, mc.name, [by_id[i] for i in ids], data.retain, steps, every, evaluate,
+                return atk.curve_run(unl, mc.name, [by_id[i] for i in ids], data.retain, steps, every, evaluate_more,
                                      stream=10, label=f"align budget (easy {kb} x {steps})", say=say,
                                      start=aligned)
             budget_curves[kb] = phases.run(f"budget-{kb}", one_budget)
@@ -233,21 +251,13 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         budget = {"target_asr": target, "curves": {str(kb): c for kb, c in sorted(budget_curves.items())},
                   "cheapest": atk.cheapest_budget(budget_curves, target)}
 
-        pers = None
-        if cfg.persistence is not None and "easy" in curves:
-            def run_persistence() -> dict[str, Any]:
-                state = easy_state()
-                return persistence(unl, state, mc.name, [by_id[i] for i in picks["easy"]], data.forget, data.retain,
-                                   cfg.persistence, curves["easy"], refusal_rate(aligned), evaluate, say=say)
-            pers = phases.run("persistence", run_persistence)
-
         baselines: dict[str, Any] = {}
         for m in cfg.baselines:
             def one_baseline(m: str = m) -> dict[str, Any]:
                 unl.reset()
                 pairs = [by_id[i] for i in picks["random"]] if m != "refusal_prefix" else refusal_prefixed(
                     data.retain[:k], cfg.seed)
-                c = atk.curve_run(unl, m, pairs, data.retain, steps, steps, evaluate, stream=11,
+                c = atk.curve_run(unl, m, pairs, data.retain, steps, steps, evaluate_more, stream=11,
                                   label=f"align baseline {m}", say=say, start=aligned)
                 return {"curve": c, "final_asr": c[-1]["asr"], "final_ppl": c[-1]["ppl"]}
             baselines[m] = phases.run(f"baseline-{m}", one_baseline)
@@ -271,7 +281,8 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         "subsets": picks, "attack": {"examples": k, "steps": steps, "every": every, "curves": curves, **summary},
         "budget": budget, "persistence": pers, "baselines": baselines,
         "goals": goals(forg, summary),
-        "phase_seconds": phases.seconds, "seconds": round(time.time() - t_start, 1), "threads": cfg.threads,
+        "phase_seconds": phases.seconds, "seconds": round(time.time() - t_start, 1),
+        "cpu_seconds": round(time.process_time() - cpu_start, 1), "threads": cfg.threads,
         "versions": versions("torch", "transformers", "peft", "numpy"),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")

@@ -97,7 +97,10 @@ class EvalBlock(Schema):
     batch_size: int = Field(32, ge=1)
     judges: list[str] = Field(default_factory=lambda: ["proxy-refusal", "keyword-refusal"], min_length=1)
     goal_judge: str = "proxy-refusal"
-    judged: bool = True  # False: attack success from the one-pass margins only (a tiny test model's replies are noise)
+    # which probes generate replies for the judges: every probe; each curve's ends (step 0 and the last; the curves
+    # read the one-pass margins); only the aligned model and the end of each equal-budget attack ("attack": the
+    # cheapest that still judges the goal's comparison); or none (a tiny test model's replies are noise)
+    judged: Literal["all", "ends", "attack", "none"] = "ends"
 
 
 class AlignSchema(Schema):

@@ -27,7 +27,7 @@ def returns_at(curve: Sequence[dict[str, Any]], level: float) -> int | None:
 def persistence(unlearner: Any, attacked: list[Any], method: str, attack_pairs: Sequence[Pair],
                 realign_pairs: Sequence[Pair], retain: Sequence[Pair], spec: dict[str, Any],
                 attack_curve: Sequence[dict[str, Any]], aligned_refusal: float,
-                evaluate: Callable[[], dict[str, Any]], say: Callable[[str], None] = print) -> dict[str, Any]:
+                evaluate: Callable[[bool], dict[str, Any]], say: Callable[[str], None] = print) -> dict[str, Any]:
     """Benign fine-tuning and re-alignment from the `attacked` adapter state, then relearning from the re-aligned
     state; curves and the steps at which refusal returns / the attack's success comes back."""
     every, level = int(spec["eval_every"]), float(spec["return_frac"]) * aligned_refusal
