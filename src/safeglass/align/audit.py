@@ -319,7 +319,9 @@ def goals(forg: dict[str, Any], summary: dict[str, Any]) -> dict[str, Any]:
 def table(result: dict[str, Any]) -> str:
     """A short text summary for the terminal."""
     lines = [f"align audit {result['name']} ({result['seconds']:.0f}s)",
-             f"aligned held-out refusal: {1 - result['aligned']['asr']:.3f} ({result['goal_judge']})",
+             f"aligned held-out refusal: {1 - result['aligned']['asr']:.3f} (the curves' measure)"
+             + (f", {1 - result['aligned']['asr_judged']:.3f} ({result['goal_judge']})"
+                if "asr_judged" in result["aligned"] else ""),
              f"forgetting: {result['forgetting']['flipped']}/{result['forgetting']['n']} flipped; spearman "
              + ", ".join(f"{k} {v}" for k, v in result["forgetting"]["spearman"].items())]
     for s, c in result["attack"]["curves"].items():
