@@ -10,7 +10,7 @@ import pytest
 from safeglass.align.modifier import UnlearnModifier
 
 ARGS = {"method": "ga", "steps": 4, "lr": 1e-2, "examples": 4, "forget_n": 8, "max_prompt_chars": 50,
-        "batch_size": 4}
+        "step_examples": 4}
 
 
 def test_the_key_moves_with_every_option_and_the_ranking_file(tmp_path):
@@ -24,7 +24,7 @@ def test_the_key_moves_with_every_option_and_the_ranking_file(tmp_path):
     r.write_text(json.dumps({"result": {"ranking_easy_to_hard": ["b", "a"]}}))
     assert UnlearnModifier(**ARGS, subset="easy", ranking=str(r)).key() != k1
     with pytest.raises(ValueError, match="ranking"):
-        UnlearnModifier(**ARGS, subset="easy")
+        UnlearnModifier(**ARGS, subset="easy").train(None, tmp_path)
 
 
 def test_trained_once_and_applied_it_lowers_the_refusal_likelihood(tmp_path):

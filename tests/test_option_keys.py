@@ -58,6 +58,8 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     ("defenses", "adashield-a", "train"): {"name": "advbench"}, ("defenses", "adashield-a", "train_attack"): "figstep",
     "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
     ("defenses", "adaptive", "selector_file"): "<selector B>",
+    ("modifiers", "unlearn", "subset"): "easy", ("modifiers", "unlearn", "ranking"): "<file>",
+    ("modifiers", "unlearn", "top_layers"): 4,
 }
 
 # Options read only in the company of another setting.

@@ -35,7 +35,7 @@ class UnlearnModifier(TargetModifier):
         forget_n: the alignment set the subset is drawn from (as the audit's data.forget_n).
         max_prompt_chars: the longest prompt kept in the alignment and retain sets.
         seed: data order, the random subset and the adapter's initialisation.
-        batch_size: examples a step.
+        step_examples: examples a step (the training batch; it changes the weights, unlike a batch_size).
         lora_r: the adapter's rank.
         top_layers: LoRA on the last N decoder layers only (None: all).
     """
@@ -46,18 +46,16 @@ class UnlearnModifier(TargetModifier):
     def __init__(self, method: Literal["ga", "gd", "npo", "rmu", "refusal_prefix"] = "npo", steps: int = 20,
                  lr: float = 2e-3, examples: int = 8, subset: Literal["random", "easy", "hard"] = "random",
                  ranking: str | None = None, forget_n: int = 40, max_prompt_chars: int = 120, seed: int = 0,
-                 batch_size: int = 4, lora_r: int = 8, top_layers: int | None = None) -> None:
-        if subset != "random" and ranking is None:
-            raise ValueError(f"unlearn: subset {subset!r} needs a ranking (an audit's phases/forgetting.json)")
+                 step_examples: int = 4, lora_r: int = 8, top_layers: int | None = None) -> None:
         self.method, self.steps, self.lr, self.examples, self.subset = method, steps, lr, examples, subset
         self.ranking = None if ranking is None else str(ranking)
         self.forget_n, self.max_prompt_chars, self.seed = forget_n, max_prompt_chars, seed
-        self.batch_size, self.lora_r, self.top_layers = batch_size, lora_r, top_layers
+        self.step_examples, self.lora_r, self.top_layers = step_examples, lora_r, top_layers
 
     def _options(self) -> dict[str, Any]:
         return {"method": self.method, "steps": self.steps, "lr": self.lr, "examples": self.examples,
                 "subset": self.subset, "forget_n": self.forget_n, "max_prompt_chars": self.max_prompt_chars,
-                "seed": self.seed, "batch_size": self.batch_size, "lora_r": self.lora_r,
+                "seed": self.seed, "step_examples": self.step_examples, "lora_r": self.lora_r,
                 "top_layers": self.top_layers}
 
     def key(self) -> dict[str, Any]:
@@ -80,7 +78,7 @@ class UnlearnModifier(TargetModifier):
     def _method_config(self) -> Any:
         from safeglass.align.unlearn import MethodConfig
 
-        return MethodConfig(name=self.method, lr=self.lr, batch_size=self.batch_size, lora_r=self.lora_r,
+        return MethodConfig(name=self.method, lr=self.lr, batch_size=self.step_examples, lora_r=self.lora_r,
                             lora_alpha=2 * self.lora_r, top_layers=self.top_layers)
 
     def train(self, target: Any, workdir: Path) -> None:
@@ -91,6 +89,8 @@ class UnlearnModifier(TargetModifier):
         from safeglass.artifacts import CHECKPOINTS
         from safeglass.training.lora import save_adapter
 
+        if self.subset != "random" and self.ranking is None:
+            raise ValueError(f"unlearn: subset {self.subset!r} needs a ranking (an audit's phases/forgetting.json)")
         model = copy.deepcopy(target.model).float()  # the target itself stays as loaded until `apply`
         spec = {"forget_n": self.forget_n, "retain_n": max(self.examples, 8), "heldout_n": 2, "lookalikes_n": 0,
                 "fluency_n": 0, "max_prompt_chars": self.max_prompt_chars, "answer_tokens": 24}
