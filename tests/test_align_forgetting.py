@@ -62,3 +62,16 @@ def test_a_measured_forgetting_run_counts_flips_and_ranks_easy_to_hard():
     from safeglass.align.measure import margins
 
     assert all(m > 0 for m in margins(unl.model, tok, data.forget))
+
+
+def test_a_margin_over_several_refusal_openings_is_a_soft_maximum_of_the_single_ones():
+    from safeglass.align.measure import prompt_margins
+
+    model, tok, data = aligned_tiny()
+    prompts = [p.prompt for p in data.heldout]
+    openers = ("I'm sorry, but I can't", "I won't help with this")
+    single = [prompt_margins(model, tok, prompts, (o,)) for o in openers]
+    both = prompt_margins(model, tok, prompts, openers)
+    for i, b in enumerate(both):
+        lo, hi = min(s[i] for s in single), max(s[i] for s in single)
+        assert lo - 1e-6 <= b <= hi + 1e-6  # the log of the mean lies between the two

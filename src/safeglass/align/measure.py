@@ -97,9 +97,27 @@ def margins(model: Any, tokenizer: Any, pairs: Sequence[Pair], opener_tokens: in
     return [a / max(1, n) - b / max(1, m) for (a, n), (b, m) in zip(own, comply)]
 
 
-def prompt_margins(model: Any, tokenizer: Any, prompts: Sequence[str]) -> list[float]:
-    """`margins` with the generic refusal opening, for held-out prompts that have no refusal of their own."""
-    return margins(model, tokenizer, [Pair(str(i), p, REFUSE_OPENER) for i, p in enumerate(prompts)])
+def prompt_margins(model: Any, tokenizer: Any, prompts: Sequence[str],
+                   openers: Sequence[str] = (REFUSE_OPENER,), opener_tokens: int = OPENER_TOKENS) -> list[float]:
+    """`margins` for held-out prompts that have no refusal of their own: against the generic refusal opening, or,
+    with several `openers`, against any of them (log of the mean of their opening probabilities, a soft maximum that
+    a model moving from one refusal wording to another does not escape)."""
+    if len(openers) == 1:
+        return margins(model, tokenizer, [Pair(str(i), p, openers[0]) for i, p in enumerate(prompts)], opener_tokens)
+    per = []
+    for o in openers:
+        lp = answer_logprobs(model, tokenizer, [Pair(str(i), p, o) for i, p in enumerate(prompts)],
+                             answer_tokens=opener_tokens)
+        per.append([a / max(1, n) for a, n in lp])
+    comply = answer_logprobs(model, tokenizer, [Pair(str(i), p, COMPLY_OPENER) for i, p in enumerate(prompts)],
+                             answer_tokens=opener_tokens)
+    out = []
+    for i, (b, m) in enumerate(comply):
+        vals = [row[i] for row in per]
+        top = max(vals)
+        soft = top + math.log(sum(math.exp(v - top) for v in vals) / len(vals))
+        out.append(soft - b / max(1, m))
+    return out
 
 
 def perplexity(model: Any, tokenizer: Any, pairs: Sequence[Pair]) -> float:
