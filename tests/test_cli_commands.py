@@ -24,6 +24,7 @@ def test_every_capability_is_a_group_and_no_command_has_two_spellings():
     assert set(_commands(top["judges"])) == {"calibrate", "agree"}
     assert {"eval", "defend", "segment", "vqa", "amplify", "vary", "report", "typo", "attack", "robust-train"} <= set(
         _commands(top["clip"]))
+    assert set(_commands(top["align"])) == {"audit"}
 
 
 def test_the_old_spellings_name_their_replacement(capsys):

@@ -23,7 +23,7 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("eval", ("safeglass.eval", "safeglass.config")),
     ("reporting", ("safeglass.reporting",)),
     ("wings", ("safeglass.study", "safeglass.neurons", "safeglass.organisms", "safeglass.training", "safeglass.clip",
-               "safeglass.rl", "safeglass.continual")),
+               "safeglass.rl", "safeglass.continual", "safeglass.align")),
     ("front", ("safeglass.api", "safeglass.cli", "safeglass.__main__", "safeglass.serve")),
 ]
 RANK = {name: i for i, (name, _) in enumerate(STAGES)}

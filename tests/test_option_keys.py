@@ -60,6 +60,8 @@ ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) wher
     "pool_file": "<file>", "initial_prompt": "Decline harmful requests.",
     ("defenses", "adaptive", "selector_file"): "<selector B>",
     ("modifiers", "ablate-heads", "heads"): [[1, 0]], ("modifiers", "ablate-heads", "positions"): "all",
+    ("modifiers", "unlearn", "subset"): "easy", ("modifiers", "unlearn", "ranking"): "<file>",
+    ("modifiers", "unlearn", "top_layers"): 4,
 }
 
 # Options read only in the company of another setting.

@@ -251,6 +251,20 @@ def clip_eval(config: str | Path | dict[str, Any], out: str | Path, *, progress:
     return evaluate(_clip_config(config), out, progress=progress)
 
 
+def align_audit(config: str | Path | dict[str, Any], out: str | Path, *, save_weights: str | Path | None = None,
+                progress: Any = None) -> dict[str, Any]:
+    """The alignment durability audit (docs/alignment.md): per-example forgetting and its proxies, the unlearning
+    attack from the easy / random / hard subsets at equal budget, budget curves, persistence and relearning.
+    Resumable: OUT/phases/*.json are reused by a rerun with the same config. Writes OUT/align-audit.json (model
+    identity, data, seed, config hash, versions) and returns it; `save_weights` also writes the easy-subset
+    attack's LoRA adapter there."""
+    from safeglass.align.audit import audit
+    from safeglass.align.config import load_align_config, parse_align_config
+
+    cfg = parse_align_config(config) if isinstance(config, dict) else load_align_config(config)
+    return audit(cfg, out, save_weights=save_weights, progress=progress)
+
+
 def clip_defend(config: str | Path | dict[str, Any], out: str | Path, *, progress: Any = None) -> dict[str, Any]:
     """Dyslexify's greedy head ablation fitted on the config's fit split and scored on its held-out split; writes
     OUT/clip-defend.json and returns it."""

@@ -95,6 +95,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("modifiers", "ablate-heads", "safeglass.clip.ablation_modifier:AblateHeadsModifier",
      "Dyslexify's head ablation in a VLM's CLIP vision tower (heads, or the ones a clip defend result kept)",
      ("white-box", "image")),
+    ("modifiers", "unlearn", "safeglass.align.modifier:UnlearnModifier",
+     "An unlearning attack on the refusals (GA, GD, NPO, RMU, refusal-prefix) as a LoRA adapter folded into a "
+     "white-box causal LM (safeglass align)", ("white-box",)),
     # --- attacks ---------------------------------------------------------------------------------
     ("attacks", "none", "safeglass.attacks.base:NoAttack", "The prompt as the dataset gives it", ()),
     ("attacks", "typographic", "safeglass.attacks.typographic:TypographicAttack",

@@ -154,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     _clip_parser(sub)
     _rl_parser(sub)
     _continual_parser(sub)
+    _align_parser(sub)
     st = sub.add_parser("study", help="studies: the defense comparison (configurations x attack classes x targets)")
     ssub = st.add_subparsers(dest="study_command", required=True)
     sd = ssub.add_parser("defenses", help="compare defense configurations across attack classes: attack success, "
@@ -265,6 +266,21 @@ def _continual_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", required=True, help="output folder (<class>/<i>.png and generated.json)")
     g.add_argument("--per-class", type=int, default=100)
     g.add_argument("--seed", type=int, default=0)
+
+
+def _align_parser(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser("align", help="alignment durability: per-example forgetting, the unlearning attack at equal "
+                                     "budget, persistence and relearning")
+    asub = a.add_subparsers(dest="align_command", required=True)
+    e = asub.add_parser("audit", help="the durability audit of one model; resumable phase by phase",
+                        description="Writes OUT/phases/*.json as each phase finishes (a rerun reuses them) and "
+                                    "OUT/align-audit.json, and prints a short table. See docs/alignment.md.")
+    e.add_argument("config", help="align config (YAML; see safeglass.align.config)")
+    e.add_argument("--out", required=True, help="output folder (phases/, align-audit.json)")
+    e.add_argument("--save-weights", metavar="DIR", help="also write the easy-subset attack's LoRA adapter to DIR "
+                                                        "(otherwise unlearned weights stay in memory)")
+    e.add_argument("--json", action="store_true", help="print align-audit.json")
+    e.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
@@ -416,6 +432,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _rl(args)
     if args.command == "continual":
         return _continual(args)
+    if args.command == "align":
+        return _align(args)
     if args.command == "report":
         paths = api.report(args.run_dir, show_harmful=args.show_harmful)
         _print_outputs(paths)
@@ -700,6 +718,16 @@ def _rl(args: argparse.Namespace) -> int:
 
     progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
     result = api.rl_attack(args.config, args.out, progress=progress)
+    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    from safeglass import api
+    from safeglass.align.audit import table
+
+    progress = None if args.no_progress else (lambda line: print(line, file=sys.stderr))
+    result = api.align_audit(args.config, args.out, save_weights=args.save_weights, progress=progress)
     print(json.dumps(result, indent=2, default=str) if args.json else table(result))
     return 0
 
