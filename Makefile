@@ -44,8 +44,10 @@ demo: $(STAMP)
 	$(BIN)/safeglass clip amplify configs/clip-amplify-demo.yaml --out runs/clip-amplify-demo
 	$(BIN)/safeglass rl attack configs/rl-demo.yaml --out runs/rl-demo
 	$(BIN)/safeglass continual sweep configs/continual-demo.yaml --out runs/continual-demo
+	$(BIN)/safeglass align audit configs/align-tiny.yaml --out runs/align-tiny
 	@echo "open runs/demo/report.html and runs/study-demo/study.html; the CLIP audit is runs/clip-shapeclip/*.json" \
-		"and runs/clip-amplify-demo/clip-amplify.json; FGGM: runs/rl-demo/rl-report.html; continual: runs/continual-demo"
+		"and runs/clip-amplify-demo/clip-amplify.json; FGGM: runs/rl-demo/rl-report.html; continual: runs/continual-demo;" \
+		"alignment durability (tiny model): runs/align-tiny"
 
 test: $(STAMP)
 	@bash scripts/ensure-chromium.sh || true
