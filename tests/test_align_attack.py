@@ -111,6 +111,12 @@ def test_the_tiny_audit_runs_from_the_cli_at_equal_budget(tiny_audit):
     assert set(r["baselines"]) == {"rmu", "refusal_prefix"}
     assert r["persistence"]["realign"][0]["asr"] == a["curves"]["easy"][-1]["asr"]
     assert (out.parent / "w" / "adapter_model.safetensors").is_file()
+    # the report: the attack curves tabled as the JSON has them, drawn, and the goals' verdicts
+    md = (out / "align-report.md").read_text()
+    row = "| easy | " + " | ".join(f"{p['asr']:.3f}" for p in a["curves"]["easy"])
+    assert row in md and "](plots/align-attack.png)" in md and (out / "plots" / "align-attack.png").is_file()
+    assert ("| met |" if r["goals"]["easy_goal_met"] else "| not met |") in md
+    assert "data:image/png;base64," in (out / "align-report.html").read_text()
 
 
 def test_a_rerun_reuses_every_phase(tiny_audit):

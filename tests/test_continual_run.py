@@ -63,6 +63,8 @@ def test_run_writes_results_with_provenance_and_plots(tmp_path) -> None:
     assert all(Path(p).is_file() for p in res["plots"].values())
     assert json.loads((tmp_path / "continual-run.json").read_text())["name"] == "tiny"
     assert any("er+gate" in line for line in lines)
+    md = (tmp_path / "continual-report.md").read_text()
+    assert f"| er | {100 * er['average_accuracy']:.1f} |" in md and "](plots/matrix-er.png)" in md
 
 
 def test_sweep_is_resumable_per_cell(tmp_path) -> None:
@@ -87,6 +89,13 @@ def test_sweep_is_resumable_per_cell(tmp_path) -> None:
     assert first["damage"]["er"]["0"] == 0
     assert Path(first["plots"]["average_accuracy"]).is_file() and Path(first["plots"]["memory"]).is_file()
     assert "er+gate" in table(first)
+    # the report pages: the accuracy table's values as the JSON has them, and the plots the sweep drew
+    md = (tmp_path / "continual-report.md").read_text()
+    a = t["average_accuracy"]
+    assert f"{100 * a['mean']:.1f} [{100 * a['ci_low']:.1f}, {100 * a['ci_high']:.1f}]" in md
+    assert "](plots/sweep-average_accuracy.png)" in md and "er+gate" in md
+    page = (tmp_path / "continual-report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(first["plots"])
     # another setting is another cell: nothing is reused
     other = parse_continual_config({**TINY, "train": {**TINY["train"], "lr": 0.2}, "strategies": ["er"],
                                     "sweep": {"ratios": [0.5], "seeds": [0]}})

@@ -286,6 +286,9 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         "versions": versions("torch", "transformers", "peft", "numpy"),
     }
     (out / RESULT_FILE).write_text(json.dumps(result, indent=1, default=float) + "\n", encoding="utf-8")
+    from safeglass.align.report import write_report
+
+    write_report(json.loads((out / RESULT_FILE).read_text(encoding="utf-8")), out)  # the page reads what was written
     return result
 
 

@@ -11,10 +11,8 @@ embeds the same PNG bytes as data URIs (the report pages' policy loads nothing f
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,21 +21,12 @@ import numpy as np
 from safeglass.clip.amplify import AMPLIFY_JSON
 from safeglass.clip.run import DEFEND_JSON, EVAL_JSON
 from safeglass.clip.variation import VARY_JSON, per_attribute
+from safeglass.reporting.pages import Part, write_pages
 
 REPORT_MD = "clip-report.md"
 REPORT_HTML = "clip-report.html"
 PICTURES = "clip-report"
 RESULTS = (EVAL_JSON, DEFEND_JSON, VARY_JSON, AMPLIFY_JSON)  # what a clip run folder may hold
-
-
-@dataclass
-class Part:
-    """One titled part: tables (head, rows of plain text), lines of prose and pictures (path, caption)."""
-
-    title: str
-    tables: list[tuple[list[str], list[list[str]]]] = field(default_factory=list)
-    lines: list[str] = field(default_factory=list)
-    pictures: list[tuple[Path, str]] = field(default_factory=list)
 
 
 def _pct(p: dict[str, Any] | None) -> str:
@@ -215,44 +204,6 @@ def failure_part(r: dict[str, Any], pictures: Path, worst: int, say: Callable[[s
 # ------------------------------------------------------------------------------------------------ render
 
 
-def markdown(parts: list[Part], run_dir: Path, title: str) -> str:
-    from safeglass.reporting.markdown import markdown_table
-
-    out = [f"# {title}", ""]
-    for p in parts:
-        out += [f"## {p.title}", ""]
-        for line in p.lines:
-            out += [line, ""]
-        for head, rows in p.tables:
-            if rows:
-                out += [markdown_table(head, [[c.replace("|", "/") for c in r] for r in rows]), ""]
-        for path, caption in p.pictures:
-            out += [f"![{caption}]({path.relative_to(run_dir).as_posix()})", "", f"*{caption}*", ""]
-    return "\n".join(out)
-
-
-def html(parts: list[Part], run_dir: Path, title: str) -> str:
-    from safeglass.reporting.sections import Section, escape, page, table_wrap
-
-    sections = []
-    for p in parts:
-        body = "".join(f"<p>{escape(line)}</p>" for line in p.lines)
-        for head, rows in p.tables:
-            if rows:
-                t = ("<table><thead><tr>" + "".join(f"<th>{escape(h)}</th>" for h in head) + "</tr></thead><tbody>"
-                     + "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
-                     + "</tbody></table>")
-                body += table_wrap(t)
-        for path, caption in p.pictures:
-            uri = "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
-            rel = path.relative_to(run_dir).as_posix()
-            body += (f"<figure><img src='{uri}' alt='{escape(caption)}' style='max-width:100%'>"
-                     f"<figcaption>{escape(caption)} (<a href='{escape(rel)}'>{escape(rel)}</a>)</figcaption>"
-                     "</figure>")
-        sections.append(Section(p.title, body))
-    return page(title, sections)
-
-
 def write_clip_report(run_dir: str | Path, worst: int = 6, progress: Callable[[str], None] | None = None,
                       backend: Any = None) -> dict[str, Path]:
     """Write clip-report.md, clip-report.html and RUN_DIR/clip-report/*.png; returns their paths (`report`: the
@@ -277,9 +228,7 @@ def write_clip_report(run_dir: str | Path, worst: int = 6, progress: Callable[[s
         parts.append(amplify_part(am))
     name = next(r["name"] for r in (ev, de, va, am) if r is not None)
     title = f"safeglass CLIP failure modes: {name}"
-    (run / REPORT_MD).write_text(markdown(parts, run, title) + "\n", encoding="utf-8")
-    (run / REPORT_HTML).write_text(html(parts, run, title), encoding="utf-8")
-    out = {"report": run / REPORT_HTML, "markdown": run / REPORT_MD}
+    out = write_pages(parts, run, title, Path(REPORT_MD).stem)
     out.update({path.stem: path for p in parts for path, _ in p.pictures})
     say(f"clip report: wrote {run / REPORT_MD} and {run / REPORT_HTML}")
     return out

@@ -174,6 +174,7 @@ def provenance(ctx: Context) -> dict[str, Any]:
 def run(cfg: ContinualConfig, out: str | Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Every strategy at the config's ratio and seed; writes OUT/continual-run.json and the plots."""
     from safeglass.continual import plots
+    from safeglass.continual.report import write_report
 
     say, out = _say(progress), Path(out)
     t0 = time.perf_counter()
@@ -187,13 +188,15 @@ def run(cfg: ContinualConfig, out: str | Path, progress: Callable[[str], None] |
     result["plots"] = plots.run_plots(result, out)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     _write(out / RUN_JSON, result)
-    say(f"continual run: wrote {out / RUN_JSON}")
+    write_report(result, out)
+    say(f"continual run: wrote {out / RUN_JSON} and {out / 'continual-report.html'}")
     return result
 
 
 def sweep(cfg: ContinualConfig, out: str | Path, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """strategies x sweep.ratios x sweep.seeds; writes OUT/continual-sweep.json and the plots."""
     from safeglass.continual import plots
+    from safeglass.continual.report import write_report
 
     say, out = _say(progress), Path(out)
     t0 = time.perf_counter()
@@ -217,7 +220,8 @@ def sweep(cfg: ContinualConfig, out: str | Path, progress: Callable[[str], None]
     result["plots"] = plots.sweep_plots(result, cells, out)
     result["seconds"] = round(time.perf_counter() - t0, 2)
     _write(out / SWEEP_JSON, result)
-    say(f"continual sweep: wrote {out / SWEEP_JSON}")
+    write_report(result, out)
+    say(f"continual sweep: wrote {out / SWEEP_JSON} and {out / 'continual-report.html'}")
     return result
 
 
