@@ -254,6 +254,11 @@ def validate_kind(schema: type[Schema], raw: Any, source: str = "<dict>",
     return validate(schema, given, source)
 
 
+def kind_name(name: str | None, source: str, default: str) -> str:
+    """A capability config's name: the one it gives, else its file's stem, else the kind's default (a dict)."""
+    return name or (Path(source).stem if source != "<dict>" else default)
+
+
 def load_config(path: str | Path) -> RunConfig:
     raw, source, base_dir = read_config(path)
     return parse_config(raw, source=source, base_dir=base_dir)

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from safeglass.schema import Number, Problem, Schema, validate
+from safeglass.schema import Number, Problem, Schema
 
 NOT_IN_KEY = ("name", "description")
 SUBSETS = ("easy", "random", "hard")
@@ -166,15 +166,13 @@ class AlignConfig:
 
 def parse_align_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> AlignConfig:
     """A validated AlignConfig; every error names the file and the field."""
+    from safeglass.config import kind_name, validate_kind
     from safeglass.hashing import content_hash
 
-    cfg = validate(AlignSchema, raw, source)
+    cfg = validate_kind(AlignSchema, raw, source, base_dir)
     d = cfg.model_dump()
-    if base_dir is not None and d["model"].get("path"):
-        p = Path(d["model"]["path"])
-        d["model"]["path"] = str(p if p.is_absolute() else (Path(base_dir) / p).resolve())
     keyed = {k: v for k, v in d.items() if k not in NOT_IN_KEY}
-    return AlignConfig(name=cfg.name or (Path(source).stem if source != "<dict>" else "align"),
+    return AlignConfig(name=kind_name(cfg.name, source, "align"),
                        model={k: v for k, v in d["model"].items() if v is not None}, prealign=d["prealign"],
                        data=d["data"], method=d["method"], forgetting=d["forgetting"], attack=d["attack"],
                        budget=d["budget"], persistence=d["persistence"], baselines=tuple(d["baselines"]),

@@ -179,13 +179,16 @@ def amplify(cfg: Any, out: str | Path, progress: Callable[[str], None] | None = 
     # a part depends on the config but not on the amplify block: adding a task or a model reuses the finished parts
     scored = {k: v for k, v in cfg.raw.items() if k not in ("amplify", "name", "description", "batch_size")}
     models: dict[str, Any] = {}
+    images: dict[int, tuple[Any, Any]] = {}
     for spec, label in zip(specs, labels):
         b = (backends or {}).get(label)
         b = b if b is not None else load_backend(spec)
         b.batch_size = cfg.batch_size
         models[label] = {**provenance(cfg, b)["model"]}
-        data = load_split(cfg, b.image_size, "test")
-        attacked = attacked_split(cfg, data)
+        if b.image_size not in images:  # the same images for every model of a side: rendered and attacked once
+            split = load_split(cfg, b.image_size, "test")
+            images[b.image_size] = (split, attacked_split(cfg, split))
+        data, attacked = images[b.image_size]
         cache = TextCache()
         for task in tasks:
             part = out / PARTS / f"{task}-{content_hash({'cfg': scored, 'model': models[label]}, length=16)}.npz"

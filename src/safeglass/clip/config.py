@@ -278,14 +278,14 @@ class ClipConfig:
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
     """A validated ClipConfig; every error names the file and the field."""
-    from safeglass.config import validate_kind
+    from safeglass.config import kind_name, validate_kind
     from safeglass.hashing import content_hash
 
     cfg = validate_kind(ClipSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = _unkeyed_defaults(_keyed(dumped))
     return ClipConfig(
-        name=cfg.name or (Path(source).stem if source != "<dict>" else "clip"),
+        name=kind_name(cfg.name, source, "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
         data=dumped["data"], classes=tuple(cfg.classes) if cfg.classes else None,
         templates=tuple(cfg.templates) if cfg.templates else None, attack=dumped["attack"],

@@ -149,14 +149,14 @@ class ContinualConfig:
 
 def parse_continual_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ContinualConfig:
     """A validated ContinualConfig; every error names the file and the field."""
-    from safeglass.config import validate_kind
+    from safeglass.config import kind_name, validate_kind
     from safeglass.hashing import content_hash
 
     cfg = validate_kind(ContinualSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = {k: v for k, v in dumped.items() if k not in NOT_IN_KEY}
     return ContinualConfig(
-        name=cfg.name or (Path(source).stem if source != "<dict>" else "continual"), data=dumped["data"],
+        name=kind_name(cfg.name, source, "continual"), data=dumped["data"],
         synthetic=dumped["synthetic"], contamination=dumped["contamination"], train=dumped["train"],
         strategies=tuple(cfg.strategies), gate=dumped["gate"], sweep=dumped["sweep"], seed=cfg.seed,
         threads=cfg.threads, source=source, keyed=keyed, raw=raw if isinstance(raw, dict) else {},

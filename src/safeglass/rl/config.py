@@ -97,13 +97,13 @@ class RlConfig:
 
 def parse_rl_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> RlConfig:
     """A validated RlConfig; every error names the file and the field."""
-    from safeglass.config import validate_kind
+    from safeglass.config import kind_name, validate_kind
     from safeglass.hashing import content_hash
 
     cfg = validate_kind(RlSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
     keyed = {k: v for k, v in dumped.items() if k not in ("name", "description")}
-    return RlConfig(name=cfg.name or (Path(source).stem if source != "<dict>" else "rl"),
+    return RlConfig(name=kind_name(cfg.name, source, "rl"),
                     victim={k: v for k, v in dumped["victim"].items() if v is not None}, threat=dumped["threat"],
                     attacks=tuple(cfg.attacks), fggm=dumped["fggm"], pgd=dumped["pgd"], eval=dumped["eval"],
                     seed=cfg.seed, source=source, raw=raw if isinstance(raw, dict) else {},
