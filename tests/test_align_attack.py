@@ -69,11 +69,30 @@ def test_shipped_configs_parse_and_keep_their_hash():
     from safeglass.align.config import load_align_config
 
     hashes = {name: load_align_config(ROOT / "configs" / f"{name}.yaml").hash
-              for name in ("align-safesmol", "align-tiny")}
+              for name in GOLDEN}
     assert hashes == GOLDEN
 
 
-GOLDEN = {"align-safesmol": "dfabc43a982043d5", "align-tiny": "4e81cd884fda7598"}
+def test_openers_enter_the_hash_only_when_set(tmp_path):
+    from safeglass.align.config import load_align_config
+
+    base = "model: {tiny: llama}\neval: {judges: [keyword-refusal], goal_judge: keyword-refusal"
+    a, b, c = (tmp_path / f"{n}.yaml" for n in "abc")
+    a.write_text(base + "}\n")
+    b.write_text(base + ", openers: [\"I can't\"]}\n")
+    c.write_text(base + ", openers: [\"I won't\"]}\n")
+    ha, hb, hc = (load_align_config(p).hash for p in (a, b, c))
+    assert len({ha, hb, hc}) == 3
+    assert load_align_config(b).eval["openers"] == ["I can't"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(base + ", openers: []}\n")
+    with pytest.raises(Exception) as e:
+        load_align_config(bad)
+    assert "eval.openers" in str(e.value)
+
+
+GOLDEN = {"align-safesmol": "df94666134b1baff", "align-safesmol-margin": "dfabc43a982043d5",
+          "align-tiny": "4e81cd884fda7598"}
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ def test_a_measured_forgetting_run_counts_flips_and_ranks_easy_to_hard():
     assert all(m > 0 for m in margins(unl.model, tok, data.forget))
 
 
-def test_a_margin_over_several_refusal_openings_is_a_soft_maximum_of_the_single_ones():
+def test_a_margin_over_several_refusal_openings_is_the_best_of_the_single_ones():
     from safeglass.align.measure import prompt_margins
 
     model, tok, data = aligned_tiny()
@@ -73,5 +73,18 @@ def test_a_margin_over_several_refusal_openings_is_a_soft_maximum_of_the_single_
     single = [prompt_margins(model, tok, prompts, (o,)) for o in openers]
     both = prompt_margins(model, tok, prompts, openers)
     for i, b in enumerate(both):
-        lo, hi = min(s[i] for s in single), max(s[i] for s in single)
-        assert lo - 1e-6 <= b <= hi + 1e-6  # the log of the mean lies between the two
+        assert b == pytest.approx(max(s[i] for s in single), abs=1e-5)
+
+
+def test_with_openers_an_example_refused_in_another_wording_still_holds():
+    """Unlearning one refusal wording while the model keeps another must not count as forgetting."""
+    from safeglass.align.measure import Pair, margins
+
+    model, tok, data = aligned_tiny()
+    other = tuple(sorted({" ".join(p.answer.split()[:4]) for p in data.forget}))  # the openings it was taught
+    # each example's "own" refusal replaced by a wording the model never learnt: alone it does not hold
+    foreign = [Pair(p.id, p.prompt, "Zq xv wk jj qq") for p in data.forget]
+    alone = margins(model, tok, foreign)
+    with_other = margins(model, tok, foreign, openers=other)
+    assert all(w > a for a, w in zip(alone, with_other))
+    assert sum(w >= 0 for w in with_other) > sum(a >= 0 for a in alone)

@@ -254,6 +254,21 @@ def validate_kind(schema: type[Schema], raw: Any, source: str = "<dict>",
     return validate(schema, given, source)
 
 
+def keyed_fields(dumped: dict[str, Any], not_in_key: tuple[str, ...],
+                 first_fields: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """What a capability config's hash covers: its dump without `not_in_key`, and without every field added since
+    the kind's first configs (a field not in `first_fields[block]`, "" the top level) while that field is unset
+    (None), so that configs written before it keep their hashes and their finished results."""
+    def keep(block: str, d: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if v is not None or k in first_fields[block]}
+
+    keyed = keep("", {k: v for k, v in dumped.items() if k not in not_in_key})
+    for block in first_fields:
+        if block and isinstance(keyed.get(block), dict):
+            keyed[block] = keep(block, keyed[block])
+    return keyed
+
+
 def kind_name(name: str | None, source: str, default: str) -> str:
     """A capability config's name: the one it gives, else its file's stem, else the kind's default (a dict)."""
     return name or (Path(source).stem if source != "<dict>" else default)

@@ -198,7 +198,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             b = base if base is not None else base_model(cfg, card)
             return measure_forgetting(unl, data.forget, data.retain, mc.name, int(cfg.forgetting["steps"]),
                                       int(cfg.forgetting["every"]), base=b, say=say,
-                                      lr=cfg.forgetting["lr"])
+                                      lr=cfg.forgetting["lr"], openers=tuple(cfg.eval.get("openers") or ()))
 
         forg = phases.run("forgetting", forgetting)
         base = None

@@ -9,7 +9,8 @@
     budget: {examples: [4, 16], target_asr: 0.5}
     persistence: {benign_steps: 24, realign_steps: 24, relearn_steps: 12, eval_every: 6, return_frac: 0.9}
     baselines: [ga, gd, npo, rmu, refusal_prefix]   # each method on the random subset at the attack's budget
-    eval: {max_new_tokens: 24, batch_size: 32, judges: [proxy-refusal, keyword-refusal], goal_judge: proxy-refusal}
+    eval: {max_new_tokens: 24, batch_size: 32, judges: [proxy-refusal, keyword-refusal], goal_judge: proxy-refusal,
+           openers: ["I'm sorry, but I can't", "I won't provide help"]}   # the margins' refusal openings
 
 Every problem names the file and the field; the hash covers what changes results (not name or description).
 """
@@ -25,6 +26,11 @@ from pydantic import Field
 from safeglass.schema import Number, Problem, Schema
 
 NOT_IN_KEY = ("name", "description")
+# the fields of the first align configs: one added since stays out of the hash while unset, so older configs keep
+# their hashes and finished phases
+FIRST_FIELDS = {"": ("model", "prealign", "data", "method", "forgetting", "attack", "budget", "persistence",
+                     "baselines", "eval", "seed", "threads"),
+                "eval": ("max_new_tokens", "batch_size", "judges", "goal_judge", "judged")}
 SUBSETS = ("easy", "random", "hard")
 
 
@@ -101,6 +107,10 @@ class EvalBlock(Schema):
     # read the one-pass margins); only the aligned model and the end of each equal-budget attack ("attack": the
     # cheapest that still judges the goal's comparison); or none (a tiny test model's replies are noise)
     judged: Literal["all", "ends", "attack", "none"] = "ends"
+    # the refusal openings the one-pass margins read (held-out prompts and the forgetting probes, a soft maximum over
+    # them): the model's own refusal wordings, so that unlearning one wording while the model moves to another is
+    # not counted as a flip; unset: the generic "I'm sorry, but I can't" (held-out) and each example's own refusal
+    openers: list[str] | None = Field(None, min_length=1)
 
 
 class AlignSchema(Schema):
@@ -166,12 +176,12 @@ class AlignConfig:
 
 def parse_align_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> AlignConfig:
     """A validated AlignConfig; every error names the file and the field."""
-    from safeglass.config import kind_name, validate_kind
+    from safeglass.config import keyed_fields, kind_name, validate_kind
     from safeglass.hashing import content_hash
 
     cfg = validate_kind(AlignSchema, raw, source, base_dir)
     d = cfg.model_dump()
-    keyed = {k: v for k, v in d.items() if k not in NOT_IN_KEY}
+    keyed = keyed_fields(d, NOT_IN_KEY, FIRST_FIELDS)
     return AlignConfig(name=kind_name(cfg.name, source, "align"),
                        model={k: v for k, v in d["model"].items() if v is not None}, prealign=d["prealign"],
                        data=d["data"], method=d["method"], forgetting=d["forgetting"], attack=d["attack"],

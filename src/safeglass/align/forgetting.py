@@ -47,12 +47,14 @@ def spearman(a: Sequence[float], b: Sequence[float]) -> float | None:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-def proxies(model: Any, tokenizer: Any, pairs: Sequence[Pair], base: Any = None) -> dict[str, list[float]]:
-    """The one-forward-pass proxies per example (memorisation only with a `base` model)."""
+def proxies(model: Any, tokenizer: Any, pairs: Sequence[Pair], base: Any = None,
+            openers: Sequence[str] = ()) -> dict[str, list[float]]:
+    """The one-forward-pass proxies per example (memorisation only with a `base` model; `openers`: the margin's
+    other refusal openings, as the probes read it)."""
     out = {"loss": refusal_loss(model, tokenizer, pairs),
            "likelihood": [s / max(1, n) for s, n in answer_logprobs(model, tokenizer, pairs,
                                                                      answer_tokens=OPENER_TOKENS)],
-           "margin": margins(model, tokenizer, pairs)}
+           "margin": margins(model, tokenizer, pairs, openers=openers)}
     if base is not None:
         base_loss = refusal_loss(base, tokenizer, pairs)
         out["memorisation"] = [b - a for a, b in zip(out["loss"], base_loss)]
@@ -80,17 +82,18 @@ def forgetting_steps(history: Sequence[tuple[int, Sequence[float]]], end: int) -
 
 def measure_forgetting(unlearner: Any, forget: Sequence[Pair], retain: Sequence[Pair], method: str, steps: int,
                        every: int, *, base: Any = None, say: Callable[[str], None] = print,
-                       lr: float | None = None) -> dict[str, Any]:
+                       lr: float | None = None, openers: Sequence[str] = ()) -> dict[str, Any]:
     """Proxies, then one unlearning run of `method` over all of `forget` probed every `every` steps; the
-    per-example steps, events, easy -> hard ranking and each proxy's Spearman rho against the steps. The adapter
-    is reset before and after."""
+    per-example steps, events, easy -> hard ranking and each proxy's Spearman rho against the steps. An example's
+    refusal holds while its margin (its own refusal's opening, or any of `openers`, against a compliant opening) is
+    >= 0. The adapter is reset before and after."""
     model, tok = unlearner.model, unlearner.tokenizer
     unlearner.reset()
-    prox = proxies(model, tok, forget, base)
+    prox = proxies(model, tok, forget, base, openers)
     history: list[tuple[int, list[float]]] = []
 
     def probe(step: int) -> None:
-        m = margins(model, tok, forget)
+        m = margins(model, tok, forget, openers=openers)
         history.append((step, m))
         say(f"align forgetting: step {step}/{steps}: {sum(x < 0 for x in m)}/{len(m)} refusals flipped")
 
@@ -102,7 +105,7 @@ def measure_forgetting(unlearner: Any, forget: Sequence[Pair], retain: Sequence[
     order = sorted(range(len(forget)), key=lambda i: (first[i], -prox["loss"][i], i))
     neg_steps = [-s for s in first]
     rho = {k: spearman([EASE_SIGN[k] * v for v in vals], neg_steps) for k, vals in prox.items()}
-    return {"method": method, "steps": steps, "every": every, "never_flipped_step": end,
+    return {"method": method, "steps": steps, "every": every, "never_flipped_step": end, "openers": list(openers),
             "examples": [{"id": forget[i].id, "forgetting_step": first[i], "forgetting_events": events[i],
                           **{k: round(v[i], 4) for k, v in prox.items()}} for i in range(len(forget))],
             "ranking_easy_to_hard": [forget[i].id for i in order],

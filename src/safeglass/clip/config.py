@@ -33,16 +33,6 @@ FIRST_FIELDS = {"": ("model", "data", "classes", "templates", "attack", "scam_te
                 "data": ("source", "image_dir", "n", "seed", "image_size")}
 
 
-def _keyed(dumped: dict[str, Any]) -> dict[str, Any]:
-    def keep(block: str, d: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in d.items() if v is not None or k in FIRST_FIELDS[block]}
-
-    keyed = keep("", {k: v for k, v in dumped.items() if k not in NOT_IN_KEY})
-    keyed["model"] = keep("model", keyed["model"])
-    keyed["data"] = keep("data", keyed["data"])
-    return keyed
-
-
 class ModelBlock(Schema):
     organism: str | None = None
     path: str | None = None
@@ -278,12 +268,12 @@ class ClipConfig:
 
 def parse_clip_config(raw: Any, source: str = "<dict>", base_dir: str | Path | None = None) -> ClipConfig:
     """A validated ClipConfig; every error names the file and the field."""
-    from safeglass.config import kind_name, validate_kind
+    from safeglass.config import keyed_fields, kind_name, validate_kind
     from safeglass.hashing import content_hash
 
     cfg = validate_kind(ClipSchema, raw, source, base_dir)
     dumped = cfg.model_dump()
-    keyed = _unkeyed_defaults(_keyed(dumped))
+    keyed = _unkeyed_defaults(keyed_fields(dumped, NOT_IN_KEY, FIRST_FIELDS))
     return ClipConfig(
         name=kind_name(cfg.name, source, "clip"),
         model={k: v for k, v in dumped["model"].items() if v is not None},
