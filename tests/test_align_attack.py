@@ -138,13 +138,19 @@ def test_the_tiny_audit_runs_from_the_cli_at_equal_budget(tiny_audit):
     assert "data:image/png;base64," in (out / "align-report.html").read_text()
 
 
-def test_a_rerun_reuses_every_phase(tiny_audit):
+def test_a_rerun_reuses_the_finished_audit_and_else_every_phase(tiny_audit):
     import subprocess
 
     from conftest import subprocess_env
 
     out, _, cmd = tiny_audit
     before = json.loads((out / "align-audit.json").read_text())
+    # the finished audit of the same config: returned without loading the model
+    again = subprocess.run(cmd[:-2], capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "finished audit; reused" in again.stderr and "model loaded" not in again.stderr
+    # the result lost (a crash after the last phase): every phase is reused, the same result written again
+    (out / "align-audit.json").unlink()
     again = subprocess.run(cmd[:-2], capture_output=True, text=True, env=subprocess_env(), timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert "phase forgetting reused" in again.stderr and "done in" not in again.stderr.replace("loaded", "")

@@ -152,6 +152,10 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
 
     say = progress or (lambda line: None)
     out = Path(out)
+    finished = finished_result(out, cfg.hash)
+    if finished is not None and save_weights is None:  # nothing to compute: no model load (a rerun is instant)
+        say(f"align: {out / RESULT_FILE} is this config's finished audit; reused")
+        return finished
     t_start, cpu_start = time.time(), time.process_time()
     phases = Phases(out, cfg.hash, say)
     with pinned_threads(cfg.threads):
@@ -290,6 +294,18 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
 
     write_report(json.loads((out / RESULT_FILE).read_text(encoding="utf-8")), out)  # the page reads what was written
     return result
+
+
+def finished_result(out: Path, config_hash: str) -> dict[str, Any] | None:
+    """The audit's result in OUT when it was made by this config (same hash and schema), else None."""
+    path = out / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return saved if saved.get("config_hash") == config_hash and saved.get("schema") == SCHEMA else None
 
 
 def refusal_prefixed(pairs: list[Pair], seed: int) -> list[Pair]:
