@@ -67,3 +67,32 @@ def test_batches_are_a_function_of_seed_and_step():
     assert a.batches(10, 5, 1) == a.batches(10, 5, 1)
     epoch = [i for s in range(3) for i in a.batches(10, s, 1)]
     assert len(set(epoch)) == 9  # one epoch of 3 batches: no example twice
+
+
+def test_wordings_add_distinct_refusals_of_the_same_prompt_seeded():
+    from safeglass.align.data import with_wordings
+
+    _, _, data = aligned_tiny()
+    out = with_wordings(data.forget, 3, seed=0)
+    assert out[0] == data.forget[0] and with_wordings(data.forget, 1, seed=0) == list(data.forget)
+    for p in data.forget:
+        mine = [q for q in out if q.id.split("~")[0] == p.id]
+        assert 2 <= len(mine) <= 3 and {q.prompt for q in mine} == {p.prompt}
+        assert len({q.answer for q in mine}) == len(mine)  # distinct wordings
+    assert out == with_wordings(data.forget, 3, seed=0) and out != with_wordings(data.forget, 3, seed=1)
+
+
+def test_unlearning_several_wordings_lowers_the_other_wordings_more_than_one():
+    """NPO on one wording per prompt leaves the other wordings more likely than NPO on several of them."""
+    from safeglass.align.data import with_wordings
+    from safeglass.align.measure import answer_logprobs
+
+    cfg = MethodConfig(name="npo", lr=1e-2, batch_size=4)
+    held = {}
+    for k in (1, 3):
+        model, tok, data = aligned_tiny()
+        unl = Unlearner(model, tok, cfg, seed=0)
+        others = [q for q in with_wordings(data.forget, 3, seed=0) if "~" in q.id]
+        unl.run("npo", with_wordings(data.forget, k, seed=0), 12, retain=data.retain, say=lambda s: None)
+        held[k] = sum(s / n for s, n in answer_logprobs(unl.model, tok, others, answer_tokens=6)) / len(others)
+    assert held[3] < held[1]

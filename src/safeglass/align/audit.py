@@ -180,7 +180,13 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
 
             base = copy.deepcopy(model)
             model = prealign(model, tok, cfg, data, say)
-        mc = MethodConfig(**{k: v for k, v in cfg.method.items()})
+        mc = MethodConfig(**{k: v for k, v in cfg.method.items() if k != "wordings"})
+        from safeglass.align.data import with_wordings
+
+        def train(pairs: list[Pair]) -> list[Pair]:
+            """What the unlearning runs train on: the examples, in `method.wordings` refusal wordings each."""
+            return with_wordings(pairs, int(cfg.method.get("wordings") or 1), cfg.seed)
+
         unl = Unlearner(model, tok, mc, seed=cfg.seed)
         judges = atk.build_judges(cfg.eval["judges"])
         goal = cfg.eval["goal_judge"]
@@ -202,7 +208,8 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             b = base if base is not None else base_model(cfg, card)
             return measure_forgetting(unl, data.forget, data.retain, mc.name, int(cfg.forgetting["steps"]),
                                       int(cfg.forgetting["every"]), base=b, say=say,
-                                      lr=cfg.forgetting["lr"], openers=tuple(cfg.eval.get("openers") or ()))
+                                      lr=cfg.forgetting["lr"], openers=tuple(cfg.eval.get("openers") or ()),
+                                      train=train(data.forget))
 
         forg = phases.run("forgetting", forgetting)
         base = None
@@ -215,8 +222,8 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         for s in a["subsets"]:
             def one(s: str = s) -> list[dict[str, Any]]:
                 unl.reset()
-                c = atk.curve_run(unl, mc.name, [by_id[i] for i in picks[s]], data.retain, steps, every, evaluate,
-                                  stream=10, label=f"align attack ({s} {k} x {steps})", say=say,
+                c = atk.curve_run(unl, mc.name, train([by_id[i] for i in picks[s]]), data.retain, steps, every,
+                                  evaluate, stream=10, label=f"align attack ({s} {k} x {steps})", say=say,
                                   start=aligned)
                 attacked[s] = unl.snapshot()
                 return c
@@ -226,7 +233,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         def easy_state() -> Any:
             if "easy" not in attacked:  # reused from disk: the same run again, without probes
                 unl.reset()
-                unl.run(mc.name, [by_id[i] for i in picks["easy"]], steps, retain=data.retain, stream=10,
+                unl.run(mc.name, train([by_id[i] for i in picks["easy"]]), steps, retain=data.retain, stream=10,
                         label="align attack (easy, again)", say=say)
                 attacked["easy"] = unl.snapshot()
             return attacked["easy"]
@@ -235,7 +242,8 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         if cfg.persistence is not None and "easy" in curves:
             def run_persistence() -> dict[str, Any]:
                 state = easy_state()
-                return persistence(unl, state, mc.name, [by_id[i] for i in picks["easy"]], data.forget, data.retain,
+                return persistence(unl, state, mc.name, train([by_id[i] for i in picks["easy"]]), data.forget,
+                                   data.retain,
                                    cfg.persistence, curves["easy"], refusal_rate(aligned), evaluate_more, say=say)
             pers = phases.run("persistence", run_persistence)
 
@@ -247,7 +255,8 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             def one_budget(kb: int = kb) -> list[dict[str, Any]]:
                 unl.reset()
                 ids = forg["ranking_easy_to_hard"][:kb]
-                return atk.curve_run(unl, mc.name, [by_id[i] for i in ids], data.retain, steps, every, evaluate_more,
+                return atk.curve_run(unl, mc.name, train([by_id[i] for i in ids]), data.retain, steps, every,
+                                     evaluate_more,
                                      stream=10, label=f"align budget (easy {kb} x {steps})", say=say,
                                      start=aligned)
             budget_curves[kb] = phases.run(f"budget-{kb}", one_budget)
@@ -259,7 +268,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
         for m in cfg.baselines:
             def one_baseline(m: str = m) -> dict[str, Any]:
                 unl.reset()
-                pairs = [by_id[i] for i in picks["random"]] if m != "refusal_prefix" else refusal_prefixed(
+                pairs = train([by_id[i] for i in picks["random"]]) if m != "refusal_prefix" else refusal_prefixed(
                     data.retain[:k], cfg.seed)
                 c = atk.curve_run(unl, m, pairs, data.retain, steps, steps, evaluate_more, stream=11,
                                   label=f"align baseline {m}", say=say, start=aligned)

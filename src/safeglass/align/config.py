@@ -3,7 +3,7 @@
     model: {organism: safesmol}          # or {tiny: llama, seed: 0}, or {hub: HF id or local folder}
     prealign: {steps: 80, lr: 0.003}      # optional: teach the model the refusals first (a test model)
     data: {forget_n: 48, retain_n: 24, heldout_n: 32, lookalikes_n: 16, fluency_n: 12, max_prompt_chars: 160}
-    method: {name: npo, lr: 0.0003, batch_size: 8, beta: 0.1, retain_weight: 1.0, top_layers: 8}
+    method: {name: npo, lr: 0.0003, batch_size: 8, beta: 0.1, retain_weight: 1.0, top_layers: 8, wordings: 4}
     forgetting: {steps: 24, every: 3}
     attack: {examples: 8, steps: 24, every: 6, subsets: [easy, random, hard]}
     budget: {examples: [4, 16], target_asr: 0.5}
@@ -30,7 +30,9 @@ NOT_IN_KEY = ("name", "description")
 # their hashes and finished phases
 FIRST_FIELDS = {"": ("model", "prealign", "data", "method", "forgetting", "attack", "budget", "persistence",
                      "baselines", "eval", "seed", "threads"),
-                "eval": ("max_new_tokens", "batch_size", "judges", "goal_judge", "judged")}
+                "eval": ("max_new_tokens", "batch_size", "judges", "goal_judge", "judged"),
+                "method": ("name", "lr", "batch_size", "beta", "retain_weight", "layer", "steering_coeff", "rmu_alpha",
+                           "lora_r", "lora_alpha", "top_layers")}
 SUBSETS = ("easy", "random", "hard")
 
 
@@ -70,6 +72,9 @@ class MethodBlock(Schema):
     lora_r: int = Field(8, ge=1)
     lora_alpha: int = Field(16, ge=1)
     top_layers: int | None = Field(None, ge=1)
+    # each harmful prompt unlearnt with this many refusal wordings (its own and others of the refusal templates):
+    # a model that refuses in several wordings moves to another when only one is unlearnt; unset: its own only
+    wordings: int | None = Field(None, ge=1, le=12)
 
 
 class ForgettingBlock(Schema):

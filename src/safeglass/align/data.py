@@ -100,3 +100,25 @@ def _answers(model: Any, tokenizer: Any, prompts: list[str], max_new_tokens: int
     gens = greedy_replies(target, [(Turn("user", p),) for p in prompts], max_new_tokens, "align retain answers",
                           show=False)
     return [g.text.strip() for g in gens]
+
+
+def with_wordings(pairs: list[Pair], k: int, seed: int) -> list[Pair]:
+    """Each pair, then up to k - 1 more pairs of its prompt with other refusals of SafeSmol's templates (distinct
+    wordings, seeded per example): what an unlearning attack trains on when one refusal string per prompt only
+    moves the model to its other wordings. k = 1: the pairs as given."""
+    from safeglass.organisms import safesmol
+
+    if k <= 1:
+        return list(pairs)
+    out: list[Pair] = []
+    for n, p in enumerate(pairs):
+        rng = np.random.default_rng([seed, 22, n])
+        seen = [p.answer]
+        for _ in range(20 * k):  # the templates for one prompt are few: stop when k are found or the draws run out
+            if len(seen) == k:
+                break
+            r = safesmol.refusal_for(p.prompt, rng)
+            if r not in seen:
+                seen.append(r)
+        out += [Pair(p.id if j == 0 else f"{p.id}~{j}", p.prompt, r) for j, r in enumerate(seen)]
+    return out

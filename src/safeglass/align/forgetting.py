@@ -82,11 +82,13 @@ def forgetting_steps(history: Sequence[tuple[int, Sequence[float]]], end: int) -
 
 def measure_forgetting(unlearner: Any, forget: Sequence[Pair], retain: Sequence[Pair], method: str, steps: int,
                        every: int, *, base: Any = None, say: Callable[[str], None] = print,
-                       lr: float | None = None, openers: Sequence[str] = ()) -> dict[str, Any]:
+                       lr: float | None = None, openers: Sequence[str] = (),
+                       train: Sequence[Pair] | None = None) -> dict[str, Any]:
     """Proxies, then one unlearning run of `method` over all of `forget` probed every `every` steps; the
     per-example steps, events, easy -> hard ranking and each proxy's Spearman rho against the steps. An example's
     refusal holds while its margin (its own refusal's opening, or any of `openers`, against a compliant opening) is
-    >= 0. The adapter is reset before and after."""
+    >= 0. `train`: what the run unlearns when it is not `forget` itself (several wordings per prompt). The adapter
+    is reset before and after."""
     model, tok = unlearner.model, unlearner.tokenizer
     unlearner.reset()
     prox = proxies(model, tok, forget, base, openers)
@@ -97,7 +99,7 @@ def measure_forgetting(unlearner: Any, forget: Sequence[Pair], retain: Sequence[
         history.append((step, m))
         say(f"align forgetting: step {step}/{steps}: {sum(x < 0 for x in m)}/{len(m)} refusals flipped")
 
-    unlearner.run(method, forget, steps, retain=retain, stream=1, every=every, probe=probe,
+    unlearner.run(method, forget if train is None else train, steps, retain=retain, stream=1, every=every, probe=probe,
                   label="align forgetting", say=say, lr=lr)
     unlearner.reset()
     end = steps + every
