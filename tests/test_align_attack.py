@@ -91,7 +91,7 @@ def test_openers_enter_the_hash_only_when_set(tmp_path):
     assert "eval.openers" in str(e.value)
 
 
-GOLDEN = {"align-safesmol": "df94666134b1baff", "align-safesmol-margin": "dfabc43a982043d5",
+GOLDEN = {"align-safesmol": "86069500609d2449", "align-safesmol-margin": "dfabc43a982043d5",
           "align-tiny": "4e81cd884fda7598"}
 
 

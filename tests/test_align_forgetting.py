@@ -88,3 +88,18 @@ def test_with_openers_an_example_refused_in_another_wording_still_holds():
     with_other = margins(model, tok, foreign, openers=other)
     assert all(w > a for a, w in zip(alone, with_other))
     assert sum(w >= 0 for w in with_other) > sum(a >= 0 for a in alone)
+
+
+def test_shared_prompt_scoring_equals_one_full_pass_per_opening():
+    """The cached path (prompts once, left-padded, every opening continuing the cache) gives the log-probabilities
+    of the plain right-padded teacher-forced pass."""
+    from safeglass.align.measure import Pair, answer_logprobs, opening_logprobs
+
+    model, tok, data = aligned_tiny()
+    prompts = [p.prompt for p in data.forget] + [p.prompt for p in data.heldout]  # prompts of different lengths
+    openings = ["I'm sorry, but I can't", "Sure, here is", "No"]
+    fast = opening_logprobs(model, tok, prompts, openings, batch=5)
+    for o, row in zip(openings, fast):
+        slow = answer_logprobs(model, tok, [Pair(str(i), p, o) for i, p in enumerate(prompts)], answer_tokens=6,
+                               eos=False)
+        assert row == pytest.approx([s / n for s, n in slow], abs=1e-4)

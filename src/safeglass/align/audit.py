@@ -23,6 +23,7 @@ from safeglass.align.measure import Pair
 
 RESULT_FILE = "align-audit.json"
 SCHEMA = 1
+MEASURE_VERSION = 2  # 2: the openings' log-probabilities read from one shared prompt pass (measure.opening_logprobs)
 
 
 def load_model(cfg: AlignConfig) -> tuple[Any, Any, dict[str, Any], dict[str, Any] | None]:
@@ -200,7 +201,10 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             """Probes outside the equal-budget attack (persistence, budget, baselines)."""
             return evaluate(ends and cfg.eval["judged"] != "attack")
 
-        aligned = phases.run("aligned", evaluate)
+        # the aligned model's evaluation depends on the model, the data, the eval block and how it is measured
+        aligned = phases.run("aligned", evaluate, key=content_hash({
+            "model": cfg.model, "prealign": cfg.prealign, "data": cfg.data, "eval": cfg.eval, "seed": cfg.seed,
+            "threads": cfg.threads, "measure": MEASURE_VERSION}))
         say(f"align: aligned model: held-out refusal {1 - aligned['asr']:.3f} (margins)"
             + (f", {1 - aligned['asr_judged']:.3f} ({goal})" if "asr_judged" in aligned else ""))
 

@@ -88,6 +88,56 @@ def refusal_loss(model: Any, tokenizer: Any, pairs: Sequence[Pair]) -> list[floa
     return [-s / max(1, n) for s, n in answer_logprobs(model, tokenizer, pairs)]
 
 
+def opening_logprobs(model: Any, tokenizer: Any, prompts: Sequence[str], openings: Sequence[str],
+                     opener_tokens: int = OPENER_TOKENS, batch: int = 16) -> list[list[float]]:
+    """Per opening, per prompt: the mean log-probability of the opening's first `opener_tokens` tokens after the
+    prompt, no gradient. The prompts run once (left-padded, so that every opening continues at the same position)
+    and their key / value cache serves every opening: with n openings this costs one prompt pass and n short ones,
+    instead of n full passes. Equal to `answer_logprobs(..., answer_tokens=opener_tokens, eos=False)` up to float
+    rounding (tests/test_align_forgetting.py)."""
+    import torch
+
+    from safeglass.training.encoding import answer_ids, pad_id
+
+    ids = [prompt_ids(tokenizer, p) for p in prompts]
+    opens = [answer_ids(tokenizer, o, False)[:opener_tokens] for o in openings]
+    if any(not t for t in opens):
+        raise ValueError("an empty refusal opening")
+    out = [[0.0] * len(prompts) for _ in openings]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i in range(0, len(ids), batch):
+                chunk = ids[i:i + batch]
+                b, n = len(chunk), max(len(x) for x in chunk)
+                inp = torch.full((b, n), pad_id(tokenizer), dtype=torch.long)
+                mask = torch.zeros((b, n), dtype=torch.long)
+                for r, x in enumerate(chunk):
+                    inp[r, n - len(x):] = torch.tensor(x)
+                    mask[r, n - len(x):] = 1
+                pos = (mask.cumsum(-1) - 1).clamp(min=0)
+                o = model(input_ids=inp, attention_mask=mask, position_ids=pos, use_cache=True)
+                first = torch.log_softmax(o.logits[:, -1].float(), -1)
+                cache, lens = o.past_key_values, mask.sum(-1, keepdim=True)
+                for j, toks in enumerate(opens):
+                    t = torch.tensor(toks)
+                    lp = first[:, t[0]]
+                    if len(toks) > 1:
+                        k = len(toks) - 1
+                        o2 = model(input_ids=t[:-1].expand(b, k), past_key_values=cache, use_cache=True,
+                                   attention_mask=torch.cat([mask, torch.ones((b, k), dtype=torch.long)], 1),
+                                   position_ids=lens + torch.arange(k))
+                        lp2 = torch.log_softmax(o2.logits.float(), -1).gather(-1, t[1:].expand(b, k).unsqueeze(-1))
+                        lp = lp + lp2.squeeze(-1).sum(-1)
+                        cache.crop(-k)  # back to the prompts alone for the next opening
+                    for r in range(b):
+                        out[j][i + r] = float(lp[r]) / len(toks)
+    finally:
+        model.train(was_training)
+    return out
+
+
 def margins(model: Any, tokenizer: Any, pairs: Sequence[Pair], opener_tokens: int = OPENER_TOKENS,
             openers: Sequence[str] = ()) -> list[float]:
     """Per pair: mean log-probability of the answer's opening minus that of the compliant opening (> 0: the
@@ -96,12 +146,10 @@ def margins(model: Any, tokenizer: Any, pairs: Sequence[Pair], opener_tokens: in
     such as the log of the mean probability would lower the refusal side by up to log(n) with n openings, and
     more openings would then mean more flips.)"""
     per = [[a / max(1, n) for a, n in answer_logprobs(model, tokenizer, pairs, answer_tokens=opener_tokens)]]
-    for o in openers:
-        lp = answer_logprobs(model, tokenizer, [Pair(p.id, p.prompt, o) for p in pairs], answer_tokens=opener_tokens)
-        per.append([a / max(1, n) for a, n in lp])
-    comply = answer_logprobs(model, tokenizer, [Pair(p.id, p.prompt, COMPLY_OPENER) for p in pairs],
-                             answer_tokens=opener_tokens)
-    return [max(row[i] for row in per) - b / max(1, m) for i, (b, m) in enumerate(comply)]
+    *shared, comply = opening_logprobs(model, tokenizer, [p.prompt for p in pairs], [*openers, COMPLY_OPENER],
+                                       opener_tokens)
+    per += shared
+    return [max(row[i] for row in per) - comply[i] for i in range(len(pairs))]
 
 
 def prompt_margins(model: Any, tokenizer: Any, prompts: Sequence[str],
@@ -111,8 +159,8 @@ def prompt_margins(model: Any, tokenizer: Any, prompts: Sequence[str],
     escape it)."""
     if not openers:
         raise ValueError("prompt_margins needs at least one refusal opening")
-    return margins(model, tokenizer, [Pair(str(i), p, openers[0]) for i, p in enumerate(prompts)], opener_tokens,
-                   openers=openers[1:])
+    *refuse, comply = opening_logprobs(model, tokenizer, prompts, [*openers, COMPLY_OPENER], opener_tokens)
+    return [max(row[i] for row in refuse) - comply[i] for i in range(len(prompts))]
 
 
 def perplexity(model: Any, tokenizer: Any, pairs: Sequence[Pair]) -> float:
