@@ -91,7 +91,26 @@ def test_openers_enter_the_hash_only_when_set(tmp_path):
     assert "eval.openers" in str(e.value)
 
 
-GOLDEN = {"align-safesmol": "86069500609d2449", "align-safesmol-margin": "dfabc43a982043d5",
+def test_configs_differing_in_the_attack_share_data_and_forgetting_but_not_the_rest():
+    from safeglass.align.audit import phase_key
+    from safeglass.align.config import load_align_config
+
+    main, judged = (load_align_config(ROOT / "configs" / f"{n}.yaml")
+                    for n in ("align-safesmol", "align-safesmol-judged"))
+    assert main.hash != judged.hash
+    assert phase_key(main, "data") == phase_key(judged, "data")
+    assert phase_key(main, "forgetting") == phase_key(judged, "forgetting")
+    assert phase_key(main, "aligned") != phase_key(judged, "aligned")  # judged: all is another evaluation
+    # what forgetting reads does move its key
+    import dataclasses
+
+    other = dataclasses.replace(main, method={**main.method, "lr": 0.01})
+    assert phase_key(other, "forgetting") != phase_key(main, "forgetting")
+    assert phase_key(other, "data") == phase_key(main, "data")
+
+
+GOLDEN = {"align-safesmol": "86069500609d2449", "align-safesmol-judged": "da244b3e086b7e7d",
+          "align-safesmol-margin": "dfabc43a982043d5",
           "align-tiny": "4e81cd884fda7598"}
 
 

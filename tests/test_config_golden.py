@@ -79,7 +79,7 @@ OTHER = {"serve-example": "tests/test_serve.py", "serve-llamacpp": "tests/test_s
          "continual-digits-5seeds": "tests/test_continual_run.py", "continual-demo": "tests/test_continual_run.py",
          "rl-demo": "tests/test_rl_cli.py",
          "align-safesmol": "tests/test_align_attack.py", "align-tiny": "tests/test_align_attack.py",
-         "align-safesmol-margin": "tests/test_align_attack.py"}
+         "align-safesmol-margin": "tests/test_align_attack.py", "align-safesmol-judged": "tests/test_align_attack.py"}
 
 
 def test_the_golden_list_is_every_shipped_config() -> None:

@@ -169,10 +169,9 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             return {k: _rows(getattr(d, k)) for k in ("forget", "retain", "heldout", "lookalikes", "fluency")} | {
                 "provenance": d.provenance}
 
-        from safeglass.hashing import content_hash
 
         # the data depend on the model, the data block and the seed only: other changes keep the retain answers
-        raw = phases.run("data", make_data, key=content_hash({"model": cfg.model, "data": cfg.data, "seed": cfg.seed}))
+        raw = phases.run("data", make_data, key=phase_key(cfg, "data"))
         data = AlignData(*(_pairs(raw[k]) for k in ("forget", "retain", "heldout", "lookalikes", "fluency")),
                          provenance=raw["provenance"])
         base = None
@@ -201,10 +200,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
             """Probes outside the equal-budget attack (persistence, budget, baselines)."""
             return evaluate(ends and cfg.eval["judged"] != "attack")
 
-        # the aligned model's evaluation depends on the model, the data, the eval block and how it is measured
-        aligned = phases.run("aligned", evaluate, key=content_hash({
-            "model": cfg.model, "prealign": cfg.prealign, "data": cfg.data, "eval": cfg.eval, "seed": cfg.seed,
-            "threads": cfg.threads, "measure": MEASURE_VERSION}))
+        aligned = phases.run("aligned", evaluate, key=phase_key(cfg, "aligned"))
         say(f"align: aligned model: held-out refusal {1 - aligned['asr']:.3f} (margins)"
             + (f", {1 - aligned['asr_judged']:.3f} ({goal})" if "asr_judged" in aligned else ""))
 
@@ -215,7 +211,7 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
                                       lr=cfg.forgetting["lr"], openers=tuple(cfg.eval.get("openers") or ()),
                                       train=train(data.forget))
 
-        forg = phases.run("forgetting", forgetting)
+        forg = phases.run("forgetting", forgetting, key=phase_key(cfg, "forgetting"))
         base = None
         by_id = {p.id: p for p in data.forget}
         a = cfg.attack
@@ -307,6 +303,25 @@ def audit(cfg: AlignConfig, out: str | Path, *, save_weights: str | Path | None 
 
     write_report(json.loads((out / RESULT_FILE).read_text(encoding="utf-8")), out)  # the page reads what was written
     return result
+
+
+def phase_key(cfg: AlignConfig, phase: str) -> str:
+    """The stamp of the phases that depend on part of the config only, so that configs differing elsewhere share
+    them: the data (model, data block, seed), the aligned model's evaluation (and the eval block, how it is
+    measured) and per-example forgetting (the method, its own block and the margins' openings; not the attack,
+    budget, persistence or which probes are judged)."""
+    from safeglass.hashing import content_hash
+
+    if phase == "data":
+        return content_hash({"model": cfg.model, "data": cfg.data, "seed": cfg.seed})
+    common = {"model": cfg.model, "prealign": cfg.prealign, "data": cfg.data, "seed": cfg.seed,
+              "threads": cfg.threads, "measure": MEASURE_VERSION}
+    if phase == "aligned":
+        return content_hash({**common, "eval": cfg.eval})
+    if phase == "forgetting":
+        return content_hash({**common, "method": cfg.method, "forgetting": cfg.forgetting,
+                             "openers": cfg.eval.get("openers")})
+    raise ValueError(f"no partial key for phase {phase!r}")
 
 
 def finished_result(out: Path, config_hash: str) -> dict[str, Any] | None:
