@@ -343,6 +343,15 @@ def pick_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(max(grid, key=lambda t: (round(_balanced(y, (p >= t).astype(int)), 2), -abs(t - 0.5))))
 
 
+def _embed_distinct(emb: Any, examples: Sequence[Example]) -> None:
+    """Embed each distinct request and sentence once into the embedder's memo (the templates repeat sentences across
+    thousands of examples, and a single encode call does not look its own duplicates up)."""
+    from safeglass.judges.fulfilment import PROMPT_TOKENS, SENTENCE_TOKENS
+
+    emb.encode(sorted({e.prompt for e in examples}), PROMPT_TOKENS)
+    emb.encode(sorted({s for e in examples for s in split_sentences(e.response)}), SENTENCE_TOKENS)
+
+
 def _load_cache(emb: Any, cache: Path | None) -> None:
     """Fill the embedder's memo from an earlier build's embeddings (an .npz of texts, token caps and vectors)."""
     if cache is None or not cache.is_file():
@@ -372,6 +381,7 @@ def train(out_dir: str | Path, seed: int = 0, n_safesmol: int = 200, log: Any = 
     feat = SentenceFeaturizer(emb)
     _load_cache(emb, cache)
     log(f"{len(examples)} examples; embedding")
+    _embed_distinct(emb, examples)
     pairs: list[PairSentences] = feat.embed([e.prompt for e in examples], [e.response for e in examples])
     t_embed = time.perf_counter() - t0
     # sentence scorers, exact labels per segment, training split only, each distinct sentence once: refusal
@@ -456,6 +466,7 @@ def evaluate_heads(folder: str | Path, seed: int = 0, n_safesmol: int = 200, dat
     emb = shared_embedder()
     _load_cache(emb, cache)
     feat = SentenceFeaturizer(emb)
+    _embed_distinct(emb, examples)
     pairs = feat.embed([e.prompt for e in examples], [e.response for e in examples])
     _save_cache(emb, cache)
     m = _Model(Path(folder))
