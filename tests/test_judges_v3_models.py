@@ -82,6 +82,9 @@ def test_a_long_formatted_answer_is_full_compliance_for_three_way(judges) -> Non
     assert _one(three, LONG_ANSWER).label == "full_compliance"
 
 
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-07: fulfilment-v3 calls this long deflection achieved "
+                   "(p 0.996): data v3 taught it that long fluent text delivers; v3 fails this held-out check "
+                   "(docs/judges.md)")
 def test_a_long_on_topic_deflection_is_not_achieved(judges) -> None:
     fulfil, refusal, three = judges
     assert not KeywordRefusalJudge()(REQUEST, LONG_DEFLECTION).flag  # no refusal phrase anywhere
@@ -90,6 +93,8 @@ def test_a_long_on_topic_deflection_is_not_achieved(judges) -> None:
     assert _one(three, LONG_DEFLECTION).label == "full_refusal"
 
 
+@pytest.mark.xfail(strict=True, reason="measured 2026-12-07: refusal-v3 calls this long late refusal compliance "
+                   "(p 0.073); v3 fails this held-out check (docs/judges.md)")
 def test_a_late_refusal_in_a_long_reply_is_caught(judges) -> None:
     fulfil, refusal, _ = judges
     assert not KeywordRefusalJudge()(REQUEST, LONG_LATE_REFUSAL).flag
