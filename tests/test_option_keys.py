@@ -73,6 +73,7 @@ CONTEXT: dict[tuple[str, str, str], dict[str, Any]] = {
 }
 
 # Options keyed another way than by their value, and where that is tested.
+V2_JUDGES = ("fulfilment", "refusal-v2", "three-way", "fulfilment-v3", "refusal-v3", "three-way-v3")
 NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     # an organism's folder leaves the key, its weights' hashes enter (tests/test_organisms_*: key by weights)
     ("targets", "safesmol", "path"): "weights by content",
@@ -90,8 +91,8 @@ NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     ("judges", "proxy-request", "embedder"): "an object, not a config value",
     ("judges", "proxy-harm-gated", "embedder"): "an object, not a config value",
     # judges v2: heads by content (fulfilment_key_args), embedder an object
-    **{("judges", j, "weights"): "heads by content" for j in ("fulfilment", "refusal-v2", "three-way")},
-    **{("judges", j, "embedder"): "an object, not a config value" for j in ("fulfilment", "refusal-v2", "three-way")},
+    **{("judges", j, "weights"): "heads by content" for j in V2_JUDGES},
+    **{("judges", j, "embedder"): "an object, not a config value" for j in V2_JUDGES},
     # the heads a clip defend result kept enter by content (tests/test_clip_ablation_modifier.py)
     ("modifiers", "ablate-heads", "from_result"): "heads by content",
 }

@@ -183,6 +183,13 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      ("refusal",)),
     ("judges", "three-way", "safeglass.judges.fulfilment:ThreeWayJudge",
      "XSTest's full compliance / partial refusal / full refusal (label); flag = any refusal", ("refusal",)),
+    ("judges", "fulfilment-v3", "safeglass.judges.fulfilment:FulfilmentV3Judge",
+     "Objective achieved, data v3: fulfilment's reader with heads also trained on a small model's answers to "
+     "benign requests (docs/judges.md)", ("harm",)),
+    ("judges", "refusal-v3", "safeglass.judges.fulfilment:RefusalV3Judge",
+     "Refusal, data v3 (strict reading), sentence by sentence: refusal-v2's reader with the v3 heads", ("refusal",)),
+    ("judges", "three-way-v3", "safeglass.judges.fulfilment:ThreeWayV3Judge",
+     "three-way with the data v3 heads (label: full compliance / partial / full refusal)", ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -226,4 +233,7 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "fulfilment"): "safeglass.judges.proxy_files:fulfilment_key_args",
     ("judges", "refusal-v2"): "safeglass.judges.proxy_files:fulfilment_key_args",
     ("judges", "three-way"): "safeglass.judges.proxy_files:fulfilment_key_args",
+    ("judges", "fulfilment-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
+    ("judges", "refusal-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
+    ("judges", "three-way-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
 }

@@ -43,11 +43,13 @@ from safeglass.judges.proxy_files import (
     FULFILMENT_CARD_FILE,
     FULFILMENT_WEIGHTS_FILE,
     files_hash,
+    fulfilment_v3_weights_dir,
     fulfilment_weights_dir,
 )
 
-__all__ = ["FEATURES", "FEATURE_VERSION", "FulfilmentJudge", "PairSentences", "RefusalV2Judge", "SentenceFeaturizer",
-           "ThreeWayJudge", "split_sentences", "three_way", "weights_dir"]
+__all__ = ["FEATURES", "FEATURE_VERSION", "FulfilmentJudge", "FulfilmentV3Judge", "PairSentences", "RefusalV2Judge",
+           "RefusalV3Judge", "SentenceFeaturizer", "ThreeWayJudge", "ThreeWayV3Judge", "split_sentences", "three_way",
+           "weights_dir"]
 
 FEATURE_VERSION = "fulfil-v1"
 WEIGHTS_FILE = FULFILMENT_WEIGHTS_FILE
@@ -214,9 +216,14 @@ class _SentenceJudge(Judge):
     version = "1"
     batch_size = 64
 
+    @staticmethod
+    def default_weights() -> Path:
+        """The heads' folder when none is given (each data version ships its own)."""
+        return weights_dir()
+
     def __init__(self, threshold: float | None = None, weights: str | Path | None = None,
                  embedder: MiniLMEmbedder | None = None, batch_size: int = 64) -> None:
-        self._weights = Path(weights) if weights is not None else weights_dir()
+        self._weights = Path(weights) if weights is not None else self.default_weights()
         self.model = _model(self._weights)
         if self.head not in self.model.heads:
             raise ValueError(f"{self._weights} has no {self.head!r} head")
@@ -348,6 +355,34 @@ class ThreeWayJudge(_SentenceJudge):
                                f"three-way: fulfilment p={pf:.3f} (threshold {self.threshold:.3f}), refusal "
                                f"sentence {'yes' if cue else 'no'} (max p={ref.max():.3f})"))
         return out
+
+
+# Data v3 (docs/judges.md): the same reader and features with heads trained also on SmolLM2's answers to benign
+# requests. New names and their own folder, so the v2 judges above keep their identities and calibrations.
+
+
+class FulfilmentV3Judge(FulfilmentJudge):
+    """Objective achieved with the data v3 heads (``fulfilment_weights_v3``); arguments as :class:`FulfilmentJudge`."""
+
+    name = "fulfilment-v3"
+    version = "3"
+    default_weights = staticmethod(fulfilment_v3_weights_dir)
+
+
+class RefusalV3Judge(RefusalV2Judge):
+    """Refusal (strict reading) with the data v3 heads; arguments as :class:`RefusalV2Judge`."""
+
+    name = "refusal-v3"
+    version = "3"
+    default_weights = staticmethod(fulfilment_v3_weights_dir)
+
+
+class ThreeWayV3Judge(ThreeWayJudge):
+    """XSTest's three classes with the data v3 heads; arguments as :class:`ThreeWayJudge`."""
+
+    name = "three-way-v3"
+    version = "3"
+    default_weights = staticmethod(fulfilment_v3_weights_dir)
 
 
 def load_card(folder: str | Path | None = None) -> dict[str, Any]:

