@@ -4,6 +4,7 @@ composed model runs through the processor, the catalog target and the runner lik
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -320,3 +321,64 @@ def test_gradient_attacks_reach_the_organisms_pixels(built: tuple[Path, dict]) -
         x = images_tensor(attacked, target)
         assert torch.equal(x, (x * 255).round() / 255) and meta["attack_linf"] <= 16 / 255 + 1e-5
     assert meta["attack_through"]["name"] == "safety_prompt"
+
+
+def test_warm_start_continues_from_a_given_projector(built: tuple[Path, dict], tmp_path: Path) -> None:
+    out, card = built
+    # no steps: the saved projector is the given one, byte for byte, and the card names it by hash
+    same = safesmol_vl.build(dataclasses.replace(TINY, warm_start=str(out), steps=0), seed=0, out=tmp_path / "w0",
+                             **_components(out))
+    assert same["weights_sha256"] == card["weights_sha256"] and same["steps_done"] == 0
+    assert same["warm_start"] == {"from": str(out), "sha256": card["weights_sha256"]}
+    assert same["version"] == 2 and same["recipe"]["warm_start"] == str(out)
+    # a file works as well as a folder; training moves on from it, to other weights than a fresh start's
+    cont = safesmol_vl.build(dataclasses.replace(TINY, warm_start=str(out / "projector.safetensors"), steps=4),
+                             seed=0, out=tmp_path / "w4", **_components(out))
+    fresh = safesmol_vl.build(dataclasses.replace(TINY, steps=4), seed=0, out=tmp_path / "f4", **_components(out))
+    assert "warm_start" not in fresh and fresh["recipe"]["warm_start"] is None
+    assert len({cont["weights_sha256"], fresh["weights_sha256"], card["weights_sha256"]}) == 3
+    # the same first batch (same seed): the warm start, trained 12 steps already, has the lower loss on it
+    assert cont["history"][0]["loss"] < fresh["history"][0]["loss"]
+    with pytest.raises(FileNotFoundError, match="no projector to warm-start from"):
+        safesmol_vl.build(dataclasses.replace(TINY, warm_start=str(tmp_path / "nothing")), seed=0,
+                          out=tmp_path / "x", **_components(out))
+
+
+def test_checkpointed_build_resumes_to_the_weights_of_an_unbroken_one(built: tuple[Path, dict],
+                                                                       tmp_path: Path) -> None:
+    out, card = built
+    ckpt = tmp_path / "ckpt"
+
+    def killed_after_the_first_checkpoint(msg: str) -> None:
+        if f"step 11/{TINY.steps}" in msg:  # the checkpoint before step 7 is written; step 12's is not
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        safesmol_vl.build("tiny", seed=0, out=tmp_path / "a", progress=killed_after_the_first_checkpoint,
+                          checkpoint_dir=ckpt, **_components(out))
+    assert [p.name for p in ckpt.iterdir()] == [f"step-{TINY.probe_every:08d}"]
+    said: list[str] = []
+    again = safesmol_vl.build("tiny", seed=0, out=tmp_path / "a", progress=said.append, checkpoint_dir=ckpt,
+                              **_components(out))
+    assert any(f"resumed at step {TINY.probe_every}" in m for m in said)
+    assert again["weights_sha256"] == card["weights_sha256"] and again["history"] == card["history"]
+
+
+def test_v1_stays_reachable_by_name_with_its_own_recipe() -> None:
+    from safeglass.registry import registry as components
+
+    o = registry.get("safesmol-vl-v1")
+    assert o.family == "safesmol-vl" and o.default_profile == "v1" and o.weights_file == "projector.safetensors"
+    assert registry.versions("safesmol-vl") == ["safesmol-vl", "safesmol-vl-v1"]
+    d = registry.locate("safesmol-vl-v1")
+    v1 = registry.card("safesmol-vl-v1")
+    assert d == registry.PACKAGE_WEIGHTS / "safesmol-vl-v1"
+    assert v1["weights_sha256"] == safesmol_vl.file_sha256(d / "projector.safetensors")
+    # the v1 recipe as a profile: the card's recipe but for the profile's name; it stands on SafeSmol v1
+    cfg = safesmol_vl.config_from_card(v1)
+    assert dataclasses.replace(safesmol_vl.PROFILES["v1"], name="full") == cfg
+    assert cfg.version == 1 and cfg.language_model == "safesmol-v1" and cfg.warm_start is None
+    comp = safesmol_vl.find_components(d, v1)
+    assert comp.sha256["safesmol"] == registry.card("safesmol-v1")["weights_sha256"]
+    assert "safesmol-vl-v1" in components("targets") and components("targets").keyer("safesmol-vl-v1") is not None
+

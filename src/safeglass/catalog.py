@@ -74,6 +74,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("targets", "safesmol-vl", "safeglass.organisms.safesmol_vl:safesmol_vl_target",
      "Model organism SafeSmol-VL: ShapeCLIP's image tower + SafeSmol + a ShapeWorld-trained projector (LLaVA)",
      ("white-box", "image", "organism")),
+    ("targets", "safesmol-vl-v1", "safeglass.organisms.safesmol_vl:safesmol_vl_v1_target",
+     "Model organism SafeSmol-VL v1 (superseded; kept to reproduce earlier figures): its projector on SafeSmol v1",
+     ("white-box", "image", "organism")),
     ("targets", "llama-cpp", "safeglass.targets.llama_cpp:LlamaCppTarget",
      "A GGUF file run by llama.cpp in process (llama-cpp-python), on its quantised weights; one sequence at a time, "
      "so slower than batched hf-lm on a CPU (docs/speed.md)", ("black-box", "text")),
@@ -226,6 +229,7 @@ KEYERS: dict[tuple[str, str], str] = {
     ("targets", "safesmol"): "safeglass.organisms.registry:target_key_args",
     ("targets", "safesmol-v1"): "safeglass.organisms.registry:target_key_args",
     ("targets", "safesmol-vl"): "safeglass.organisms.registry:target_key_args",
+    ("targets", "safesmol-vl-v1"): "safeglass.organisms.registry:target_key_args",
     ("judges", "proxy-refusal"): "safeglass.judges.proxy_files:key_args",
     ("judges", "proxy-harm"): "safeglass.judges.proxy_files:key_args",
     ("judges", "proxy-harm-gated"): "safeglass.judges.proxy_files:gated_key_args",

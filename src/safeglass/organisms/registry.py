@@ -53,6 +53,13 @@ class Organism:
         return self.superseded_by or self.name
 
 
+_VL_VERIFY = ("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy", "typographic_image_success_proxy",
+              "typographic_text_success_keyword", "typographic_image_success_keyword")
+_VL_HEADLINE = (("ShapeWorld VQA", "vqa_accuracy"), ("reading", "reading_accuracy"),
+                ("harmful success, word in text", "typographic_text_success_proxy"),
+                ("word in image", "typographic_image_success_proxy"),
+                ("image/text ratio", "typographic_ratio_proxy"))
+
 ORGANISMS: dict[str, Organism] = {
     o.name: o for o in (
         Organism("shapeclip", "safeglass.organisms.shapeclip",
@@ -87,14 +94,14 @@ ORGANISMS: dict[str, Organism] = {
                  "on ShapeWorld; answers VQA and reads written words; refusal-tuned in text only, to measure "
                  "whether harmful requests get through when their key word is only in the image",
                  weights_file="projector.safetensors",
-                 verify_keys=("vqa_accuracy", "reading_accuracy", "typographic_text_success_proxy",
-                              "typographic_image_success_proxy", "typographic_text_success_keyword",
-                              "typographic_image_success_keyword"),
-                 verify_tol_points=2.0,  # greedy replies on another CPU may flip one or two prompts
-                 headline=(("ShapeWorld VQA", "vqa_accuracy"), ("reading", "reading_accuracy"),
-                           ("harmful success, word in text", "typographic_text_success_proxy"),
-                           ("word in image", "typographic_image_success_proxy"),
-                           ("image/text ratio", "typographic_ratio_proxy"))),
+                 verify_keys=_VL_VERIFY, verify_tol_points=2.0,  # greedy replies on another CPU may flip a prompt
+                 headline=_VL_HEADLINE),
+        Organism("safesmol-vl-v1", "safeglass.organisms.safesmol_vl",
+                 "SafeSmol-VL v1 (kept for the figures measured with it): the first projector, trained from scratch "
+                 "on SafeSmol v1 (safesmol-v1)",
+                 profiles=("v1",), superseded_by="safesmol-vl", weights_file="projector.safetensors",
+                 verify_keys=_VL_VERIFY, verify_tol_points=2.0,  # greedy replies on another CPU may flip a prompt
+                 headline=_VL_HEADLINE),
     )
 }
 # Robust ShapeCLIPs (issue 19): ShapeCLIP's vision tower fine-tuned by TeCoA / FARE; each stores only that tower

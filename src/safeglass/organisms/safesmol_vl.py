@@ -51,7 +51,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -106,6 +106,12 @@ class SafeSmolVLConfig:
 
     name: str = "full"
     components: str = "registry"
+    # 1: SafeSmol-VL v1's recipe; 2 adds the fields marked v2 (their defaults leave v1 as it was)
+    version: int = 1
+    language_model: str = "safesmol-v1"  # v2: the registered SafeSmol a "registry" build stands on
+    # v2: the projector training starts from instead of a fresh one: a registered SafeSmol-VL (its projector) or a
+    # projector file or build folder; None: fresh (seeded). Its sha256 goes into the card.
+    warm_start: str | None = None
     # composition
     vision_feature_layer: int = -1  # where ShapeCLIP keeps what it learned (see the module docstring)
     vision_feature_select_strategy: str = "full"  # CLS kept: 17 tokens at 64 px, patch 16
@@ -154,15 +160,22 @@ class SafeSmolVLConfig:
         return PROFILES[name]
 
 
+# v1's recipe (on SafeSmol v1), sized for the 60-minute budget on 2 CPU cores: on two threads a training step costs
+# ~2.9-3.3 s (16 x ~65 tokens through SmolLM2 forward and backward, bf16; ~5.4 s on one thread), so 800 steps take
+# ~40 minutes and the whole build ~45. The time budget is a guard for slower machines (recorded in the card).
+_V1 = SafeSmolVLConfig(train_bf16=True, steps=800, lr=1.5e-3, p_long=0.25, instruct_n=320, probe_every=100,
+                       probe_vqa_n=48, probe_read_n=32, vqa_n=300, read_n=200, threads=2, time_budget_s=2880.0)
+
 PROFILES: dict[str, SafeSmolVLConfig] = {
-    # Sized for the 60-minute budget on 2 CPU cores: on two threads a training step costs ~2.9-3.3 s (16 x ~65
-    # tokens through SmolLM2 forward and backward, bf16; ~5.4 s on one thread), so 800 steps take ~40 minutes and
-    # the whole build ~45. The time budget is a guard for slower machines (recorded in the card when it stops).
-    "full": SafeSmolVLConfig(train_bf16=True, steps=800, lr=1.5e-3, p_long=0.25, instruct_n=320, probe_every=100,
-                             probe_vqa_n=48, probe_read_n=32, vqa_n=300, read_n=200, threads=2,
-                             time_budget_s=2880.0),
-    "tiny": SafeSmolVLConfig(name="tiny", components="tiny", instruct_n=4, word_instruct_n=4, distil_tokens=6,
-                             distil_batch=8, steps=12, batch_size=8, lr=3e-3, probe_every=6,
+    # v2 (issue 33): on SafeSmol v2, warm-started from v1's projector (SmolLM2's embedding space is the same under
+    # both adapters) and continued for a few hundred steps, so the build fits 25 minutes on 2 cores; the same
+    # held-out evaluation as v1.
+    "full": replace(_V1, version=2, language_model="safesmol", warm_start="safesmol-vl-v1", steps=250, lr=1e-3,
+                    probe_every=50, time_budget_s=780.0),
+    "v1": replace(_V1, name="v1"),  # SafeSmol-VL v1's recipe (its card says profile "full")
+    "tiny": SafeSmolVLConfig(name="tiny", components="tiny", version=2, language_model="safesmol", instruct_n=4,
+                             word_instruct_n=4, distil_tokens=6, distil_batch=8, steps=12, batch_size=8, lr=3e-3,
+                             probe_every=6,
                              probe_vqa_n=8, probe_read_n=8, vqa_n=16, read_n=16, eval_tokens=4, eval_batch=16,
                              typo_tokens=6, typo_batch=8, typo_limit=6),
 }
@@ -268,6 +281,26 @@ def load_projector(model: Any, path: Path) -> None:
     if any(not k.startswith(PROJECTOR_PREFIX) for k in state):
         raise ValueError(f"{path}: not a SafeSmol-VL projector")
     model.model.multi_modal_projector.load_state_dict({k[len(PROJECTOR_PREFIX):]: v for k, v in state.items()})
+
+
+def warm_start_projector(source: str | Path | None) -> Path | None:
+    """The projector file a recipe's `warm_start` names: a registered SafeSmol-VL version (its located build), a
+    build folder or a projector file; None for a fresh projector. A missing one is an error, never a fresh start."""
+    from safeglass.organisms.registry import ORGANISMS, locate
+
+    if source is None:
+        return None
+    if str(source) in ORGANISMS:
+        d = locate(str(source))
+        if d is None:
+            raise FileNotFoundError(f"{NAME}: warm start {source!r} has no build; build it with "
+                                    f"`safeglass organisms build {source}`")
+        return d / PROJECTOR_FILE
+    p = Path(source)
+    f = p / PROJECTOR_FILE if p.is_dir() else p
+    if not f.is_file():
+        raise FileNotFoundError(f"{NAME}: no projector to warm-start from at {p}")
+    return f
 
 
 # ------------------------------------------------------------------------------------------ components
@@ -671,11 +704,13 @@ def answer_loss(model: Any, batch: dict[str, Any], pixel_values: Any) -> Any:
 
 def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Path | None = None,
           progress: Callable[[str], None] | None = None, *, shapeclip_path: str | Path | None = None,
-          safesmol_path: str | Path | None = None) -> dict[str, Any]:
+          safesmol_path: str | Path | None = None, checkpoint_dir: str | Path | None = None) -> dict[str, Any]:
     """Train SafeSmol-VL's projector and write projector.safetensors and card.json to `out`.
 
-    The components are `shapeclip_path` and `safesmol_path` when given; otherwise the registry's builds (full
-    profile) or their tiny profiles built into ``out/components`` with this seed (tiny profile).
+    The components are `shapeclip_path` and `safesmol_path` when given; otherwise the registry's builds (ShapeCLIP
+    and the recipe's `language_model`) or their tiny profiles built into ``out/components`` with this seed (tiny
+    profile). The projector starts from the recipe's `warm_start` when it names one. With `checkpoint_dir` the
+    training saves its state there every `probe_every` steps and a rerun resumes from it (same weights).
     """
     import torch
 
@@ -693,14 +728,19 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
             given = {k: v if v is not None else built[k] for k, v in given.items()}
         paths = {}
         for name, p in given.items():
-            d = Path(p) if p is not None else locate(name)
+            organism = cfg.language_model if name == "safesmol" else name
+            d = Path(p) if p is not None else locate(organism)
             if d is None:
-                raise FileNotFoundError(f"{NAME} needs a {name} build; build it with "
-                                        f"`safeglass organisms build {name}` or pass {name}_path=")
+                raise FileNotFoundError(f"{NAME} needs a {organism} build; build it with "
+                                        f"`safeglass organisms build {organism}` or pass {name}_path=")
             paths[name] = d
         comp = read_components(paths)
         world = comp.world()
         model, processor = load_components(comp, cfg, seed)
+        warm = warm_start_projector(cfg.warm_start)
+        if warm is not None:
+            load_projector(model, warm)
+            say(f"organism {NAME}: projector warm-started from {warm}")
         say(f"organism {NAME}: composed ShapeCLIP ({comp.cards['shapeclip']['profile']}) and SafeSmol "
             f"({comp.cards['safesmol']['profile']}) in {time.time() - t0:.0f}s")
 
@@ -721,11 +761,17 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
         pad = pad_id(processor.tokenizer)
         rng = np.random.default_rng(seed)
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        history: list[dict[str, Any]] = []
+        # a resumed training draws the batches an unbroken one would: the data generator's state is checkpointed
         loop = TrainLoop(opt, params, cfg.lr, cfg.steps, cfg.warmup_frac, time_budget_s=cfg.time_budget_s,
-                         label=f"organism {NAME}", say=say)
+                         label=f"organism {NAME}", say=say, checkpoint_dir=checkpoint_dir,
+                         checkpoint_every=cfg.probe_every,
+                         extra=lambda: {"rng": rng.bit_generator.state, "history": history})
+        if loop.resume() > 0:
+            rng.bit_generator.state = loop.extra_state["rng"]
+            history.extend(loop.extra_state["history"])
         probe_vqa = vqa_samples(cfg, world, seed + 1, cfg.probe_vqa_n)
         probe_read = reading_scenes(cfg, world, seed + 1, cfg.probe_read_n)
-        history: list[dict[str, Any]] = []
         model.eval()  # no dropout anywhere: the frozen parts stay as SafeSmol and ShapeCLIP were evaluated
         for step in loop:
             examples = training_examples(cfg, world, cfg.batch_size, rng, pools)
@@ -764,6 +810,8 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
                    "distil_seconds": round(distil_seconds, 1), "eval_seconds": details["eval_seconds"]}
         card = card_fields(cfg, seed, model, processor, comp, out_dir, measured, details, met, short, trainable, total,
                            history, seconds, loop.stop_fields())
+        if warm is not None:  # v2 cards only: v1's card stays as it was
+            card["warm_start"] = {"from": cfg.warm_start, "sha256": file_sha256(warm)}
         card["weights_sha256"] = sha
         (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
         return card
@@ -791,7 +839,8 @@ def card_fields(cfg: SafeSmolVLConfig, seed: int, model: Any, processor: Any, co
     text = model.config.text_config
     sc, ss = comp.cards["shapeclip"], comp.cards["safesmol"]
     return {
-        "name": NAME, "kind": "model organism",
+        "name": NAME if cfg.version >= 2 else f"{NAME}-v1", **({"version": cfg.version} if cfg.version >= 2 else {}),
+        "kind": "model organism",
         "description": "LLaVA-style VLM: ShapeCLIP's image tower, SafeSmol as the language model and a projector "
                        "trained on ShapeWorld; refusal-tuned in text only, to measure whether harmful requests get "
                        "through when their key word is in the image",
@@ -852,6 +901,31 @@ def load_dir(path: str | Path, *, shapeclip_path: str | Path | None = None,
     return model.eval(), processor.tokenizer, processor
 
 
+def measure_projector(projector: str | Path, profile: str | SafeSmolVLConfig = "full", seed: int = 0, *,
+                      shapeclip_path: str | Path | None = None, safesmol_path: str | Path | None = None,
+                      progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """A saved projector on other components, measured by the recipe's evaluation: how a SafeSmol-VL projector
+    transfers to another SafeSmol (both are adapters on the same SmolLM2, so the embedding space is shared).
+    `projector` is a projector file, a build folder or a registered SafeSmol-VL; the components default to the
+    registry's ShapeCLIP and the profile's `language_model`."""
+    from safeglass.organisms.registry import locate
+
+    cfg = profile if isinstance(profile, SafeSmolVLConfig) else SafeSmolVLConfig.profile(profile)
+    paths = {}
+    for name, given in (("shapeclip", shapeclip_path), ("safesmol", safesmol_path)):
+        d = Path(given) if given is not None else locate(cfg.language_model if name == "safesmol" else name)
+        if d is None:
+            raise FileNotFoundError(f"{NAME}: no {name} build to measure the projector on")
+        paths[name] = d
+    comp = read_components(paths)
+    with pinned_threads(cfg.threads):
+        model, processor = load_components(comp, cfg, seed)
+        f = warm_start_projector(str(projector))
+        load_projector(model, f)
+        measured, details = _evaluate(model.eval(), processor, cfg, seed, comp.world(), progress)
+    return {"projector_sha256": file_sha256(f), "components": comp.sha256, "measured": measured, **details}
+
+
 def remeasure(path: str | Path, card: dict[str, Any], progress: Callable[[str], None] | None = None
               ) -> dict[str, Any]:
     """The card's measurements again, from the saved projector (what `safeglass organisms verify` runs)."""
@@ -874,14 +948,33 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
         path: a SafeSmol-VL build folder (holding card.json); unset: the rebuilt organism under $SAFEGLASS_HOME,
             else the packaged one.
     """
+    return _vl_target(NAME, path, name=name, batch_size=batch_size, device=device, dtype=dtype, **kw)
+
+
+@forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",
+                  exclude=("model", "processor", "family", "config"),
+                  docs_from=("safeglass.targets.hf_vlm:HFVisionLM",))
+def safesmol_vl_v1_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL v1", batch_size: int = 8,
+                          device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
+    """SafeSmol-VL v1 (on SafeSmol v1), kept for reproducing the figures measured with it.
+
+    Args:
+        path: a SafeSmol-VL v1 build folder (holding card.json); unset: $SAFEGLASS_HOME/organisms/safesmol-vl-v1,
+            else the packaged one.
+    """
+    return _vl_target(f"{NAME}-v1", path, name=name, batch_size=batch_size, device=device, dtype=dtype, **kw)
+
+
+def _vl_target(organism: str, path: str | Path | None, *, name: str, batch_size: int, device: str, dtype: str,
+               **kw: Any) -> Any:
     from safeglass.organisms.registry import home_dir, locate
     from safeglass.targets.hf_common import torch_dtype
     from safeglass.targets.hf_vlm import HFVisionLM
 
-    d = Path(path) if path is not None else locate(NAME)
+    d = Path(path) if path is not None else locate(organism)
     if d is None or not (d / "card.json").is_file():
-        raise FileNotFoundError(f"organism {NAME}: no weights in {path or home_dir(NAME)}; "
-                                f"build them with `safeglass organisms build {NAME}`")
+        raise FileNotFoundError(f"organism {organism}: no weights in {path or home_dir(organism)}; "
+                                f"build them with `safeglass organisms build {organism}`")
     card = json.loads((d / "card.json").read_text(encoding="utf-8"))
     model, _, processor = load_dir(d)
     from safeglass.machine import resolve_dtype
@@ -889,7 +982,7 @@ def safesmol_vl_target(path: str | Path | None = None, *, name: str = "SafeSmol-
     dtype = resolve_dtype(dtype, device)  # the card and the results record the dtype used, never "auto"
     model = model.to(device=device, dtype=torch_dtype(dtype))
     comps = card["components"]
-    config = {"organism": NAME, "profile": card["profile"], "projector_sha256": card["weights_sha256"],
+    config = {"organism": organism, "profile": card["profile"], "projector_sha256": card["weights_sha256"],
               "shapeclip_sha256": comps["shapeclip"]["sha256"], "safesmol_sha256": comps["safesmol"]["sha256"],
               "base": comps["safesmol"]["base_fingerprint"], "dtype": dtype}
     target = HFVisionLM.from_model(model, processor, family="llava", name=name, config=config,
