@@ -37,7 +37,6 @@ def main(config: str, audit_dir: str, out_path: str, specs: list[str]) -> None:
         unl = Unlearner(model, tok, MethodConfig(**base), seed=cfg.seed)
         for spec in specs:
             method, lr, steps, wordings = spec.split(":")
-            unl.cfg = MethodConfig(**base, name=method)
             unl.reset()
             t0, rows = time.time(), []
 

@@ -171,6 +171,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _config_command(p: argparse.ArgumentParser, config_help: str, out_help: str, json_help: str | None) -> None:
+    """The arguments every capability command shares: its config, --out, --json (when it prints a result file)
+    and --no-progress."""
+    p.add_argument("config", help=config_help)
+    p.add_argument("--out", required=True, help=out_help)
+    if json_help is not None:
+        p.add_argument("--json", action="store_true", help=json_help)
+    p.add_argument("--no-progress", action="store_true")
+
+
 def _clip_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("clip", help="CLIP robustness: zero-shot accuracy under typographic attack, SCAM, and the "
                                     "Dyslexify head-ablation defense")
@@ -185,47 +195,36 @@ def _clip_parser(sub: argparse._SubParsersAction) -> None:
             ("amplify", "the amplification table: typographic damage per task, the base model against its robust "
                         "variants (the config's amplify block)", "clip-amplify.json")):
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out} and prints a short table.")
-        e.add_argument("config", help="clip config (YAML; see safeglass.clip.config)")
-        e.add_argument("--out", required=True, help=f"output folder ({out})")
-        e.add_argument("--json", action="store_true", help=f"print {out}")
-        e.add_argument("--no-progress", action="store_true")
+        _config_command(e, "clip config (YAML; see safeglass.clip.config)", f"output folder ({out})", f"print {out}")
         e.add_argument("--organism", help="use this CLIP organism instead of the config's model "
                                           "(e.g. shapeclip-fare-eps4)")
     a = csub.add_parser("attack", help="clean vs l-inf PGD / APGD zero-shot accuracy at the config's eps list",
                         description="Writes OUT/clip-attack.json and prints a short table.")
-    a.add_argument("config", help="clip config (YAML) with an `adversarial` block (default eps 2 and 4 /255)")
-    a.add_argument("--out", required=True, help="output folder (clip-attack.json)")
+    _config_command(a, "clip config (YAML) with an `adversarial` block (default eps 2 and 4 /255)",
+                    "output folder (clip-attack.json)", "print clip-attack.json")
     a.add_argument("--organism", help="attack this CLIP organism instead of the config's model "
                                       "(e.g. shapeclip-tecoa-eps4)")
-    a.add_argument("--json", action="store_true", help="print clip-attack.json")
-    a.add_argument("--no-progress", action="store_true")
     r = csub.add_parser("robust-train", help="TeCoA / FARE adversarial fine-tuning of the vision tower",
                         description="Writes vision.safetensors and card.json into OUT (resumes a killed run).")
-    r.add_argument("config", help="clip config (YAML) with a `robust` block")
-    r.add_argument("--out", required=True, help="output folder; --install writes into the package instead")
+    _config_command(r, "clip config (YAML) with a `robust` block",
+                    "output folder; --install writes into the package instead", "print card.json")
     r.add_argument("--install", action="store_true",
                    help="write into the package's organism weights (safeglass/organisms/weights/NAME) instead of OUT")
-    r.add_argument("--json", action="store_true", help="print card.json")
-    r.add_argument("--no-progress", action="store_true")
     _clip_analysis_parsers(csub)
 
 
 def _clip_analysis_parsers(csub: argparse._SubParsersAction) -> None:
     v = csub.add_parser("vary", help="natural-variation search: which ShapeWorld scene attributes flip predictions",
                         description="Writes OUT/clip-vary.json and prints the flips in words.")
-    v.add_argument("config", help="clip config (YAML) with a shapeworld data source")
-    v.add_argument("--out", required=True, help="output folder (clip-vary.json)")
+    _config_command(v, "clip config (YAML) with a shapeworld data source",
+                    "output folder (clip-vary.json)", "print clip-vary.json")
     v.add_argument("--budget", type=int, default=20_000, help="images to encode at most (default 20000)")
     v.add_argument("--top", type=int, default=7,
                    help="attributes combined in pairs, those whose values flip most (default 7: all)")
-    v.add_argument("--json", action="store_true", help="print clip-vary.json")
-    v.add_argument("--no-progress", action="store_true")
     t = csub.add_parser("typo", help="write an ImageNet-typo style attacked copy of the config's image folder",
                         description="Writes OUT/<n>/label=<class>_text=<word>.png (readable as data.source: rta100), "
                                     "OUT/manifest.jsonl and OUT/typo-copy.json.")
-    t.add_argument("config", help="clip config (YAML) with a folder data source and an attack block")
-    t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--no-progress", action="store_true")
+    _config_command(t, "clip config (YAML) with a folder data source and an attack block", "output folder", None)
     r = csub.add_parser("report", help="the failure-mode report of a clip run folder, with pictures",
                         description="Reads RUN_DIR/clip-*.json; writes clip-report.md, clip-report.html and the "
                                     "pictures they show into RUN_DIR.")
@@ -241,10 +240,8 @@ def _rl_parser(sub: argparse._SubParsersAction) -> None:
     a = rsub.add_parser("attack", help="the attack suite over the config's seeds; resumable",
                         description="Writes OUT/rl-attack.json and OUT/rl-report.html; a rerun into the same OUT "
                                     "runs only the missing episodes (see safeglass.rl.config for the format).")
-    a.add_argument("config", help="rl config (YAML; see safeglass.rl.config)")
-    a.add_argument("--out", required=True, help="output folder (rl-attack.json, rl-report.html, episodes.jsonl)")
-    a.add_argument("--json", action="store_true", help="print rl-attack.json")
-    a.add_argument("--no-progress", action="store_true")
+    _config_command(a, "rl config (YAML; see safeglass.rl.config)",
+                    "output folder (rl-attack.json, rl-report.html, episodes.jsonl)", "print rl-attack.json")
 
 
 def _continual_parser(sub: argparse._SubParsersAction) -> None:
@@ -257,10 +254,8 @@ def _continual_parser(sub: argparse._SubParsersAction) -> None:
              "continual-sweep.json")):
         e = csub.add_parser(name, help=help_text, description=f"Writes OUT/{out}, OUT/cells/ (one file a "
                                                               "finished cell, reused by a rerun) and OUT/plots/.")
-        e.add_argument("config", help="continual config (YAML; see safeglass.continual.config)")
-        e.add_argument("--out", required=True, help=f"output folder ({out}, cells/, plots/)")
-        e.add_argument("--json", action="store_true", help=f"print {out}")
-        e.add_argument("--no-progress", action="store_true")
+        _config_command(e, "continual config (YAML; see safeglass.continual.config)",
+                        f"output folder ({out}, cells/, plots/)", f"print {out}")
     g = csub.add_parser("generate", help="write the config's synthetic images as a folder of class subfolders")
     g.add_argument("config", help="continual config (YAML)")
     g.add_argument("--out", required=True, help="output folder (<class>/<i>.png and generated.json)")
@@ -275,12 +270,10 @@ def _align_parser(sub: argparse._SubParsersAction) -> None:
     e = asub.add_parser("audit", help="the durability audit of one model; resumable phase by phase",
                         description="Writes OUT/phases/*.json as each phase finishes (a rerun reuses them) and "
                                     "OUT/align-audit.json, and prints a short table. See docs/alignment.md.")
-    e.add_argument("config", help="align config (YAML; see safeglass.align.config)")
-    e.add_argument("--out", required=True, help="output folder (phases/, align-audit.json)")
+    _config_command(e, "align config (YAML; see safeglass.align.config)",
+                    "output folder (phases/, align-audit.json)", "print align-audit.json")
     e.add_argument("--save-weights", metavar="DIR", help="also write the easy-subset attack's LoRA adapter to DIR "
                                                         "(otherwise unlearned weights stay in memory)")
-    e.add_argument("--json", action="store_true", help="print align-audit.json")
-    e.add_argument("--no-progress", action="store_true")
 
 
 def _neurons_parser(sub: argparse._SubParsersAction) -> None:
