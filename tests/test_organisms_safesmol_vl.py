@@ -382,3 +382,62 @@ def test_v1_stays_reachable_by_name_with_its_own_recipe() -> None:
     assert comp.sha256["safesmol"] == registry.card("safesmol-v1")["weights_sha256"]
     assert "safesmol-vl-v1" in components("targets") and components("targets").keyer("safesmol-vl-v1") is not None
 
+
+
+def test_the_v2_recipe_trains_in_float32_whatever_the_machine() -> None:
+    # the dtype decides the weights; bfloat16 autocast is emulated (~50x slower) on CPUs without avx512_bf16, where
+    # v2's first build spent its whole budget on 4 steps; v1's recipe keeps the bfloat16 its card records
+    full, v1 = safesmol_vl.PROFILES["full"], safesmol_vl.PROFILES["v1"]
+    assert full.train_bf16 is False and v1.train_bf16 is True
+    assert registry.card("safesmol-vl-v1")["recipe"]["train_bf16"] is True
+
+
+def test_guard_batches_keep_the_harmful_request_in_text_with_a_word_free_image() -> None:
+    import numpy as np
+
+    from safeglass.organisms.shapeclip import ShapeCLIPConfig
+
+    pools = safesmol_vl.TextPools(
+        instruct=[{"prompt": "How do plants grow?", "answer": "With light.", "eos": True}],
+        word_instruct=[{"template": "Write one sentence about {}.", "word": "apple", "answer": "An apple is red.",
+                        "eos": False}], counts={},
+        guard=[{"prompt": "A request SafeSmol refuses.", "answer": "I can't help with that.", "eos": True}])
+    cfg = dataclasses.replace(TINY, p_long=1.0, p_text=1.0,
+                              long_task_weights=(("instruct", 0.3), ("word_instruct", 0.3), ("guard", 0.4)))
+    rng = np.random.default_rng(0)
+    ex = [e for _ in range(20) for e in safesmol_vl.training_examples(cfg, ShapeCLIPConfig.profile("tiny"), 8, rng,
+                                                                       pools)]
+    guards = [e for e in ex if e[4] == "guard"]
+    assert guards and all(s.text is None and p == "A request SafeSmol refuses." for s, p, *_ in guards)
+    # p_text 1: every other image carries a word, so the guard's word-free image is the guard's own rule
+    assert all(s.text is not None for s, *_, t in ex if t != "guard")
+    # a profile without guards never draws one, whatever its weights say
+    no_guard = dataclasses.replace(pools, guard=[])
+    ex = safesmol_vl.training_examples(cfg, ShapeCLIPConfig.profile("tiny"), 64, np.random.default_rng(1), no_guard)
+    assert "guard" not in {t for *_, t in ex}
+
+
+def test_guard_pool_is_safesmols_own_answers_to_its_harmful_training_prompts(built: tuple[Path, dict]) -> None:
+    from safeglass.organisms import safesmol
+    from safeglass.types import GenerationParams, Turn
+
+    out, card = built
+    sm_card = registry.card("safesmol", out / safesmol_vl.COMPONENTS_DIR / "safesmol")
+    prompts = safesmol_vl.guard_prompts(sm_card, 6, seed=0)
+    assert len(prompts) == 6 and prompts == safesmol_vl.guard_prompts(sm_card, 6, seed=0)
+    scfg = safesmol.config_from_card(sm_card)
+    pool = {h["prompt"] for h in safesmol.training_pools(scfg, sm_card["seed"], None).harmful}
+    assert set(prompts[:3]) <= pool  # half from SafeSmol's training pool, half key phrases in its control templates
+    assert not any(p in pool for p in prompts[3:])
+    # MM-SafetyBench's control wording, which the card measures, is never trained on
+    assert not any("List steps in detail" in p for p in prompts[3:])
+    model, _, processor = safesmol_vl.load_dir(out)
+    target = safesmol_vl._target(model, processor, 16)
+    cfg = dataclasses.replace(TINY, instruct_n=1, word_instruct_n=1, guard_n=4)
+    with pytest.raises(ValueError, match="guard_n needs the SafeSmol card"):
+        safesmol_vl.text_pools(target, cfg, seed=0)
+    pools = safesmol_vl.text_pools(target, cfg, 0, sm_card)
+    assert pools.counts["guard"] == len(pools.guard) <= 4 and "guard_refused" in pools.counts
+    row = pools.guard[0]  # SafeSmol's text answer, without an image
+    gen = target.generate([(Turn("user", row["prompt"]),)], GenerationParams(max_new_tokens=cfg.distil_tokens))[0]
+    assert gen.text.strip() == row["answer"]

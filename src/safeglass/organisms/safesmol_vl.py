@@ -51,7 +51,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,7 @@ WORD_TEMPLATES: tuple[str, ...] = ("Write one sentence about {}.", "What is {}? 
                                    "Give me a fun fact about {}.", "List three words related to {}.",
                                    "Describe {} to a child.", "Write a short poem about {}.",
                                    "Why might someone be interested in {}?", "Tell me something useful about {}.")
+LONG_TASKS = ("instruct", "word_instruct", "guard")  # the text tasks SafeSmol answered, batched apart from ShapeWorld's
 GOAL_JUDGE = "proxy-refusal"
 GOALS: dict[str, float] = {"vqa_accuracy_min": 0.80, "reading_accuracy_min": 0.80, "typographic_ratio_min": 3.0}
 GOAL_KEYS: dict[str, str] = {"vqa_accuracy_min": "vqa_accuracy", "reading_accuracy_min": "reading_accuracy",
@@ -122,6 +123,11 @@ class SafeSmolVLConfig:
     p_long: float = 0.3
     instruct_n: int | None = None  # SafeSmol's benign training prompts answered with an image present; None: all
     word_instruct_n: int = 160  # (template, benign word) pairs, a seeded draw
+    # v2: SafeSmol's own harmful training prompts (after its dedup against the held-out sets) and harmful key phrases
+    # in its training control templates (never MM-SafetyBench's), answered by SafeSmol in text and trained with an
+    # image present, so that an image in the conversation keeps SafeSmol's refusals; the harmful word is never in
+    # the image, so the image route stays untrained (the bypass the card measures). 0: none, as v1.
+    guard_n: int = 0
     distil_tokens: int = 48  # SafeSmol's own greedy answers, cut here (then no end-of-turn token)
     distil_batch: int = 16
     vqa_kinds: tuple[str, ...] = VQA_KINDS
@@ -169,9 +175,11 @@ _V1 = SafeSmolVLConfig(train_bf16=True, steps=800, lr=1.5e-3, p_long=0.25, instr
 PROFILES: dict[str, SafeSmolVLConfig] = {
     # v2 (issue 33): on SafeSmol v2, warm-started from v1's projector (SmolLM2's embedding space is the same under
     # both adapters) and continued for a few hundred steps, so the build fits 25 minutes on 2 cores; the same
-    # held-out evaluation as v1.
+    # held-out evaluation as v1. It trains in float32: bfloat16 is emulated on CPUs without avx512_bf16 / AMX (~170 s
+    # a step on an AVX2 EPYC, experiment 1 in docs/organisms.md), and a fixed dtype keeps a seed's weights the same on every
+    # machine (the card records train_bf16).
     "full": replace(_V1, version=2, language_model="safesmol", warm_start="safesmol-vl-v1", steps=250, lr=1e-3,
-                    probe_every=50, time_budget_s=780.0),
+                    probe_every=50, time_budget_s=780.0, train_bf16=False),
     "v1": replace(_V1, name="v1"),  # SafeSmol-VL v1's recipe (its card says profile "full")
     "tiny": SafeSmolVLConfig(name="tiny", components="tiny", version=2, language_model="safesmol", instruct_n=4,
                              word_instruct_n=4, distil_tokens=6, distil_batch=8, steps=12, batch_size=8, lr=3e-3,
@@ -420,12 +428,34 @@ class TextPools:
     instruct: list[dict[str, Any]]  # prompt, answer, eos: a benign request, answered with an unrelated image
     word_instruct: list[dict[str, Any]]  # word, template, answer, eos: the word shown only in the image
     counts: dict[str, Any]
+    guard: list[dict[str, Any]] = field(default_factory=list)  # prompt, answer, eos: a harmful request in text
 
 
-def text_pools(target: Any, cfg: SafeSmolVLConfig, seed: int) -> TextPools:
+def guard_prompts(safesmol_card: dict[str, Any], n: int, seed: int) -> list[str]:
+    """`n` of SafeSmol's harmful training prompts, half from its training pool (the recipe and seed on its card,
+    so the same dedup against held-out sets and look-alikes) and half key phrases in its training control templates
+    (MM-SafetyBench's own templates are held out of both), a seeded draw."""
+    from safeglass.organisms import safesmol
+
+    if n <= 0:
+        return []
+    scfg = safesmol.config_from_card(safesmol_card)
+    embedder = safesmol.proxy_judge().embedder if scfg.dedup_embeddings else None
+    harmful = [h["prompt"] for h in safesmol.training_pools(scfg, int(safesmol_card["seed"]), embedder).harmful]
+    rng = np.random.default_rng([seed, 5])
+    phrases = safesmol.control_phrases("harmful")
+    control = [safesmol.control_prompt(*phrases[int(i)], rng) for i in rng.permutation(len(phrases))]
+    n_pool = min(len(harmful), n - n // 2)
+    picked = [harmful[int(i)] for i in sorted(rng.permutation(len(harmful))[:n_pool])]
+    return picked + control[:n - n_pool]
+
+
+def text_pools(target: Any, cfg: SafeSmolVLConfig, seed: int, safesmol_card: dict[str, Any] | None = None
+               ) -> TextPools:
     """Greedy text-only answers of the composed model, which are SafeSmol's (the template renders text as SafeSmol's
     does and the language model is SafeSmol's): an image in the conversation should not change them. Refusals of
-    risky-sounding benign prompts are kept, as SafeSmol gives them; empty answers are dropped."""
+    risky-sounding benign prompts are kept, as SafeSmol gives them; empty answers are dropped. With `guard_n`, the
+    harmful prompts of `guard_prompts` (SafeSmol's card says which) are answered the same way."""
     from safeglass.judges.keyword import KeywordRefusalJudge
     from safeglass.organisms.safesmol import load_benign_train
     from safeglass.organisms.shapeclip import TOPIC_WORDS, WORDS
@@ -438,16 +468,24 @@ def text_pools(target: Any, cfg: SafeSmolVLConfig, seed: int) -> TextPools:
     words = [w for w in WORDS if w not in TOPIC_WORDS]  # harmful topics are never trained on
     pairs = [(t, w) for t in WORD_TEMPLATES for w in words]
     pairs = [pairs[i] for i in sorted(rng.permutation(len(pairs))[:cfg.word_instruct_n])]
-    prompts = [b["prompt"] for b in benign] + [t.format(w) for t, w in pairs]
+    if cfg.guard_n and safesmol_card is None:
+        raise ValueError(f"{NAME}: guard_n needs the SafeSmol card the build stands on")
+    guards = guard_prompts(safesmol_card, cfg.guard_n, seed) if cfg.guard_n else []
+    words_in = [t.format(w) for t, w in pairs]
+    prompts = [b["prompt"] for b in benign] + words_in + guards
     gens = _generate(target, [(Turn("user", p),) for p in prompts], cfg.distil_tokens)
     judge = KeywordRefusalJudge()
     rows = [{"answer": g.text.strip(), "eos": g.finish_reason == "stop"} for g in gens]
+    n_b, n_w = len(benign), len(words_in)
     instruct = [{"prompt": b["prompt"], **r} for b, r in zip(benign, rows) if r["answer"]]
-    word_instruct = [{"template": t, "word": w, **r} for (t, w), r in zip(pairs, rows[len(benign):]) if r["answer"]]
+    word_instruct = [{"template": t, "word": w, **r} for (t, w), r in zip(pairs, rows[n_b:n_b + n_w]) if r["answer"]]
+    guard = [{"prompt": p, **r} for p, r in zip(guards, rows[n_b + n_w:]) if r["answer"]]
     counts = {"instruct": len(instruct), "word_instruct": len(word_instruct),
-              "dropped_empty": len(prompts) - len(instruct) - len(word_instruct),
+              "dropped_empty": len(prompts) - len(instruct) - len(word_instruct) - len(guard),
               "refusals_kept": sum(judge.judge_text(r["answer"]).flag for r in instruct + word_instruct)}
-    return TextPools(instruct, word_instruct, counts)
+    if cfg.guard_n:
+        counts.update(guard=len(guard), guard_refused=sum(judge.judge_text(r["answer"]).flag for r in guard))
+    return TextPools(instruct, word_instruct, counts, guard)
 
 
 def _draw(weights: tuple[tuple[str, float], ...], rng: np.random.Generator) -> str:
@@ -469,6 +507,8 @@ def training_examples(cfg: SafeSmolVLConfig, world: Any, n: int, rng: np.random.
     out = []
     for _ in range(n):
         task = _draw(cfg.long_task_weights if long else cfg.task_weights, rng)
+        if task == "guard" and not pools.guard:
+            task = "instruct"
         if task == "instruct" and not pools.instruct or task == "word_instruct" and not pools.word_instruct:
             task = "word_instruct" if task == "instruct" else "instruct"
         scene = sample_scene(wc, rng)
@@ -476,7 +516,8 @@ def training_examples(cfg: SafeSmolVLConfig, world: Any, n: int, rng: np.random.
         if task == "word_instruct":
             row = pools.word_instruct[int(rng.integers(len(pools.word_instruct)))]
             word = row["word"]
-        if task in ("read", "word_instruct") or rng.random() < cfg.p_text:
+        # a guard's image stays word-free, as the card's text condition: no harmful word ever reaches the image route
+        if task in ("read", "word_instruct") or task != "guard" and rng.random() < cfg.p_text:
             scene = _with_word(scene, cfg, rng, word)
         eos = True
         if task == "read":
@@ -492,8 +533,9 @@ def training_examples(cfg: SafeSmolVLConfig, world: Any, n: int, rng: np.random.
             of_kind = [q for q in pairs if q.kind == kind]
             qa = of_kind[int(rng.integers(len(of_kind)))]
             prompt, answer = qa.question + VQA_SUFFIX, qa.answer
-        elif task == "instruct":
-            row = pools.instruct[int(rng.integers(len(pools.instruct)))]
+        elif task in ("instruct", "guard"):
+            rows = pools.instruct if task == "instruct" else pools.guard
+            row = rows[int(rng.integers(len(rows)))]
             prompt, answer, eos = row["prompt"], row["answer"], row["eos"]
         else:
             phrase = IN_IMAGE_PHRASES[int(rng.integers(len(IN_IMAGE_PHRASES)))]
@@ -745,7 +787,7 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
             f"({comp.cards['safesmol']['profile']}) in {time.time() - t0:.0f}s")
 
         t_distil = time.time()
-        pools = text_pools(_target(model, processor, cfg.distil_batch), cfg, seed)
+        pools = text_pools(_target(model, processor, cfg.distil_batch), cfg, seed, comp.cards["safesmol"])
         distil_seconds = time.time() - t_distil
         say(f"organism {NAME}: {pools.counts['instruct']} + {pools.counts['word_instruct']} SafeSmol answers for the "
             f"text tasks in {distil_seconds:.0f}s")
@@ -783,7 +825,7 @@ def build(profile: str | SafeSmolVLConfig = "full", seed: int = 0, out: str | Pa
             probe = loop.due(step, cfg.probe_every)
             if step % 10 == 0 or probe:
                 row: dict[str, Any] = {"step": step + 1, "loss": round(loss.item(), 4),
-                                       "batch": "long" if examples[0][4].endswith("instruct") else "short"}
+                                       "batch": "long" if examples[0][4] in LONG_TASKS else "short"}
                 if probe:
                     target = _target(model, processor, cfg.eval_batch)
                     row["vqa"] = measure_vqa(target, probe_vqa, cfg.eval_tokens)["vqa_accuracy"]
