@@ -175,11 +175,15 @@ _V1 = SafeSmolVLConfig(train_bf16=True, steps=800, lr=1.5e-3, p_long=0.25, instr
 PROFILES: dict[str, SafeSmolVLConfig] = {
     # v2 (issue 33): on SafeSmol v2, warm-started from v1's projector (SmolLM2's embedding space is the same under
     # both adapters) and continued for a few hundred steps, so the build fits 25 minutes on 2 cores; the same
-    # held-out evaluation as v1. It trains in float32: bfloat16 is emulated on CPUs without avx512_bf16 / AMX (~170 s
-    # a step on an AVX2 EPYC, experiment 1 in docs/organisms.md), and a fixed dtype keeps a seed's weights the same on every
-    # machine (the card records train_bf16).
-    "full": replace(_V1, version=2, language_model="safesmol", warm_start="safesmol-vl-v1", steps=250, lr=1e-3,
-                    probe_every=50, time_budget_s=780.0, train_bf16=False),
+    # held-out evaluation as v1. It trains in float32: bfloat16 is emulated on CPUs without avx512_bf16 / AMX
+    # (~170 s a step on an AVX2 EPYC, experiment 1 in docs/organisms.md), and a fixed dtype keeps a seed's weights
+    # the same on every machine (the card records train_bf16). 180 steps fit the 780 s budget at the 4.2 s a step
+    # measured in experiment 2 (which stopped at step 189 of 250, its schedule undecayed). A fifth of the text
+    # batches' rows are guards (guard_n): in experiment 2 the keyword judge found no refusal of the MM-SafetyBench
+    # control with the word in text and an image present, where SafeSmol alone refuses 65 % of it.
+    "full": replace(_V1, version=2, language_model="safesmol", warm_start="safesmol-vl-v1", steps=180, lr=1e-3,
+                    probe_every=50, time_budget_s=780.0, train_bf16=False, guard_n=160,
+                    long_task_weights=(("instruct", 0.4), ("word_instruct", 0.4), ("guard", 0.2))),
     "v1": replace(_V1, name="v1"),  # SafeSmol-VL v1's recipe (its card says profile "full")
     "tiny": SafeSmolVLConfig(name="tiny", components="tiny", version=2, language_model="safesmol", instruct_n=4,
                              word_instruct_n=4, distil_tokens=6, distil_batch=8, steps=12, batch_size=8, lr=3e-3,
