@@ -193,6 +193,13 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "Refusal, data v3 (strict reading), sentence by sentence: refusal-v2's reader with the v3 heads", ("refusal",)),
     ("judges", "three-way-v3", "safeglass.judges.fulfilment:ThreeWayV3Judge",
      "three-way with the data v3 heads (label: full compliance / partial / full refusal)", ("refusal",)),
+    ("judges", "fulfilment-v4", "safeglass.judges.fulfilment:FulfilmentV4Judge",
+     "Objective achieved, data v4: fulfilment's reader with heads also trained on long, formatted non-deliveries "
+     "(deflections, late refusals, related-question answers; docs/judges.md)", ("harm",)),
+    ("judges", "refusal-v4", "safeglass.judges.fulfilment:RefusalV4Judge",
+     "Refusal, data v4 (strict reading), sentence by sentence: refusal-v2's reader with the v4 heads", ("refusal",)),
+    ("judges", "three-way-v4", "safeglass.judges.fulfilment:ThreeWayV4Judge",
+     "three-way with the data v4 heads (label: full compliance / partial / full refusal)", ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -240,4 +247,7 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "fulfilment-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
     ("judges", "refusal-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
     ("judges", "three-way-v3"): "safeglass.judges.proxy_files:fulfilment_v3_key_args",
+    ("judges", "fulfilment-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
+    ("judges", "refusal-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
+    ("judges", "three-way-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
 }

