@@ -81,6 +81,7 @@ NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     ("targets", "safesmol-v1", "path"): "weights by content",
     ("targets", "safesmol-vl", "path"): "weights by content",
     ("targets", "safesmol-vl-v1", "path"): "weights by content",
+    ("targets", "safesmol-vl-v2", "path"): "weights by content",
     # a proxy judge's heads enter by content (tests/test_judges_proxy.py); the embedder object is the default's
     ("judges", "proxy-refusal", "weights"): "heads by content",
     ("judges", "proxy-harm", "weights"): "heads by content",

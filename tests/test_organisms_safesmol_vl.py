@@ -369,7 +369,7 @@ def test_v1_stays_reachable_by_name_with_its_own_recipe() -> None:
 
     o = registry.get("safesmol-vl-v1")
     assert o.family == "safesmol-vl" and o.default_profile == "v1" and o.weights_file == "projector.safetensors"
-    assert registry.versions("safesmol-vl") == ["safesmol-vl", "safesmol-vl-v1"]
+    assert registry.versions("safesmol-vl") == ["safesmol-vl", "safesmol-vl-v2", "safesmol-vl-v1"]
     d = registry.locate("safesmol-vl-v1")
     v1 = registry.card("safesmol-vl-v1")
     assert d == registry.PACKAGE_WEIGHTS / "safesmol-vl-v1"
@@ -441,3 +441,25 @@ def test_guard_pool_is_safesmols_own_answers_to_its_harmful_training_prompts(bui
     row = pools.guard[0]  # SafeSmol's text answer, without an image
     gen = target.generate([(Turn("user", row["prompt"]),)], GenerationParams(max_new_tokens=cfg.distil_tokens))[0]
     assert gen.text.strip() == row["answer"]
+
+
+def test_v2_stands_on_safesmol_v2_and_names_its_warm_start() -> None:
+    from safeglass.registry import registry as components
+
+    v2 = registry.card("safesmol-vl-v2")
+    v1 = registry.card("safesmol-vl-v1")
+    d = registry.locate("safesmol-vl-v2")
+    assert d == registry.PACKAGE_WEIGHTS / "safesmol-vl-v2"
+    assert v2["version"] == 2 and v2["recipe"]["language_model"] == "safesmol"
+    assert v2["weights_sha256"] == safesmol_vl.file_sha256(d / "projector.safetensors") != v1["weights_sha256"]
+    comp = safesmol_vl.find_components(d, v2)
+    assert comp.sha256["safesmol"] == registry.card("safesmol")["weights_sha256"] != v1["components"]["safesmol"][
+        "sha256"]
+    assert v2["warm_start"] == {"from": "safesmol-vl-v1", "sha256": v1["weights_sha256"]}
+    # the packaged build is the v2 profile's recipe, in float32, with its guards
+    assert safesmol_vl.config_from_card(v2) == safesmol_vl.PROFILES["full"]
+    assert v2["recipe"]["train_bf16"] is False and v2["data"]["guard"] > 0
+    # the same held-out evaluation as v1's card, so the figures compare
+    for k in ("vqa_n", "read_n", "eval_tokens", "typo_tokens", "typo_limit", "typo_text_size", "eval_seed"):
+        assert v2["recipe"][k] == v1["recipe"][k], k
+    assert "safesmol-vl-v2" in components("targets") and components("targets").keyer("safesmol-vl-v2") is not None

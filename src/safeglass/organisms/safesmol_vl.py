@@ -1011,6 +1011,20 @@ def safesmol_vl_v1_target(path: str | Path | None = None, *, name: str = "SafeSm
     return _vl_target(f"{NAME}-v1", path, name=name, batch_size=batch_size, device=device, dtype=dtype, **kw)
 
 
+@forwards_options("safeglass.targets.hf_vlm:HFVisionLM.from_model",
+                  exclude=("model", "processor", "family", "config"),
+                  docs_from=("safeglass.targets.hf_vlm:HFVisionLM",))
+def safesmol_vl_v2_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL v2", batch_size: int = 8,
+                          device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
+    """SafeSmol-VL v2 (on SafeSmol v2), the candidate to become `safesmol-vl` (docs/organisms.md).
+
+    Args:
+        path: a SafeSmol-VL v2 build folder (holding card.json); unset: $SAFEGLASS_HOME/organisms/safesmol-vl-v2,
+            else the packaged one.
+    """
+    return _vl_target(f"{NAME}-v2", path, name=name, batch_size=batch_size, device=device, dtype=dtype, **kw)
+
+
 def _vl_target(organism: str, path: str | Path | None, *, name: str, batch_size: int, device: str, dtype: str,
                **kw: Any) -> Any:
     from safeglass.organisms.registry import home_dir, locate
