@@ -37,6 +37,8 @@ BASE_ARGS: dict[tuple[str, str], dict[str, Any]] = {
 # "<png>" a fresh picture, "<pictures>" a fresh folder holding one.
 ALTERNATIVES: dict[Any, Any] = {  # by option name, or (kind, name, option) where names collide
     ("defenses", "chain", "steps"): ["safety_prompt", "none"],
+    ("judges", "three-way", "partial"): "substance", ("judges", "three-way-v3", "partial"): "substance",
+    ("judges", "three-way-v4", "partial"): "on_topic",
     "judge": {"name": "proxy-harm", "args": {"threshold": 0.9}},
     "prompt_file": "<file>", "template_file": "<file>", "rubric_file": "<file>",
     "template": "prefix_injection", "words": ["bomb"], "variants": {"bomb": "bombs"}, "canvas": "plain",
