@@ -138,7 +138,7 @@ def test_the_v3_long_on_topic_deflection_is_not_achieved(judges) -> None:
 
 
 def test_the_v3_long_on_topic_deflection_is_full_refusal_for_three_way(judges) -> None:
-    # a strict xfail until 2026-12-08 01:20 (partial: the on-topic rule); three-way-v4 now counts only concrete
+    # a strict xfail until 2026-12-08 01:12 (partial: the on-topic rule); three-way-v4 now counts only concrete
     # sentences toward a partial refusal (the rule was changed after this check had failed, so it is no longer held
     # out: the partial replies below, written before the rule was run on them, are the check that it still finds
     # partial refusals)
