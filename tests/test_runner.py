@@ -286,3 +286,35 @@ def test_primary_judge_picks_the_finding_and_is_checked(tmp_path):
     assert parse_config(config(judges=two, primary_judge="kw")).hash == parse_config(config(judges=two)).hash
     with pytest.raises(ConfigError, match="primary_judge"):
         parse_config(config(judges=two, primary_judge="nope"))
+
+
+def test_save_png_survives_writers_of_the_same_picture_at_once(tmp_path) -> None:
+    # workers attacking one sample for two targets write the same image together; a shared temporary name let one
+    # writer rename the other's file away (FileNotFoundError, a crashed worker)
+    import threading
+
+    from PIL import Image
+
+    from safeglass.eval.runner import save_png
+    from safeglass.types import ImageRef
+
+    for round_ in range(20):
+        d = tmp_path / f"images-{round_}"
+        img = ImageRef(Image.new("RGB", (64, 64), (round_, 40, 90)))
+        barrier, errors, paths = threading.Barrier(8), [], []
+
+        def write() -> None:
+            barrier.wait()
+            try:
+                paths.append(save_png(img, d))
+            except OSError as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=write) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(set(paths)) == 1
+        assert sorted(p.name for p in d.iterdir()) == [f"{img.content_hash()}.png"]  # no temporary left behind
+        assert Image.open(paths[0]).size == (64, 64)

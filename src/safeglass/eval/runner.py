@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 import sys
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -338,7 +340,9 @@ def save_png(img: ImageRef, image_dir: Path) -> Path:
     image_dir.mkdir(parents=True, exist_ok=True)
     path = image_dir / f"{img.content_hash()}.png"
     if not path.exists():
-        tmp = path.with_suffix(".tmp")
+        # one temporary name per writer: workers that attack the same sample for different targets write the same
+        # picture at the same moment, and with a shared name one renamed the other's file away (a crash)
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
         tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
         tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
     return path
