@@ -303,7 +303,7 @@ def test_save_png_survives_writers_of_the_same_picture_at_once(tmp_path) -> None
         img = ImageRef(Image.new("RGB", (64, 64), (round_, 40, 90)))
         barrier, errors, paths = threading.Barrier(8), [], []
 
-        def write() -> None:
+        def write(img=img, d=d, barrier=barrier, errors=errors, paths=paths) -> None:
             barrier.wait()
             try:
                 paths.append(save_png(img, d))
