@@ -47,6 +47,9 @@ RUN = {
     # same hash and content (its 16 items lacked the third defense's judge, which did not exist then)
     "output-filter-default": ("a4989e1535a54c00", "26d56482e73a0588", 24, "702c533db4fab1ff",
                               ["114c4a2d0816d67c5b3820346deb03e3", "787bd7b51f4e0ec9ddf341c054e44af5"]),
+    # added with the SafeSmol-VL v2 candidate (issue 33), computed by the schema parser: v1 and v2 side by side
+    "safesmol-vl-versions": ("356683bba6b67c64", "3fa66562ae0dd9dc", 16, "04208d799c1c98bc",
+                             ["4cabc48968e13bb523674765f796718b", "d1cdd0e318281c7881a5fc50c00a51cd"]),
 }
 NEURONS = {
     "neurons-safesmol-vl-find": "d81505b62f11c542", "neurons-smollm2-find": "1c97fb44b35624fe",

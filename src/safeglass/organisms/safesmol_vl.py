@@ -178,9 +178,10 @@ PROFILES: dict[str, SafeSmolVLConfig] = {
     # held-out evaluation as v1. It trains in float32: bfloat16 is emulated on CPUs without avx512_bf16 / AMX
     # (~170 s a step on an AVX2 EPYC, experiment 1 in docs/organisms.md), and a fixed dtype keeps a seed's weights
     # the same on every machine (the card records train_bf16). 180 steps fit the 780 s budget at the 4.2 s a step
-    # measured in experiment 2 (which stopped at step 189 of 250, its schedule undecayed). A fifth of the text
-    # batches' rows are guards (guard_n): in experiment 2 the keyword judge found no refusal of the MM-SafetyBench
-    # control with the word in text and an image present, where SafeSmol alone refuses 65 % of it.
+    # measured in experiment 2 on an AVX512 EPYC (which stopped at step 189 of 250, its schedule undecayed); a slower
+    # CPU stops at the budget, which the card records. A fifth of the text batches' rows are guards (guard_n): in
+    # experiment 2 the keyword judge found no refusal of the MM-SafetyBench control with the word in text and an
+    # image present, where SafeSmol alone refuses 65 % of it.
     "full": replace(_V1, version=2, language_model="safesmol", warm_start="safesmol-vl-v1", steps=180, lr=1e-3,
                     probe_every=50, time_budget_s=780.0, train_bf16=False, guard_n=160,
                     long_task_weights=(("instruct", 0.4), ("word_instruct", 0.4), ("guard", 0.2))),
