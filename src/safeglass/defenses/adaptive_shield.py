@@ -52,6 +52,7 @@ from safeglass.defenses.inspection_prompt import DEFAULT_INSPECTION_PROMPT, shie
 from safeglass.defenses.prompting import conversation_images, request_text
 from safeglass.defenses.retrieval import Index, Key, thumbnail
 from safeglass.hashing import content_hash
+from safeglass.paths import write_atomic
 from safeglass.registry import registry
 from safeglass.types import Conversation, Generation, GenerationParams, JudgeInput, Sample, Target, Turn
 
@@ -311,9 +312,7 @@ class AdaptiveShield(Defense):
         def save() -> None:
             state["trace"] = ctx.traces
             state_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = state_path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(state), encoding="utf-8")
-            tmp.replace(state_path)
+            write_atomic(state_path, json.dumps(state))  # another worker may build the same pool at once
 
         # 1. the initial prompt on every training request
         if state["initial"] is None:

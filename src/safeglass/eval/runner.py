@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
 import sys
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -27,6 +25,7 @@ from safeglass.eval.provenance import library_versions, seed_everything
 from safeglass.eval.store import GenerationRow, Store
 from safeglass.judges.base import Judge, JudgeInput
 from safeglass.machine import machine_info
+from safeglass.paths import write_atomic
 from safeglass.registry import registry
 from safeglass.targets.modifiers import applied_labels, build_trained
 from safeglass.types import ImageRef
@@ -339,12 +338,8 @@ def save_png(img: ImageRef, image_dir: Path) -> Path:
     stage's images and the ones a defense sends (its context is handed this)."""
     image_dir.mkdir(parents=True, exist_ok=True)
     path = image_dir / f"{img.content_hash()}.png"
-    if not path.exists():
-        # one temporary name per writer: workers that attack the same sample for different targets write the same
-        # picture at the same moment, and with a shared name one renamed the other's file away (a crash)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}-{threading.get_ident()}.tmp")
-        tmp.write_bytes(img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
-        tmp.replace(path)  # atomic: a kill never leaves half an image under the final name
+    if not path.exists():  # workers attacking one sample for two targets write it at once: write_atomic allows that
+        write_atomic(path, img.data() if img.data()[:4] == b"\x89PNG" else _png(img))
     return path
 
 
