@@ -109,8 +109,8 @@ def test_malformed_or_missing_nondeliveries_fail(tmp_path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "p", "kind": "late_refusal", "preamble": "Some context."}) + "\n",
                    encoding="utf-8")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: late_refusal row without field 'refusal'"):
         ft.load_long_nondeliveries(bad)
     bad.write_text(json.dumps({"prompt": "p", "kind": "lecture", "text": "x"}) + "\n", encoding="utf-8")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: field 'kind' is 'lecture'"):
         ft.load_long_nondeliveries(bad)

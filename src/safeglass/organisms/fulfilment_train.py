@@ -283,11 +283,18 @@ def load_long_nondeliveries(path: Path | None = None) -> list[dict[str, str]]:
     path = path or RESOURCES / LONG_NONDELIVERIES_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing; data v4 needs it")
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    for row in rows:
-        fields = ("preamble", "refusal") if row.get("kind") == "late_refusal" else ("text",)
-        if row.get("kind") not in NONDELIVERY_KINDS or not all(str(row.get(k, "")).strip() for k in fields):
-            raise ValueError(f"{path}: malformed row for {row.get('prompt')!r} ({row.get('kind')!r})")
+    rows = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("kind") not in NONDELIVERY_KINDS:
+            raise ValueError(f"{path}:{n}: field 'kind' is {row.get('kind')!r}, not one of {NONDELIVERY_KINDS}")
+        fields = ("prompt", "preamble", "refusal") if row["kind"] == "late_refusal" else ("prompt", "text")
+        empty = [k for k in fields if not str(row.get(k, "")).strip()]
+        if empty:
+            raise ValueError(f"{path}:{n}: {row['kind']} row without field {empty[0]!r}")
+        rows.append(row)
     return rows
 
 
@@ -312,18 +319,17 @@ def _cut_at_line(answer: str, rng: random.Random) -> str:
     return (cut[:line] if line > len(answer) // 2 else cut.rsplit(" ", 1)[0]).rstrip()
 
 
-def _v4_examples(seed: int, rng: random.Random) -> list[Example]:
-    """Data v4's additions: the new long answers as data v3 uses its answers; every long answer (v3's and the new
-    ones) cut after its first sections, which still delivers (as data v2's truncated answers), so that a long
+def _v4_examples(seed: int, rng: random.Random, old: Sequence[tuple[str, str]]) -> list[Example]:
+    """Data v4's additions: the new long answers as data v3 uses its answers; every long answer (v3's, `old`, and the
+    new ones) cut after its first sections, which still delivers (as data v2's truncated answers), so that a long
     non-delivery and a delivering answer overlap in length; then every long non-delivery."""
-    old = load_model_answers(RESOURCES / LONG_ANSWERS_FILE)
     answers = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)
     splits = [pjd.split_of(p, seed) for p, _ in answers]
     out: list[Example] = []
     for (prompt, answer), split in zip(answers, splits):
         others = [a for (p, a), sp in zip(answers, splits) if sp == split and p != prompt]
         out += _model_examples(prompt, answer, split, rng, others, "long4")
-    for prompt, answer in old + answers:
+    for prompt, answer in [*old, *answers]:
         cut = _cut_at_line(answer, rng)
         if len(split_sentences(cut)) >= 3:
             segs, sep = _model_segments(cut)
@@ -362,7 +368,7 @@ def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> li
             others = [a for (p, a, _), sp in zip(model, splits) if sp == split and p != prompt]
             out += _model_examples(prompt, answer, split, rng, others, tag)
     if data == "v4":
-        out += _v4_examples(seed, rng)
+        out += _v4_examples(seed, rng, [(p, a) for p, a, tag in model if tag == "long"])
     return out
 
 
