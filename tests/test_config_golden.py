@@ -20,11 +20,14 @@ from safeglass.neurons.find import load_find_config
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # config: (RunConfig.hash, parsed content, number of items, hash of all item keys, first item keys)
+# Item keys carry an organism's weights by content: the keys of every config naming `safesmol-vl` (demo, defenses-table,
+# the pgd configs, study-demo) moved once, when `safesmol-vl` became SafeSmol-VL v2's build (2026-12-08, issue 33);
+# their hashes and parsed content did not
 RUN = {
     # the demo without the safety prompt (issue 31: the defense study took that comparison over); its 44 items are
     # the 88 of the hand-written parser's golden (64 look-alikes, 32 RTP prompts) less those under safety_prompt,
     # with their keys (the first two as before)
-    "demo": ("4a70174a36169434", "99d05b060d339fd4", 44, "f64f630fc27b6342",
+    "demo": ("4a70174a36169434", "99d05b060d339fd4", 44, "e6622e132688ac46",
              ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
@@ -32,16 +35,16 @@ RUN = {
                                 ["eb47a14623c196ca11097e76fbca0a71", "85df72897526c9949537d7be6128d04e"]),
     # added with the gradient attacks (issue 30), computed by the schema parser: pgd and the adaptive pgd (content
     # moved once, when chunk_size: 5 was added; hash and item keys did not)
-    "pgd-safesmol-vl": ("97f163cebd1f9e18", "e1d1020c9f9c4007", 12, "46e901ede0044190",
-                        ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
+    "pgd-safesmol-vl": ("97f163cebd1f9e18", "e1d1020c9f9c4007", 12, "71c08ad2051337f4",
+                        ["d935bcf5e18f961f3578170d5d452742", "9109d67643ffe83a8356b20b2d89a0c7"]),
     # added with the defense study's white-box images (issue 31), computed by the schema parser: pgd-safesmol-vl with
     # 50 steps instead of 100 (its attack-free items share their keys with it)
-    "pgd-study-safesmol-vl": ("fcf42568c6cee743", "c2d75294f3dde95a", 12, "6c6b0bcc929efa13",
-                              ["6e603bcc68379ac0e38b6c73e5d3c518", "befde2a851f2f7af964bd65681e490a3"]),
+    "pgd-study-safesmol-vl": ("fcf42568c6cee743", "c2d75294f3dde95a", 12, "f322430a7c5a596e",
+                              ["d935bcf5e18f961f3578170d5d452742", "9109d67643ffe83a8356b20b2d89a0c7"]),
     # added with the defense table (issue 30), computed by the schema parser: 7 defenses, the none attack scoped to
     # advbench and the look-alikes, the typographic one to typo-harmful on SafeSmol-VL
     # (its output_filter's keys moved once, when the filter's default judge became proxy-harm-gated)
-    "defenses-table": ("579bfb4272993d7e", "6ee2110f5f46e170", 70, "523be71caf36e5b2",
+    "defenses-table": ("579bfb4272993d7e", "6ee2110f5f46e170", 70, "33e0a384f135afce",
                        ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     # added with output_filter's new default (issue 29), computed by the schema parser; the hand-written one gave the
     # same hash and content (its 16 items lacked the third defense's judge, which did not exist then)
@@ -62,7 +65,7 @@ NEURONS = {
 # defense studies (issue 31): the hash of the run config each compiles to, and its plan's item keys (None: datasets
 # from the user's paths)
 STUDY = {
-    "study-demo": ("352181fcca03c8e2", 32, "b3127100a82ad4a4"),
+    "study-demo": ("352181fcca03c8e2", 32, "8ec3b43837215f73"),
     # its white-box classes replay runs/pgd-study-safesmol-vl's images, which a fresh clone lacks: the run config only
     # (changed once, when the white-box images moved from the 100-step goal run to the 50-step study run)
     "defense-study": ("6b7aac085c52e732", None, None),

@@ -463,3 +463,13 @@ def test_v2_stands_on_safesmol_v2_and_names_its_warm_start() -> None:
     for k in ("vqa_n", "read_n", "eval_tokens", "typo_tokens", "typo_limit", "typo_text_size", "eval_seed"):
         assert v2["recipe"][k] == v1["recipe"][k], k
     assert "safesmol-vl-v2" in components("targets") and components("targets").keyer("safesmol-vl-v2") is not None
+
+
+def test_safesmol_vl_packages_the_v2_build() -> None:
+    # v2 became the default (2026-12-08): the default name and the version's name load the same projector and card
+    default, v2 = registry.locate("safesmol-vl"), registry.locate("safesmol-vl-v2")
+    assert default == registry.PACKAGE_WEIGHTS / "safesmol-vl"
+    assert (default / "projector.safetensors").read_bytes() == (v2 / "projector.safetensors").read_bytes()
+    card = registry.card("safesmol-vl")
+    assert card["version"] == 2 and card == registry.card("safesmol-vl-v2")
+    assert safesmol_vl.config_from_card(card) == safesmol_vl.PROFILES["full"]

@@ -96,11 +96,12 @@ ORGANISMS: dict[str, Organism] = {
                  weights_file="projector.safetensors",
                  verify_keys=_VL_VERIFY, verify_tol_points=2.0,  # greedy replies on another CPU may flip a prompt
                  headline=_VL_HEADLINE),
-        # v2 stands beside `safesmol-vl` (still v1's build) until the figures measured with that name are re-made:
-        # a candidate, not an earlier version, so it is of the family without being superseded
+        # `safesmol-vl` is v2's build since 2026-12-08 (it beat v1 on every card figure); the name v2 stays so the
+        # figures measured under it reproduce. Same weights, so the same result keys
         Organism("safesmol-vl-v2", "safeglass.organisms.safesmol_vl",
-                 "SafeSmol-VL v2 (candidate for safesmol-vl): v1's projector continued on SafeSmol v2 in float32, "
-                 "with SafeSmol's own answers to its harmful training prompts under a word-free image",
+                 "SafeSmol-VL v2 (the build `safesmol-vl` packages since 2026-12-08): v1's projector continued on "
+                 "SafeSmol v2 in float32, with SafeSmol's own answers to its harmful training prompts under a "
+                 "word-free image",
                  superseded_by="safesmol-vl", profiles=("full",), weights_file="projector.safetensors",
                  verify_keys=_VL_VERIFY, verify_tol_points=2.0,  # greedy replies on another CPU may flip a prompt
                  headline=_VL_HEADLINE),

@@ -1017,7 +1017,7 @@ def safesmol_vl_v1_target(path: str | Path | None = None, *, name: str = "SafeSm
                   docs_from=("safeglass.targets.hf_vlm:HFVisionLM",))
 def safesmol_vl_v2_target(path: str | Path | None = None, *, name: str = "SafeSmol-VL v2", batch_size: int = 8,
                           device: str = "cpu", dtype: str = "auto", **kw: Any) -> Any:
-    """SafeSmol-VL v2 (on SafeSmol v2), the candidate to become `safesmol-vl` (docs/organisms.md).
+    """SafeSmol-VL v2 (on SafeSmol v2) by its version's name; `safesmol-vl` packages the same build since 2026-12-08.
 
     Args:
         path: a SafeSmol-VL v2 build folder (holding card.json); unset: $SAFEGLASS_HOME/organisms/safesmol-vl-v2,
