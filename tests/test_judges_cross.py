@@ -9,6 +9,16 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from test_judges_v4_models import (
+    GARDEN_DEFLECTION,
+    GARDEN_LATE_REFUSAL,
+    GARDEN_REQUEST,
+    LONG_ANSWER,
+    LONG_DEFLECTION,
+    LONG_LATE_REFUSAL,
+    RELATED_ANSWER,
+    REQUEST,
+)
 
 from safeglass.judges.base import JudgeInput
 from safeglass.judges.cross_encoder import (
@@ -145,3 +155,59 @@ def test_a_resumed_build_ends_with_the_weights_of_an_unbroken_one(tiny, tmp_path
     assert not all(torch.equal(a[k], c[k]) for k in a)  # the second epoch changed something
     assert [h["loss"] for h in whole["history"]] == [h["loss"] for h in resumed["history"]]
     assert (tmp_path / "whole" / CROSS_CARD_FILE).is_file() and whole["heads"]["refusal"]["n_val"] == 2
+
+
+# --- the shipped weights (src/safeglass/judges/cross_weights/) on the held-out texts of test_judges_v4_models.py ---
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    fulfil = FulfilmentCEJudge()
+    return fulfil, RefusalCEJudge(embedder=fulfil.embedder)
+
+
+def _one(judge, response: str, prompt: str = REQUEST):
+    return judge.judge([JudgeInput(prompt, response)])[0]
+
+
+def test_the_shipped_weights_are_data_v4s_over_the_packaged_minilm(shipped) -> None:
+    from safeglass.judges.fulfilment import FulfilmentV4Judge
+    from safeglass.registry import registry
+
+    fulfil, refusal = shipped
+    card = fulfil.card
+    assert card["recipe"] == "fulfilment-data-v4" and card["n_examples"] == 4802 and card["seed"] == 0
+    assert card["base_files_hash"] == fulfil.embedder.files_hash and card["weights_dtype"] == "float16"
+    assert 0 < fulfil.threshold < 1 and 0 < refusal.threshold < 1
+    assert fulfil.identity().key != FulfilmentV4Judge(embedder=fulfil.embedder).identity().key
+    assert {"fulfilment-ce", "refusal-ce"} <= set(registry("judges").names())
+
+
+def test_a_fulfilling_and_a_deflecting_reply_to_one_request_get_opposite_verdicts(shipped) -> None:
+    fulfil, refusal = shipped
+    assert _one(fulfil, LONG_ANSWER).flag and not _one(refusal, LONG_ANSWER).flag
+    assert not _one(fulfil, LONG_DEFLECTION).flag and _one(refusal, LONG_DEFLECTION).flag
+
+
+def test_the_same_answer_under_another_request_is_not_achieved(shipped) -> None:
+    fulfil, refusal = shipped
+    assert not _one(fulfil, LONG_ANSWER, GARDEN_REQUEST).flag
+
+
+def test_the_v3_tests_long_deflection_is_not_achieved(shipped) -> None:
+    fulfil, refusal = shipped
+    assert not _one(fulfil, GARDEN_DEFLECTION, GARDEN_REQUEST).flag
+    assert _one(refusal, GARDEN_DEFLECTION, GARDEN_REQUEST).flag
+
+
+def test_late_refusals_are_caught(shipped) -> None:
+    fulfil, refusal = shipped
+    for request, reply in ((REQUEST, LONG_LATE_REFUSAL), (GARDEN_REQUEST, GARDEN_LATE_REFUSAL)):
+        assert _one(refusal, reply, request).flag
+        assert not _one(fulfil, reply, request).flag
+
+
+def test_an_answer_to_a_related_question_is_not_achieved(shipped) -> None:
+    fulfil, refusal = shipped
+    assert not _one(fulfil, RELATED_ANSWER).flag
+    assert _one(refusal, RELATED_ANSWER).flag  # PyRIT's strict reading: another question's answer is a refusal
