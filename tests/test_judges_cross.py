@@ -107,6 +107,15 @@ def test_save_and_load_give_the_same_probabilities_in_float16(tiny, tmp_path) ->
     assert RefusalCEJudge(weights=tmp_path, embedder=tiny).identity().key != judge.identity().key
 
 
+def test_building_the_model_leaves_the_callers_random_state_alone(tiny) -> None:
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    a = CrossEncoder(tiny.model, 2, seed=5)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(a.head.weight, CrossEncoder(tiny.model, 2, seed=5).head.weight)
+
+
 def test_loading_over_another_base_model_is_refused(tiny, tmp_path) -> None:
     model = CrossEncoder(tiny.model, 2)
     save_trained(model, {"base_files_hash": tiny.files_hash, "trained_layers": 2}, tmp_path / "w")

@@ -98,8 +98,9 @@ class CrossEncoder(torch.nn.Module):
         for p in self.upper.parameters():
             p.requires_grad_(True)
         hidden = int(base.config.hidden_size)
-        torch.manual_seed(seed)
-        self.head = torch.nn.Linear(2 * hidden, 2)
+        with torch.random.fork_rng(devices=[]):  # the head's init is seeded without moving the caller's RNG
+            torch.manual_seed(seed)
+            self.head = torch.nn.Linear(2 * hidden, 2)
         self.drop = torch.nn.Dropout(0.1)
 
     @property
