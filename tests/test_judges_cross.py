@@ -30,11 +30,11 @@ from safeglass.judges.cross_encoder import (
     RefusalCEJudge,
     load_trained,
     pair_ids,
-    save_trained,
 )
 from safeglass.judges.proxy import MiniLMEmbedder
 from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, embedding_model_dir
 from safeglass.organisms import cross_judge_train as cjt
+from safeglass.organisms.cross_judge_train import save_trained
 from safeglass.organisms.fulfilment_train import Example
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json")

@@ -34,7 +34,7 @@ from safeglass.judges.proxy import JUDGE_DTYPE, MiniLMEmbedder, shared_embedder
 from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, cross_weights_dir, files_hash
 
 __all__ = ["FEATURE_VERSION", "HEADS", "CrossEncoder", "CrossEncoderJudge", "FulfilmentCEJudge", "RefusalCEJudge",
-           "encode_pairs", "load_trained", "pair_ids", "save_trained"]
+           "encode_pairs", "load_trained", "pair_ids"]
 
 FEATURE_VERSION = "cross-v1"
 REQUEST_TOKENS = 48
@@ -141,20 +141,6 @@ class CrossEncoder(torch.nn.Module):
             hidden = self.lower(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
             out[idx] = torch.sigmoid(self(hidden, enc["attention_mask"])).float().numpy()
         return out
-
-
-def save_trained(model: CrossEncoder, card: dict[str, Any], folder: str | Path,
-                 dtype: torch.dtype = torch.float16) -> str:
-    """Write the trained tensors (in ``dtype``) and the card; returns the weights' sha256 (also in the card)."""
-    from safeglass.training.weights import save_safetensors
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    sha = save_safetensors(tensors, out / CROSS_WEIGHTS_FILE)
-    card = {**card, "feature_version": FEATURE_VERSION, "weights_sha256": sha, "weights_dtype": str(dtype)[6:]}
-    (out / CROSS_CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return sha
 
 
 def load_trained(folder: str | Path, embedder: MiniLMEmbedder) -> tuple[CrossEncoder, dict[str, Any]]:

@@ -36,13 +36,13 @@ from safeglass.judges.cross_encoder import (
     TRAINED_LAYERS,
     CrossEncoder,
     encode_pairs,
-    save_trained,
 )
 from safeglass.judges.proxy import MiniLMEmbedder
-from safeglass.judges.proxy_files import EMBEDDING_DIST_VERSION
+from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, EMBEDDING_DIST_VERSION
 from safeglass.organisms.fulfilment_train import RECIPES, Example, _balanced, build_examples, pick_threshold
+from safeglass.training.weights import save_safetensors
 
-__all__ = ["HiddenCache", "build_cache", "evaluate", "labels_of", "train", "train_epochs"]
+__all__ = ["HiddenCache", "build_cache", "evaluate", "labels_of", "save_trained", "train", "train_epochs"]
 
 CHECKPOINT_FILE = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint.json"
@@ -271,6 +271,18 @@ def _as_shipped(model: CrossEncoder, dtype: torch.dtype) -> None:
             v.copy_(v.to(dtype).float())
 
 
+def save_trained(model: CrossEncoder, card: dict[str, Any], folder: str | Path,
+                 dtype: torch.dtype = torch.float16) -> str:
+    """Write the trained tensors (in ``dtype``) and the card; returns the weights' sha256 (also in the card)."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
+    sha = save_safetensors(tensors, out / CROSS_WEIGHTS_FILE)
+    card = {**card, "feature_version": FEATURE_VERSION, "weights_sha256": sha, "weights_dtype": str(dtype)[6:]}
+    (out / CROSS_CARD_FILE).write_text(json.dumps(card, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return sha
+
+
 def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int = 4, budget_min: float = 20.0,
           work_dir: str | Path = "runs/cross_build", batch_size: int = 32, lr_layers: float = 5e-5,
           lr_head: float = 1e-3, embedder: MiniLMEmbedder | None = None, examples: Sequence[Example] | None = None,
@@ -332,4 +344,4 @@ def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int =
                        "this_process_cpu": round((time.process_time() - c0) / 60, 2)},
     }
     save_trained(model, card, out_dir, save_dtype)
-    return json.loads((Path(out_dir) / "cross_card.json").read_text(encoding="utf-8"))
+    return json.loads((Path(out_dir) / CROSS_CARD_FILE).read_text(encoding="utf-8"))
