@@ -1,6 +1,7 @@
-"""Throughput of the judges v2 (fulfilment + refusal-v2, one pass) beside the proxy judge, in one process.
+"""Throughput of the judges v2 (fulfilment + refusal-v2, one pass) beside the proxy judge and the cross-encoder
+(fulfilment-ce + refusal-ce, one pass), in one process.
 
-HF_HUB_OFFLINE=1 PYTHONPATH=src:. .venv/bin/python scripts/bench_judges_v2.py [N]
+HF_HUB_OFFLINE=1 PYTHONPATH=src:. .venv/bin/python scripts/bench_judges_v2.py [N] [--ce]
 Typical pairs are bench.judges' (packaged prompts, templated replies, written answers); long ones are 64 replies of
 30 distinct sentences. Prints replies a second; on a shared machine, measure both judges in the same run.
 """
@@ -13,24 +14,29 @@ import torch
 
 from bench.judges import _pairs
 from safeglass.judges.base import JudgeInput
+from safeglass.judges.cross_encoder import FulfilmentCEJudge
 from safeglass.judges.fulfilment import FulfilmentJudge
 from safeglass.judges.proxy import MiniLMEmbedder, ProxyJudge
 
 torch.set_num_threads(2)
-n = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+args = [a for a in sys.argv[1:] if a != "--ce"]
+n = int(args[0]) if args else 256
 typical = [JudgeInput(p, r) for p, r in _pairs(n)]
 worst = [JudgeInput(it.prompt, " ".join(f"Item {k} goes on with detail {i} about its reasons." for i in range(30)))
          for k, it in enumerate(typical[:64])]
 out = {}
-for name in ("fulfilment", "proxy"):
+for name in ("fulfilment", "proxy", *(["ce"] if "--ce" in sys.argv else [])):
     emb = MiniLMEmbedder(batch_size=64, dtype="float32")
-    j = FulfilmentJudge(embedder=emb) if name == "fulfilment" else ProxyJudge("refusal", embedder=emb)
+    j = {"fulfilment": FulfilmentJudge, "ce": FulfilmentCEJudge}.get(name, lambda embedder: ProxyJudge(
+        "refusal", embedder=embedder))(embedder=emb)
     j.judge(typical[:8])
     for label, items in (("typical", typical), ("long", worst)):
         t = time.perf_counter()
         for s in range(0, len(items), 64):
             if name == "fulfilment":
                 j.head_scores(j.pairs(items[s:s + 64]))
+            elif name == "ce":
+                j.head_scores(items[s:s + 64])
             else:
                 j.judge_heads(items[s:s + 64])
         out[f"{name} {label}"] = round(len(items) / (time.perf_counter() - t), 1)

@@ -1,4 +1,5 @@
-"""Print the held-out test texts' probabilities under the v2, v3 and v4 sentence judges (docs/judges.md, "Data v4").
+"""Print the held-out test texts' probabilities under the v2, v3 and v4 sentence judges (docs/judges.md, "Data v4")
+and, once its weights are built, the cross-encoder (fulfilment-ce, refusal-ce; "Cross-encoder").
 
 HF_HUB_OFFLINE=1 .venv/bin/python scripts/heldout_judges_v4.py
 The texts are tests/test_judges_v4_models.py's (requests and replies written for the tests, none in any training
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 from safeglass.judges.base import JudgeInput
+from safeglass.judges.cross_encoder import FulfilmentCEJudge, RefusalCEJudge
 from safeglass.judges.fulfilment import (
     FulfilmentJudge,
     FulfilmentV3Judge,
@@ -19,6 +21,7 @@ from safeglass.judges.fulfilment import (
     ThreeWayV3Judge,
     ThreeWayV4Judge,
 )
+from safeglass.judges.proxy_files import CROSS_CARD_FILE, cross_weights_dir
 
 
 def _cases() -> list[tuple[str, str, str]]:
@@ -47,6 +50,12 @@ def main() -> None:
         print(f"{name}: thresholds fulfilment {th['fulfilment']:.2f}, refusal {th['refusal']:.2f}")
         for (case, _, _), pf, pr, label in zip(cases, scores["fulfilment"], scores["refusal"], labels):
             print(f"  {case:30s} fulfilment p {pf:.3f}  refusal p {pr:.3f}  three-way {label}")
+    if (cross_weights_dir() / CROSS_CARD_FILE).is_file():
+        ce = FulfilmentCEJudge(embedder=shared)
+        scores = ce.head_scores(items)
+        print(f"ce: thresholds fulfilment {ce.threshold:.2f}, refusal {RefusalCEJudge(embedder=shared).threshold:.2f}")
+        for (case, _, _), pf, pr in zip(cases, scores["fulfilment"], scores["refusal"]):
+            print(f"  {case:30s} fulfilment p {pf:.3f}  refusal p {pr:.3f}")
 
 
 if __name__ == "__main__":

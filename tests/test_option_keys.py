@@ -76,7 +76,7 @@ CONTEXT: dict[tuple[str, str, str], dict[str, Any]] = {
 
 # Options keyed another way than by their value, and where that is tested.
 V2_JUDGES = ("fulfilment", "refusal-v2", "three-way", "fulfilment-v3", "refusal-v3", "three-way-v3", "fulfilment-v4",
-             "refusal-v4", "three-way-v4")
+             "refusal-v4", "three-way-v4", "fulfilment-ce", "refusal-ce")
 NOT_BY_VALUE: dict[tuple[str, str, str], str] = {
     # an organism's folder leaves the key, its weights' hashes enter (tests/test_organisms_*: key by weights)
     ("targets", "safesmol", "path"): "weights by content",

@@ -203,6 +203,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
      "Refusal, data v4 (strict reading), sentence by sentence: refusal-v2's reader with the v4 heads", ("refusal",)),
     ("judges", "three-way-v4", "safeglass.judges.fulfilment:ThreeWayV4Judge",
      "three-way with the data v4 heads (label: full compliance / partial / full refusal)", ("refusal",)),
+    ("judges", "fulfilment-ce", "safeglass.judges.cross_encoder:FulfilmentCEJudge",
+     "Objective achieved, cross-encoder: MiniLM reads request and reply together (top 2 layers + head trained on "
+     "data v4; docs/judges.md)", ("harm",)),
+    ("judges", "refusal-ce", "safeglass.judges.cross_encoder:RefusalCEJudge",
+     "Refusal (strict reading), cross-encoder over request and reply together (fulfilment-ce's model, refusal head)",
+     ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -254,4 +260,6 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "fulfilment-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
     ("judges", "refusal-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
     ("judges", "three-way-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
+    ("judges", "fulfilment-ce"): "safeglass.judges.proxy_files:cross_key_args",
+    ("judges", "refusal-ce"): "safeglass.judges.proxy_files:cross_key_args",
 }

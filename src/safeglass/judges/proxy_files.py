@@ -119,3 +119,20 @@ def fulfilment_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     return {**args, "weights": content_hash({
         "heads": files_hash(heads, (FULFILMENT_WEIGHTS_FILE, FULFILMENT_CARD_FILE)),
         "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+
+
+# The cross-encoder judges (fulfilment-ce, refusal-ce): the trained top layers and head of the packaged MiniLM, in
+# their own folder (safeglass.judges.cross_encoder).
+CROSS_WEIGHTS_FILE = "cross_encoder.safetensors"
+CROSS_CARD_FILE = "cross_card.json"
+
+
+def cross_weights_dir() -> Path:
+    return Path(__file__).resolve().parent / "cross_weights"
+
+
+def cross_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """A cross-encoder judge's args with its trained tensors and the base model in by content."""
+    folder = Path(args["weights"]) if args.get("weights") else cross_weights_dir()
+    return {**args, "weights": content_hash({"heads": files_hash(folder, (CROSS_WEIGHTS_FILE, CROSS_CARD_FILE)),
+                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
