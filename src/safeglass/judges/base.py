@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from safeglass.types import JudgeInput, Verdict
 
-__all__ = ["Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict"]
+__all__ = ["Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict", "threshold_verdicts"]
 
 # "signal": an input-side signal (injection, image NSFW, text in an image) shown per sample, not a metric.
 # "accuracy": a scorer's, right or wrong against the sample's reference.
@@ -51,3 +51,13 @@ class Judge:
 
     def __call__(self, prompt: str, response: str, **kw: Any) -> Verdict:
         return self.judge([JudgeInput(prompt, response, **kw)])[0]
+
+
+def threshold_verdicts(name: str, scores: Sequence[float], threshold: float, yes: str, no: str) -> list[Verdict]:
+    """One verdict per probability: flagged at or above `threshold`, with the reason every thresholded head writes."""
+    out = []
+    for s in scores:
+        flag = bool(s >= threshold)
+        out.append(Verdict(flag, float(s), yes if flag else no,
+                           f"{name} p={s:.3f} {'>=' if flag else '<'} threshold {threshold:.3f}"))
+    return out

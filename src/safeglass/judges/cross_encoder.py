@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from safeglass.hashing import content_hash
-from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
+from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict, threshold_verdicts
 from safeglass.judges.proxy import JUDGE_DTYPE, MiniLMEmbedder, shared_embedder
 from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, cross_weights_dir, files_hash
 
@@ -214,12 +214,7 @@ class CrossEncoderJudge(Judge):
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         _, yes, no, _ = HEADS[self.head]
-        out = []
-        for s in self.scores(items):
-            flag = bool(s >= self.threshold)
-            out.append(Verdict(flag, float(s), yes if flag else no,
-                               f"{self.name} p={s:.3f} {'>=' if flag else '<'} threshold {self.threshold:.3f}"))
-        return out
+        return threshold_verdicts(self.name, self.scores(items), self.threshold, yes, no)
 
 
 class FulfilmentCEJudge(CrossEncoderJudge):

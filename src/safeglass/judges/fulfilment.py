@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from safeglass.hashing import content_hash
-from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
+from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict, threshold_verdicts
 from safeglass.judges.keyword import KeywordRefusalJudge
 from safeglass.judges.proxy import JUDGE_DTYPE, MiniLMEmbedder, head_module, read_heads_files, shared_embedder
 from safeglass.judges.proxy_files import (
@@ -263,12 +263,7 @@ class _SentenceJudge(Judge):
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
         _, yes, no = HEADS[self.head]
-        out = []
-        for s in self.scores(items):
-            flag = bool(s >= self.threshold)
-            out.append(Verdict(flag, float(s), yes if flag else no,
-                               f"{self.name} p={s:.3f} {'>=' if flag else '<'} threshold {self.threshold:.3f}"))
-        return out
+        return threshold_verdicts(self.name, self.scores(items), self.threshold, yes, no)
 
 
 class FulfilmentJudge(_SentenceJudge):

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from safeglass.hashing import content_hash
-from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
+from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict, threshold_verdicts
 from safeglass.judges.keyword import KeywordRefusalJudge
 from safeglass.judges.proxy_files import (
     CARD_FILE,
@@ -347,13 +347,7 @@ class ProxyJudge(Judge):
 
     @staticmethod
     def _verdicts(head: str, scores: np.ndarray, threshold: float) -> list[Verdict]:
-        yes, no = HEAD_LABELS[head]
-        out = []
-        for s in scores:
-            flag = bool(s >= threshold)
-            out.append(Verdict(flag, float(s), yes if flag else no,
-                               f"proxy-{head} p={s:.3f} {'>=' if flag else '<'} threshold {threshold:.3f}"))
-        return out
+        return threshold_verdicts(f"proxy-{head}", scores, threshold, *HEAD_LABELS[head])
 
 
 class ProxyRefusalJudge(ProxyJudge):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from safeglass.hashing import content_hash
-from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict
+from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict, threshold_verdicts
 from safeglass.judges.proxy import (
     PROMPT_TOKENS,
     MiniLMEmbedder,
@@ -115,12 +115,8 @@ class ProxyRequestJudge(Judge):
         return out
 
     def judge(self, items: Sequence[JudgeInput]) -> list[Verdict]:
-        out = []
-        for s in self.scores([it.prompt for it in items]):
-            flag = bool(s >= self.threshold)
-            out.append(Verdict(flag, float(s), "harmful_request" if flag else "benign_request",
-                               f"proxy-request p={s:.3f} {'>=' if flag else '<'} threshold {self.threshold:.3f}"))
-        return out
+        return threshold_verdicts("proxy-request", self.scores([it.prompt for it in items]), self.threshold,
+                                  "harmful_request", "benign_request")
 
 
 class GatedHarmJudge(Judge):
