@@ -20,7 +20,6 @@ Training: ``safeglass.organisms.cross_judge_train``; figures in docs/judges.md.
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ import torch
 
 from safeglass.hashing import content_hash
 from safeglass.judges.base import Judge, JudgeIdentity, JudgeInput, Verdict, threshold_verdicts
-from safeglass.judges.proxy import JUDGE_DTYPE, MiniLMEmbedder, shared_embedder
+from safeglass.judges.proxy import JUDGE_DTYPE, MiniLMEmbedder, read_heads_files, shared_embedder
 from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, cross_weights_dir, files_hash
 
 __all__ = ["FEATURE_VERSION", "HEADS", "CrossEncoder", "CrossEncoderJudge", "FulfilmentCEJudge", "RefusalCEJudge",
@@ -53,8 +52,9 @@ def pair_ids(tokenizer: Any, request: str, reply: str, max_tokens: int = MAX_TOK
     """(input_ids, token_type_ids) of ``[CLS] request [SEP] reply [SEP]``: the request cut to ``request_tokens``, a
     reply that does not fit keeps its head and its last ``tail_tokens`` tokens (the tokenizer's own truncation would
     drop the end, where a late refusal is)."""
-    req = tokenizer(request or " ", add_special_tokens=False)["input_ids"][:request_tokens]
-    rep = tokenizer(reply or " ", add_special_tokens=False, verbose=False)["input_ids"]  # cut below
+    # verbose=False: both are cut below, so the tokenizer's "longer than 512" warning does not apply
+    req = tokenizer(request or " ", add_special_tokens=False, verbose=False)["input_ids"][:request_tokens]
+    rep = tokenizer(reply or " ", add_special_tokens=False, verbose=False)["input_ids"]
     room = max_tokens - len(req) - 3
     if len(rep) > room:
         tail = min(tail_tokens, room)
@@ -146,22 +146,14 @@ class CrossEncoder(torch.nn.Module):
 def load_trained(folder: str | Path, embedder: MiniLMEmbedder) -> tuple[CrossEncoder, dict[str, Any]]:
     """The cross-encoder saved in ``folder`` over ``embedder``'s model; refuses another base model's files or
     another input recipe than this code's."""
-    from safetensors.torch import load_file
-
     folder = Path(folder)
-    card_path, weights_path = folder / CROSS_CARD_FILE, folder / CROSS_WEIGHTS_FILE
-    if not card_path.is_file() or not weights_path.is_file():
-        raise FileNotFoundError(f"no trained cross-encoder in {folder}: run scripts/build_cross_judge.py")
-    card = json.loads(card_path.read_text(encoding="utf-8"))
-    if card.get("feature_version") != FEATURE_VERSION:
-        raise ValueError(f"{card_path}: trained on inputs {card.get('feature_version')!r}, this code builds "
-                         f"{FEATURE_VERSION!r}; retrain it")
+    card, tensors = read_heads_files(folder, CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, FEATURE_VERSION,
+                                     "scripts/build_cross_judge.py")
     if card.get("base_files_hash") != embedder.files_hash:
-        raise ValueError(f"{card_path}: trained over a base model with files hash {card.get('base_files_hash')!r}, "
-                         f"but {embedder.model_dir} hashes to {embedder.files_hash!r}; the top layers only fit "
-                         "their own base")
+        raise ValueError(f"{folder / CROSS_CARD_FILE}: trained over a base model with files hash "
+                         f"{card.get('base_files_hash')!r}, but {embedder.model_dir} hashes to "
+                         f"{embedder.files_hash!r}; the top layers only fit their own base")
     model = CrossEncoder(embedder.model, int(card["trained_layers"]))
-    tensors = load_file(str(weights_path))
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.eval(), card
 

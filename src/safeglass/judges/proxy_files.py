@@ -4,6 +4,7 @@ uses a proxy judge is keyed by the judge's weights at plan time (a re-trained he
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +44,18 @@ def files_hash(folder: Path, files: tuple[str, ...]) -> str:
     return content_hash({f: file_hash(str(folder / f)) for f in files})
 
 
+def _with_embedding(args: dict[str, Any], default_dir: Callable[[], Path], files: tuple[str, ...],
+                    part: str = "heads") -> str:
+    """The content hash of a judge's trained files (``args["weights"]``, else ``default_dir()``) and of the
+    embedding model they read: every MiniLM-based judge is keyed this way."""
+    folder = Path(args["weights"]) if args.get("weights") else default_dir()
+    return content_hash({part: files_hash(folder, files),
+                         "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})
+
+
 def key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A proxy judge's args with its heads and embedding model in by content."""
-    heads = Path(args["weights"]) if args.get("weights") else weights_dir()
-    return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
-                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+    return {**args, "weights": _with_embedding(args, weights_dir, (WEIGHTS_FILE, CARD_FILE))}
 
 
 # The request head (does the REQUEST ask for harm?) ships apart from the pair heads, so that proxy-harm's and
@@ -62,17 +70,14 @@ def request_weights_dir() -> Path:
 
 def request_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The request judge's args with its head and the embedding model in by content."""
-    head = Path(args["weights"]) if args.get("weights") else request_weights_dir()
-    return {**args, "weights": content_hash({"request": files_hash(head, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE)),
-                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+    return {**args, "weights": _with_embedding(args, request_weights_dir, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE),
+                                               part="request")}
 
 
 def gated_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """The gated harm judge's args with both of its heads' files and the embedding model in by content."""
-    heads = Path(args["weights"]) if args.get("weights") else weights_dir()
     request = Path(args["request_weights"]) if args.get("request_weights") else request_weights_dir()
-    return {**args, "weights": content_hash({"heads": files_hash(heads, (WEIGHTS_FILE, CARD_FILE)),
-                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)}),
+    return {**args, "weights": _with_embedding(args, weights_dir, (WEIGHTS_FILE, CARD_FILE)),
             "request_weights": files_hash(request, (REQUEST_WEIGHTS_FILE, REQUEST_CARD_FILE))}
 
 
@@ -115,10 +120,8 @@ def fulfilment_v4_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
 
 def fulfilment_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A judges-v2 judge's args with its heads and the embedding model in by content."""
-    heads = Path(args["weights"]) if args.get("weights") else fulfilment_weights_dir()
-    return {**args, "weights": content_hash({
-        "heads": files_hash(heads, (FULFILMENT_WEIGHTS_FILE, FULFILMENT_CARD_FILE)),
-        "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+    return {**args, "weights": _with_embedding(args, fulfilment_weights_dir,
+                                               (FULFILMENT_WEIGHTS_FILE, FULFILMENT_CARD_FILE))}
 
 
 # The cross-encoder judges (fulfilment-ce, refusal-ce): the trained top layers and head of the packaged MiniLM, in
@@ -133,6 +136,4 @@ def cross_weights_dir() -> Path:
 
 def cross_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A cross-encoder judge's args with its trained tensors and the base model in by content."""
-    folder = Path(args["weights"]) if args.get("weights") else cross_weights_dir()
-    return {**args, "weights": content_hash({"heads": files_hash(folder, (CROSS_WEIGHTS_FILE, CROSS_CARD_FILE)),
-                                             "embedding": files_hash(embedding_model_dir(), EMBEDDING_FILES)})}
+    return {**args, "weights": _with_embedding(args, cross_weights_dir, (CROSS_WEIGHTS_FILE, CROSS_CARD_FILE))}

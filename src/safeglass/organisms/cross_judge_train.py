@@ -40,12 +40,11 @@ from safeglass.judges.cross_encoder import (
 from safeglass.judges.proxy import MiniLMEmbedder
 from safeglass.judges.proxy_files import CROSS_CARD_FILE, CROSS_WEIGHTS_FILE, EMBEDDING_DIST_VERSION
 from safeglass.organisms.fulfilment_train import RECIPES, Example, _balanced, build_examples, pick_threshold
+from safeglass.training.checkpoint import SCALARS, latest_checkpoint, load_checkpoint, save_checkpoint
 from safeglass.training.weights import save_safetensors
 
 __all__ = ["HiddenCache", "build_cache", "evaluate", "labels_of", "save_trained", "train", "train_epochs"]
 
-CHECKPOINT_FILE = "checkpoint.safetensors"
-CHECKPOINT_STATE = "checkpoint.json"
 CACHE_FILE = "lower_hidden.npz"
 
 
@@ -145,39 +144,19 @@ def _optimizer(model: CrossEncoder, lr_layers: float, lr_head: float) -> torch.o
                               {"params": list(model.head.parameters()), "lr": lr_head}], weight_decay=0.01)
 
 
-def _save_checkpoint(folder: Path, model: CrossEncoder, opt: torch.optim.AdamW, state: dict[str, Any]) -> None:
-    """Model and optimiser tensors as safetensors, the rest as JSON (written last: a checkpoint without its JSON is
-    not one)."""
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    for i, s in opt.state_dict()["state"].items():
-        for name, v in s.items():
-            tensors[f"opt.{i}.{name}"] = torch.as_tensor(v).detach().clone().contiguous()
-    save_file(tensors, str(folder / CHECKPOINT_FILE))
-    (folder / CHECKPOINT_STATE).write_text(json.dumps(state, indent=1) + "\n", encoding="utf-8")
+def _trainable(model: CrossEncoder) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
 
 
-def _load_checkpoint(folder: Path, model: CrossEncoder, opt: torch.optim.AdamW, key: str) -> dict[str, Any] | None:
-    """Restore a checkpoint written for the same run (``key``); None when there is none or it is another run's."""
-    from safetensors.torch import load_file
-
-    if not (folder / CHECKPOINT_STATE).is_file() or not (folder / CHECKPOINT_FILE).is_file():
+def _resume(folder: Path, model: CrossEncoder, opt: torch.optim.AdamW, key: str) -> dict[str, Any] | None:
+    """The training state of the newest checkpoint written for this run (``key``), restored into ``model`` and
+    ``opt``; None when there is none or it is another run's (then nothing is touched)."""
+    path = latest_checkpoint(folder)
+    if path is None:
         return None
-    state = json.loads((folder / CHECKPOINT_STATE).read_text(encoding="utf-8"))
-    if state.get("run_key") != key:
+    if json.loads((path / SCALARS).read_text(encoding="utf-8"))["extra"].get("run_key") != key:
         return None
-    tensors = load_file(str(folder / CHECKPOINT_FILE))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    sd = opt.state_dict()
-    sd["state"] = {}
-    for k, v in tensors.items():
-        if k.startswith("opt."):
-            _, i, name = k.split(".", 2)
-            sd["state"].setdefault(int(i), {})[name] = v
-    opt.load_state_dict(sd)
-    return state
+    return load_checkpoint(path, _trainable(model), opt)["extra"]
 
 
 def train_epochs(model: CrossEncoder, cache: HiddenCache, y: np.ndarray, train_idx: np.ndarray, *, seed: int = 0,
@@ -193,7 +172,7 @@ def train_epochs(model: CrossEncoder, cache: HiddenCache, y: np.ndarray, train_i
                             "train": [int(i) for i in train_idx]})
     state = {"run_key": run_key, "epoch": 0, "history": [], "train_s": 0.0}
     if checkpoint is not None:
-        resumed = _load_checkpoint(checkpoint, model, opt, run_key)
+        resumed = _resume(checkpoint, model, opt, run_key)
         if resumed is not None:
             state = resumed
             log(f"resumed after epoch {state['epoch']}")
@@ -222,7 +201,7 @@ def train_epochs(model: CrossEncoder, cache: HiddenCache, y: np.ndarray, train_i
         state["history"].append({"epoch": epoch, "loss": round(total / max(count, 1), 5), "seconds": round(seconds, 1)})
         log(f"epoch {epoch}: loss {total / max(count, 1):.4f}, {seconds:.0f} s")
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, opt, state)
+            save_checkpoint(checkpoint, epoch, _trainable(model), opt, elapsed=state["train_s"], extra=state)
     return state
 
 
