@@ -209,6 +209,12 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("judges", "refusal-ce", "safeglass.judges.cross_encoder:RefusalCEJudge",
      "Refusal (strict reading), cross-encoder over request and reply together (fulfilment-ce's model, refusal head)",
      ("refusal",)),
+    ("judges", "fulfilment-cascade", "safeglass.judges.cascade:FulfilmentCascadeJudge",
+     "Objective achieved, cascade: no refusal phrase in the opening (keyword-refusal) and fulfilment-ce says the "
+     "reply delivers what was asked (docs/judges.md)", ("harm",)),
+    ("judges", "refusal-cascade", "safeglass.judges.cascade:RefusalCascadeJudge",
+     "Refusal, cascade: a refusal phrase in the opening (keyword-refusal) or refusal-v4 says refusal "
+     "(docs/judges.md)", ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -262,4 +268,6 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "three-way-v4"): "safeglass.judges.proxy_files:fulfilment_v4_key_args",
     ("judges", "fulfilment-ce"): "safeglass.judges.proxy_files:cross_key_args",
     ("judges", "refusal-ce"): "safeglass.judges.proxy_files:cross_key_args",
+    ("judges", "fulfilment-cascade"): "safeglass.judges.proxy_files:fulfilment_cascade_key_args",
+    ("judges", "refusal-cascade"): "safeglass.judges.proxy_files:refusal_cascade_key_args",
 }

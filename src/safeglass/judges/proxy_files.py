@@ -137,3 +137,15 @@ def cross_weights_dir() -> Path:
 def cross_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """A cross-encoder judge's args with its trained tensors and the base model in by content."""
     return {**args, "weights": _with_embedding(args, cross_weights_dir, (CROSS_WEIGHTS_FILE, CROSS_CARD_FILE))}
+
+
+# The cascade judges (safeglass.judges.cascade) ship no weights of their own: the phrase list has none, and the learned
+# judge they call enters by its files, so a retrained reader moves the cascade's key too.
+def fulfilment_cascade_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """fulfilment-cascade's args with fulfilment-ce's trained tensors and base model in by content."""
+    return {**args, "weights": cross_key_args(name, {})["weights"]}
+
+
+def refusal_cascade_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """refusal-cascade's args with refusal-v4's heads and embedding model in by content."""
+    return {**args, "weights": fulfilment_v4_key_args(name, {})["weights"]}
