@@ -1,7 +1,7 @@
 """Build the cross-encoder judges' weights (fulfilment-ce, refusal-ce; docs/judges.md).
 
 OMP_NUM_THREADS=2 HF_HUB_OFFLINE=1 .venv/bin/python scripts/build_cross_judge.py [--out DIR] [--seed 0]
-    [--epochs 4] [--budget-min 20] [--work runs/cross_build]
+    [--epochs 4] [--budget-min 20] [--work runs/cross_build] [--data v4|v5]
 Runs data v4's pairs once through the packaged MiniLM's frozen lower layers (cached in WORK/lower_hidden.npz), trains
 its top two layers and a 2-logit head on that cache with a checkpoint per epoch in WORK/checkpoint/ (a killed build
 run again resumes there), and writes cross_encoder.safetensors + cross_card.json into
@@ -24,8 +24,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--budget-min", type=float, default=20.0, help="no new epoch once it would pass this")
     ap.add_argument("--work", default="runs/cross_build", help="cache and checkpoints")
+    ap.add_argument("--data", choices=("v4", "v5"), default="v4",
+                    help="fulfilment_train's data version (v4: the shipped fulfilment-ce; v5: fulfilment-ce-v5)")
     args = ap.parse_args()
-    card = train(args.out or str(cross_weights_dir()), seed=args.seed, epochs=args.epochs,
+    card = train(args.out or str(cross_weights_dir()), seed=args.seed, epochs=args.epochs, data=args.data,
                  budget_min=args.budget_min, work_dir=args.work, log=lambda m: print(m, flush=True))
     print(json.dumps({k: card[k] for k in ("heads", "epochs", "history", "float16_verdict_changes", "timing_min")},
                      indent=1))

