@@ -26,8 +26,9 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 RUN = {
     # the demo without the safety prompt (issue 31: the defense study took that comparison over); its 44 items are
     # the 88 of the hand-written parser's golden (64 look-alikes, 32 RTP prompts) less those under safety_prompt,
-    # with their keys (the first two as before)
-    "demo": ("4a70174a36169434", "99d05b060d339fd4", 44, "e6622e132688ac46",
+    # with their keys (the first two as before); hash and content moved once, when fulfilment-cascade replaced
+    # proxy-harm among its judges (2026-12-08, issue 32), item keys did not (judges are not in them)
+    "demo": ("feb8dc02046eeb5e", "cf86dd392fd0d179", 44, "e6622e132688ac46",
              ["0eca6680acfb9c7fdcc1967ec2dea721", "9ffe174ad4299344f00be286d14d6e14"]),
     "example": ("d5ace2ce65d6cac2", "415a2622c406d4af", None, None, None),  # its datasets are the user's files
     # computed by the hand-written parser on the config as SafeSmol v2 changed it (commit 6156646)
@@ -65,12 +66,13 @@ NEURONS = {
 # defense studies (issue 31): the hash of the run config each compiles to, and its plan's item keys (None: datasets
 # from the user's paths)
 STUDY = {
-    "study-demo": ("352181fcca03c8e2", 32, "8ec3b43837215f73"),
+    # the run hashes below moved once, when harm_judge became fulfilment-cascade (2026-12-08); item keys did not
+    "study-demo": ("f0240a09bfa781e4", 32, "8ec3b43837215f73"),
     # its white-box classes replay runs/pgd-study-safesmol-vl's images, which a fresh clone lacks: the run config only
     # (changed once, when the white-box images moved from the 100-step goal run to the 50-step study run)
-    "defense-study": ("6b7aac085c52e732", None, None),
+    "defense-study": ("ee9f2f8d19280be0", None, None),
     # the paper's setting (hub models on GPUs, benchmarks from local paths): checked here, run elsewhere
-    "defense-study-paper": ("a41ea979028a9a92", 312, "16e368ef326b8c40"),
+    "defense-study-paper": ("f1b53340bc4d8d0f", 312, "16e368ef326b8c40"),
 }
 
 

@@ -102,6 +102,32 @@ def test_rejudge_writes_the_summary_and_report_again(tmp_path, capsys) -> None:
     assert "report: " in capsys.readouterr().out
 
 
+def test_rejudge_with_other_judges_keeps_a_run_with_a_primary_judge(tmp_path) -> None:
+    path = _config(tmp_path, primary_judge="prefix")
+    run_dir = tmp_path / "r"
+    assert main(["run", str(path), "--out", str(run_dir), "--no-progress"]) == EXIT_OK
+    assert main(["rejudge", str(run_dir), "--judges", "keyword-refusal", "--no-progress"]) == EXIT_OK
+    summary = json.loads((run_dir / "summary.json").read_text())
+    names = {j["name"] for j in summary["judges"]}
+    assert "keyword-refusal" in names and len(names) == 2  # the run's own judge and the one added
+
+
+def test_rejudge_and_agree_on_a_folder_that_is_no_run_say_so_and_leave_nothing_behind(tmp_path, capsys) -> None:
+    path = _config(tmp_path)
+    study = tmp_path / "study"
+    assert main(["run", str(path), "--out", str(study / "run"), "--no-progress"]) == EXIT_OK
+    capsys.readouterr()
+    # a defense study's folder holds its run one level down: the error points there and no store is created
+    assert main(["rejudge", str(study), "--judges", "keyword-refusal", "--no-progress"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "no run found here" in err and str(study / "run") in err
+    assert not (study / "store.sqlite").exists()
+    assert main(["judges", "agree", str(study), "--judges", "prefix", "keyword-refusal"]) == EXIT_USAGE
+    assert main(["judges", "agree", str(study / "run"), "--judges", "prefix", "keyword-refusal"]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "has not judged this run" in err and "crashed" not in err
+
+
 def test_help_and_readme_list_the_same_exit_statuses() -> None:
     epilog = build_parser().epilog
     readme = README.read_text(encoding="utf-8")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from safeglass.eval.crash import UsageError
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
 from safeglass.judges.agreement import MIN_AGREEMENT, MIN_KAPPA, kappa, row_agreement
@@ -27,9 +28,9 @@ def _resolve(name: str, keys: set[str]) -> str:
     if len(hits) == 1:
         return hits[0]
     if not hits:
-        raise ValueError(f"judge {name!r} has not judged this run (judged: {', '.join(sorted(keys)) or 'none'}); "
+        raise UsageError(f"judge {name!r} has not judged this run (judged: {', '.join(sorted(keys)) or 'none'}); "
                          f"run `safeglass rejudge RUN_DIR --judges {name}` first")
-    raise ValueError(f"judge {name!r} is ambiguous here: {', '.join(hits)}; name one key")
+    raise UsageError(f"judge {name!r} is ambiguous here: {', '.join(hits)}; name one key")
 
 
 def run_agreement(run_dir: str | Path, judge_a: str, judge_b: str, *, min_kappa: float = MIN_KAPPA,

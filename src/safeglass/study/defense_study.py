@@ -12,7 +12,7 @@ attack_classes:                             # class -> attacks, each on harmful 
   text-jailbreak: [{attack: text-jailbreak, datasets: [advbench]}]
 benign: [benign-lookalikes]                 # dataset ids answered without attack: over-refusal
 judge: proxy-refusal                        # the one judge every figure reads (refusal)
-harm_judge: proxy-harm                      # optional: the harmless rate
+harm_judge: fulfilment-cascade              # optional: the harmless rate
 adaptive_attack: {attack: {name: pgd, args: {...}}, datasets: [...], through: [S, A]}   # optional
 selector: {signals: [image-ocr, prompt-injection, image-nsfw, proxy-request], fit_share: 0.5}
 ```
