@@ -107,6 +107,22 @@ def test_save_and_load_give_the_same_probabilities_in_float16(tiny, tmp_path) ->
     assert RefusalCEJudge(weights=tmp_path, embedder=tiny).identity().key != judge.identity().key
 
 
+def test_another_input_budget_and_depth_travel_with_the_weights(tiny, tmp_path) -> None:
+    model = CrossEncoder(tiny.model, 3, seed=2, max_tokens=64, request_tokens=8, tail_tokens=8).eval()
+    save_trained(model, {"base_files_hash": tiny.files_hash, "trained_layers": 3,
+                         "input": {"max_tokens": 64, "request_tokens": 8, "reply_tail_tokens": 8}}, tmp_path)
+    loaded, _ = load_trained(tmp_path, tiny)
+    assert len(loaded.upper) == 3 and loaded.budget == {"max_tokens": 64, "request_tokens": 8, "tail_tokens": 8}
+    q, r = ["please " * 30 + "boil an egg"], ["Boil it. " * 60]
+    assert np.abs(model.probabilities(tiny.tokenizer, q, r) - loaded.probabilities(tiny.tokenizer, q, r)).max() < 5e-3
+    # the budget decides what is read: a longer request past the 8 tokens kept changes nothing
+    longer = ["please " * 30 + "fold a paper plane"]
+    assert np.allclose(loaded.probabilities(tiny.tokenizer, q, r), loaded.probabilities(tiny.tokenizer, longer, r))
+    assert cjt.cache_key(_examples(), tiny, loaded) != cjt.cache_key(_examples(), tiny)
+    with pytest.raises(ValueError, match="does not fit"):
+        CrossEncoder(tiny.model, 2, max_tokens=1024)
+
+
 def test_building_the_model_leaves_the_callers_random_state_alone(tiny) -> None:
     torch.manual_seed(7)
     expected = torch.rand(3)

@@ -63,9 +63,10 @@ def pair_ids(tokenizer: Any, request: str, reply: str, max_tokens: int = MAX_TOK
     return ids, [0] * (len(req) + 2) + [1] * (len(rep) + 1)
 
 
-def encode_pairs(tokenizer: Any, requests: Sequence[str], replies: Sequence[str]) -> dict[str, torch.Tensor]:
-    """Padded input_ids, token_type_ids and attention_mask of the pairs (right padding)."""
-    pairs = [pair_ids(tokenizer, q, r) for q, r in zip(requests, replies)]
+def encode_pairs(tokenizer: Any, requests: Sequence[str], replies: Sequence[str], max_tokens: int = MAX_TOKENS,
+                 request_tokens: int = REQUEST_TOKENS, tail_tokens: int = TAIL_TOKENS) -> dict[str, torch.Tensor]:
+    """Padded input_ids, token_type_ids and attention_mask of the pairs (right padding), each cut to the budget."""
+    pairs = [pair_ids(tokenizer, q, r, max_tokens, request_tokens, tail_tokens) for q, r in zip(requests, replies)]
     width = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), width), int(tokenizer.pad_token_id), dtype=torch.long)
     types = torch.zeros((len(pairs), width), dtype=torch.long)
@@ -87,10 +88,18 @@ def _bidirectional_mask(config: Any, hidden: torch.Tensor, mask: torch.Tensor) -
 class CrossEncoder(torch.nn.Module):
     """The frozen base's embeddings and lower layers, trainable copies of its top ``trained_layers`` layers, and a
     2-logit head on [CLS] and mean-pooled output. The base is held outside the module's parameters, so the state
-    dict is only what is trained (``upper.*``, ``head.*``)."""
+    dict is only what is trained (``upper.*``, ``head.*``). ``budget`` is the input recipe (:func:`pair_ids`'s
+    ``max_tokens``, ``request_tokens``, ``tail_tokens``), recorded on the card and read back with the weights."""
 
-    def __init__(self, base: Any, trained_layers: int = TRAINED_LAYERS, seed: int = 0) -> None:
+    def __init__(self, base: Any, trained_layers: int = TRAINED_LAYERS, seed: int = 0, max_tokens: int = MAX_TOKENS,
+                 request_tokens: int = REQUEST_TOKENS, tail_tokens: int = TAIL_TOKENS) -> None:
         super().__init__()
+        limit = int(getattr(base.config, "max_position_embeddings", 512))
+        if not (0 < request_tokens and request_tokens + tail_tokens + 3 <= max_tokens <= limit):
+            raise ValueError(f"input budget max_tokens={max_tokens}, request_tokens={request_tokens}, "
+                             f"tail_tokens={tail_tokens} does not fit the base model's {limit} positions")
+        self.budget = {"max_tokens": int(max_tokens), "request_tokens": int(request_tokens),
+                       "tail_tokens": int(tail_tokens)}
         self._base = (base,)  # a tuple: not registered, never in state_dict(), never trained
         layers = base.encoder.layer
         self.split = len(layers) - trained_layers
@@ -137,7 +146,7 @@ class CrossEncoder(torch.nn.Module):
         order = sorted(range(n), key=lambda i: len(requests[i]) + len(replies[i]))
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            enc = encode_pairs(tokenizer, [requests[i] for i in idx], [replies[i] for i in idx])
+            enc = encode_pairs(tokenizer, [requests[i] for i in idx], [replies[i] for i in idx], **self.budget)
             hidden = self.lower(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"])
             out[idx] = torch.sigmoid(self(hidden, enc["attention_mask"])).float().numpy()
         return out
@@ -153,7 +162,10 @@ def load_trained(folder: str | Path, embedder: MiniLMEmbedder) -> tuple[CrossEnc
         raise ValueError(f"{folder / CROSS_CARD_FILE}: trained over a base model with files hash "
                          f"{card.get('base_files_hash')!r}, but {embedder.model_dir} hashes to "
                          f"{embedder.files_hash!r}; the top layers only fit their own base")
-    model = CrossEncoder(embedder.model, int(card["trained_layers"]))
+    inp = card.get("input", {})
+    model = CrossEncoder(embedder.model, int(card["trained_layers"]), max_tokens=int(inp.get("max_tokens", MAX_TOKENS)),
+                         request_tokens=int(inp.get("request_tokens", REQUEST_TOKENS)),
+                         tail_tokens=int(inp.get("reply_tail_tokens", TAIL_TOKENS)))
     model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.eval(), card
 

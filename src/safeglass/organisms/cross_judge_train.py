@@ -81,10 +81,14 @@ class HiddenCache:
             return cls(z["flat"], z["offsets"], z["lengths"], key)
 
 
-def cache_key(examples: Sequence[Example], embedder: MiniLMEmbedder) -> str:
-    """What the cache depends on: every pair's text, the base model's files, and the input recipe."""
+def cache_key(examples: Sequence[Example], embedder: MiniLMEmbedder, model: CrossEncoder | None = None) -> str:
+    """What the cache depends on: every pair's text, the base model's files, and the input recipe (the model's
+    budget and frozen layers; the shipped recipe when no model is given)."""
+    b = model.budget if model is not None else {"max_tokens": MAX_TOKENS, "request_tokens": REQUEST_TOKENS,
+                                                 "tail_tokens": TAIL_TOKENS}
+    layers = len(model.upper) if model is not None else TRAINED_LAYERS
     return content_hash({"pairs": [[e.prompt, e.response] for e in examples], "base": embedder.files_hash,
-                         "recipe": [FEATURE_VERSION, REQUEST_TOKENS, MAX_TOKENS, TAIL_TOKENS, TRAINED_LAYERS],
+                         "recipe": [FEATURE_VERSION, b["request_tokens"], b["max_tokens"], b["tail_tokens"], layers],
                          "dtype": embedder.dtype})
 
 
@@ -97,7 +101,8 @@ def build_cache(model: CrossEncoder, tokenizer: Any, examples: Sequence[Example]
     t0 = time.perf_counter()
     for b, start in enumerate(range(0, n, batch_size)):
         idx = order[start:start + batch_size]
-        enc = encode_pairs(tokenizer, [examples[i].prompt for i in idx], [examples[i].response for i in idx])
+        enc = encode_pairs(tokenizer, [examples[i].prompt for i in idx], [examples[i].response for i in idx],
+                           **model.budget)
         hidden = model.lower(enc["input_ids"], enc["token_type_ids"], enc["attention_mask"]).numpy()
         for row, i in enumerate(idx):
             parts[i] = hidden[row, :int(enc["attention_mask"][row].sum())].copy()
@@ -265,9 +270,13 @@ def save_trained(model: CrossEncoder, card: dict[str, Any], folder: str | Path,
 def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int = 4, budget_min: float = 20.0,
           work_dir: str | Path = "runs/cross_build", batch_size: int = 32, lr_layers: float = 5e-5,
           lr_head: float = 1e-3, embedder: MiniLMEmbedder | None = None, examples: Sequence[Example] | None = None,
-          save_dtype: torch.dtype = torch.float16, log: Callable[[str], Any] = print) -> dict[str, Any]:
+          save_dtype: torch.dtype = torch.float16, log: Callable[[str], Any] = print,
+          trained_layers: int = TRAINED_LAYERS, max_tokens: int = MAX_TOKENS, request_tokens: int = REQUEST_TOKENS,
+          tail_tokens: int = TAIL_TOKENS) -> dict[str, Any]:
     """Build (or load) the cache, train, pick thresholds with the weights as shipped, write safetensors + card;
-    returns the card. ``examples``/``embedder`` replace data v4 and the packaged MiniLM (tests use tiny ones)."""
+    returns the card. ``examples``/``embedder`` replace data v4 and the packaged MiniLM (tests use tiny ones);
+    ``trained_layers`` and the input budget (``max_tokens``, ``request_tokens``, ``tail_tokens``) default to the
+    shipped fulfilment-ce's recipe."""
     from safeglass.judges.proxy import JUDGE_DTYPE, shared_embedder
 
     t0, c0 = time.perf_counter(), time.process_time()
@@ -276,8 +285,9 @@ def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int =
     examples = list(examples) if examples is not None else build_examples(seed, data=data)
     emb = embedder if embedder is not None else shared_embedder(64, JUDGE_DTYPE)
     work = Path(work_dir)
-    key = cache_key(examples, emb)
-    model = CrossEncoder(emb.model, TRAINED_LAYERS, seed)
+    model = CrossEncoder(emb.model, trained_layers, seed, max_tokens=max_tokens, request_tokens=request_tokens,
+                         tail_tokens=tail_tokens)
+    key = cache_key(examples, emb, model)
     cache = HiddenCache.load(work / CACHE_FILE, key)
     if cache is None:
         log(f"{len(examples)} examples: running the frozen layers once")
@@ -305,8 +315,8 @@ def train(out_dir: str | Path, *, seed: int = 0, data: str = "v4", epochs: int =
     card = {
         "recipe": recipe, "seed": seed, "heads": heads,
         "epochs": state["epoch"], "epochs_asked": epochs, "history": state["history"],
-        "trained_layers": TRAINED_LAYERS, "input": {"request_tokens": REQUEST_TOKENS, "max_tokens": MAX_TOKENS,
-                                                    "reply_tail_tokens": TAIL_TOKENS},
+        "trained_layers": trained_layers, "input": {"request_tokens": request_tokens, "max_tokens": max_tokens,
+                                                    "reply_tail_tokens": tail_tokens},
         "optimiser": {"name": "AdamW", "lr_layers": lr_layers, "lr_head": lr_head, "weight_decay": 0.01,
                       "batch_size": batch_size, "time_budget_min": budget_min},
         "n_examples": len(examples), "n_train": int((~is_val).sum()), "n_val": int(is_val.sum()),
