@@ -175,6 +175,12 @@ def _judges_v2(n: int = 512) -> Iterator[dict[str, Any]]:
     yield from judges_v2_throughput(n=max(n, 512))
 
 
+def _judges_cascade(n: int = 512) -> Iterator[dict[str, Any]]:
+    from bench.judges import cascade_throughput
+
+    yield from cascade_throughput(n=max(n, 512))
+
+
 def _smoothvlm(n: int = 2) -> Iterator[dict[str, Any]]:
     from bench.smoothvlm import smoothvlm_batching
 
@@ -215,6 +221,7 @@ BENCHES: dict[str, Callable[..., Iterator[dict[str, Any]]]] = {
     "neurons-glasses": _neurons_glasses,
     "proxy-judge": _proxy_judge,
     "judges-v2": _judges_v2,
+    "judges-cascade": _judges_cascade,
     "sgm-curve": _sgm_curve,
     "sgm-vl": _sgm_vl,
     "smoothvlm": _smoothvlm,

@@ -49,22 +49,28 @@ def proxy_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterato
                        f"{chars:.0f} chars, batch {batch}, {threads} threads"}
 
 
+def _typical_and_long(n: int) -> tuple[list[Any], list[Any]]:
+    """At least 256 typical pairs, and as many 30-sentence replies, every sentence distinct (so the sentence
+    embedder's memo cannot serve any of them) and without a refusal phrase."""
+    from safeglass.judges.base import JudgeInput
+
+    typical = [JudgeInput(p, r) for p, r in _pairs(max(n, 256))]
+    worst = [JudgeInput(it.prompt, " ".join(f"Item {k} goes on with detail {i} about its reasons." for i in range(30)))
+             for k, it in enumerate(typical)]
+    return typical, worst
+
+
 def judges_v2_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterator[dict[str, Any]]:
     """fulfilment / refusal-v2 (sentence-level): replies a second, embedding included, on typical pairs and on
     long replies (every reply cut to its first 10 and last 6 sentences)."""
     import torch
 
-    from safeglass.judges.base import JudgeInput
     from safeglass.judges.fulfilment import FulfilmentJudge
     from safeglass.judges.proxy import MiniLMEmbedder
 
     torch.set_num_threads(threads)
-    n = max(n, 256)
     judge = FulfilmentJudge(embedder=MiniLMEmbedder(batch_size=batch, dtype="float32"))
-    typical = [JudgeInput(p, r) for p, r in _pairs(n)]
-    # every sentence distinct, so the embedder's memo cannot serve any of them
-    worst = [JudgeInput(it.prompt, " ".join(f"Item {k} goes on with detail {i} about its reasons." for i in range(30)))
-             for k, it in enumerate(typical)]
+    typical, worst = _typical_and_long(n)
     judge.judge(typical[:batch])  # warm-up
     for label, items in (("typical", typical), ("30-sentence replies", worst)):
         chars = sum(len(it.response) for it in items) / len(items)
@@ -75,3 +81,26 @@ def judges_v2_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Ite
         yield {"bench": f"fulfilment + refusal-v2, {label}", "figure": rate, "unit": "resp/s", "goal": ">= 50",
                "note": f"both heads in one pass; {len(items)} pairs, mean reply {chars:.0f} chars, batch {batch}, "
                        f"{threads} threads, float32"}
+
+
+def cascade_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterator[dict[str, Any]]:
+    """fulfilment-cascade, the default harm judge: the phrase list on every reply, the cross-encoder on those it
+    leaves; replies a second on typical pairs (templated refusals among them, which the cross-encoder never reads)
+    and on 30-sentence replies without a refusal phrase (every one read)."""
+    import torch
+
+    from safeglass.judges.cascade import FulfilmentCascadeJudge
+
+    torch.set_num_threads(threads)
+    judge = FulfilmentCascadeJudge()
+    typical, worst = _typical_and_long(n)
+    judge.judge(typical[:batch])  # warm-up
+    for label, items in (("typical", typical), ("30-sentence replies", worst)):
+        read = sum(not v.flag for v in judge.gate.judge(items))
+        t = time.perf_counter()
+        for start in range(0, len(items), batch):
+            judge.judge(items[start:start + batch])
+        rate = len(items) / (time.perf_counter() - t)
+        yield {"bench": f"fulfilment-cascade, {label}", "figure": rate, "unit": "resp/s", "goal": ">= 50",
+               "note": f"{read} of {len(items)} replies read by the cross-encoder (the rest refused in the opening); "
+                       f"batch {batch}, {threads} threads, float32"}
