@@ -16,9 +16,11 @@ from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
 from safeglass.judges.agreement import MIN_AGREEMENT, MIN_KAPPA, kappa, row_agreement
 
-__all__ = ["ROW_FIELDS", "format_agreement", "run_agreement"]
+__all__ = ["ROW_FIELDS", "format_agreement", "run_agreement", "summary_agreement"]
 
 ROW_FIELDS = ("target", "dataset", "defense", "attack")
+# Outcome measures two judges can be compared on (signal and accuracy judges answer other questions).
+COMPARED_MEASURES = ("refusal", "harm", "toxicity")
 
 
 def _resolve(name: str, keys: set[str]) -> str:
@@ -48,12 +50,36 @@ def run_agreement(run_dir: str | Path, judge_a: str, judge_b: str, *, min_kappa:
         pairs = []
         for g in store.generations(both):
             pairs.append((tuple(g[f] for f in ROW_FIELDS), flags[a][g["key"]], flags[b][g["key"]]))
+    return _compare(a, b, pairs, min_kappa, min_agreement)
+
+
+def _compare(a: str, b: str, pairs: list[tuple[tuple, bool, bool]], min_kappa: float,
+             min_agreement: float) -> dict[str, Any]:
+    """Overall and per-row agreement of two judges' flags: ``pairs`` of (row key, flag of a, flag of b)."""
     rows = row_agreement(pairs, min_kappa=min_kappa, min_agreement=min_agreement)
     fa, fb = [p[1] for p in pairs], [p[2] for p in pairs]
     return {"judge_a": a, "judge_b": b, "n": len(pairs), "row_fields": list(ROW_FIELDS),
             "agreement": (sum(x == y for x, y in zip(fa, fb)) / len(pairs)) if pairs else None,
             "kappa": kappa(fa, fb), "min_kappa": min_kappa, "min_agreement": min_agreement,
             "rows": [{**dict(zip(ROW_FIELDS, k)), **v} for k, v in sorted(rows.items())]}
+
+
+def summary_agreement(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]], *,
+                      min_kappa: float = MIN_KAPPA, min_agreement: float = MIN_AGREEMENT) -> list[dict[str, Any]]:
+    """For every outcome measure two or more of a run's judges score, each pair's agreement over the replies both
+    judged, overall and per report row (``metrics.collect``'s generations and judges); what the run summary
+    carries, so the report flags rows where the figure depends on the judge without a command being run."""
+    out = []
+    for measure in COMPARED_MEASURES:
+        keys = [k for k, j in judges.items() if j.get("measure") == measure]
+        for i, a in enumerate(keys):
+            for b in keys[i + 1:]:
+                pairs = [(tuple(g[f] for f in ROW_FIELDS), bool(g["verdicts"][a]["flag"]),
+                          bool(g["verdicts"][b]["flag"]))
+                         for g in gens if a in g["verdicts"] and b in g["verdicts"]]
+                if pairs:
+                    out.append({"measure": measure, **_compare(a, b, pairs, min_kappa, min_agreement)})
+    return out
 
 
 def _f(x: float | None) -> str:

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from safeglass.eval.agreement import summary_agreement
 from safeglass.eval.metrics import collect, cost_rows, metric_rows, sample_records
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
@@ -50,6 +51,8 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             "rows": rows,
             # what each reply cost (target calls, tokens, seconds) beside the baseline defense's: judge-free
             "costs": cost_rows(gens, baseline),
+            # judges of one measure compared per row: where a figure depends on the choice of judge
+            "agreement": summary_agreement(gens, judges),
             "errors": errors,
         }
     return summary, sample_records(gens)

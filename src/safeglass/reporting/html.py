@@ -30,6 +30,7 @@ from safeglass.reporting.charts import PALETTE, Bar, Point, bar_chart, scatter_p
 from safeglass.reporting.console import machines_text
 from safeglass.reporting.costs import cost_section
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
+from safeglass.reporting.judge_agreement import agreement_section
 from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
 from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
 from safeglass.stats import format_p
@@ -696,8 +697,10 @@ def render_report(summary: dict, samples: list[dict], show_harmful: bool = False
     choice = choose(summary)
     browser, blob, images = _sample_browser(samples, summary, show_harmful)
     cost = cost_section(summary)
+    agree = agreement_section(summary)
     parts = [finding_section(summary, choice), _tradeoff(summary, choice), _category_charts(summary, choice),
-             *ordered(sections), *([cost] if cost else []), _details(summary), _errors(summary),
+             *ordered(sections), *([cost] if cost else []), *([agree] if agree else []), _details(summary),
+             _errors(summary),
              Section("Samples", browser, anchor="samples")]
     ids = [s.id for s in parts]
     if len(set(ids)) < len(ids):
