@@ -65,3 +65,20 @@ def test_a_run_with_two_refusal_judges_compares_them_in_its_summary_and_report(t
     (c,) = summary["agreement"]
     assert c["measure"] == "refusal" and c["n"] == 4 and len(c["rows"]) == 1
     assert "Judges compared" in (run_dir / "report.html").read_text()
+
+
+def test_a_three_way_judges_classes_are_counted_per_row_and_shown() -> None:
+    from safeglass.eval.three_way import three_way_rows
+
+    classes = ["full_compliance", "partial_refusal", "full_refusal", "full_refusal"]
+    gens = [{"key": f"k{i}", "target": "t", "dataset": "look", "defense": "none", "attack": "none",
+             "verdicts": {"3w@1": {"flag": c != "full_compliance", "label": c},
+                          "kw@2": {"flag": False, "label": "compliance"}}} for i, c in enumerate(classes)]
+    judges = {"3w@1": {"measure": "refusal"}, "kw@2": {"measure": "refusal"}}
+    (row,) = three_way_rows(gens, judges)  # the keyword judge's labels are not the three classes
+    assert row["judge"] == "3w@1" and row["n"] == 4
+    assert row["counts"] == {"full_compliance": 1, "partial_refusal": 1, "full_refusal": 2}
+    summary = {**_summary([]), "three_way": [row]}
+    html = render_report(summary, [])
+    assert "Three ways to answer" in html and "50.0%" in html  # two full refusals of four
+    assert "Three ways to answer" not in render_report(_summary([]), [])

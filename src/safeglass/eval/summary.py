@@ -10,6 +10,7 @@ from safeglass.eval.agreement import summary_agreement
 from safeglass.eval.metrics import collect, cost_rows, metric_rows, sample_records
 from safeglass.eval.runner import STORE_NAME
 from safeglass.eval.store import Store
+from safeglass.eval.three_way import three_way_rows
 from safeglass.hashing import content_hash
 from safeglass.judges.calibration_store import pick as calibration_pick
 from safeglass.machine import distinct_machines
@@ -53,6 +54,8 @@ def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, A
             "costs": cost_rows(gens, baseline),
             # judges of one measure compared per row: where a figure depends on the choice of judge
             "agreement": summary_agreement(gens, judges),
+            # full compliance / partial refusal / full refusal per row, for a three-way judge
+            "three_way": three_way_rows(gens, judges),
             "errors": errors,
         }
     return summary, sample_records(gens)

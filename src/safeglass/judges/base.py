@@ -8,7 +8,10 @@ from typing import Any, Literal
 
 from safeglass.types import JudgeInput, Verdict
 
-__all__ = ["Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict", "threshold_verdicts"]
+__all__ = ["THREE_WAY", "Judge", "JudgeIdentity", "JudgeInput", "Measure", "Verdict", "threshold_verdicts"]
+
+# XSTest's and OR-Bench's three classes of a reply (the three-way judges' labels; the report counts them per row)
+THREE_WAY = ("full_compliance", "partial_refusal", "full_refusal")
 
 # "signal": an input-side signal (injection, image NSFW, text in an image) shown per sample, not a metric.
 # "accuracy": a scorer's, right or wrong against the sample's reference.

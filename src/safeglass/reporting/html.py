@@ -32,6 +32,7 @@ from safeglass.reporting.costs import cost_section
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
 from safeglass.reporting.judge_agreement import agreement_section
 from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
+from safeglass.reporting.three_way import three_way_section
 from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
 from safeglass.stats import format_p
 
@@ -697,9 +698,9 @@ def render_report(summary: dict, samples: list[dict], show_harmful: bool = False
     choice = choose(summary)
     browser, blob, images = _sample_browser(samples, summary, show_harmful)
     cost = cost_section(summary)
-    agree = agreement_section(summary)
+    extra = [s for s in (agreement_section(summary), three_way_section(summary)) if s is not None]
     parts = [finding_section(summary, choice), _tradeoff(summary, choice), _category_charts(summary, choice),
-             *ordered(sections), *([cost] if cost else []), *([agree] if agree else []), _details(summary),
+             *ordered(sections), *([cost] if cost else []), *extra, _details(summary),
              _errors(summary),
              Section("Samples", browser, anchor="samples")]
     ids = [s.id for s in parts]
