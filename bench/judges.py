@@ -20,30 +20,32 @@ def _pairs(n: int) -> list[tuple[str, str]]:
     return pairs[:n]
 
 
+def _per_second(judge_batch: Any, items: list[Any], batch: int, embedder: Any = None) -> float:
+    """Items a second when ``judge_batch`` is called on consecutive batches of ``items``; ``embedder``'s memo is
+    emptied first, so no reply is served from an earlier pass (the warm-up's, another head's)."""
+    if embedder is not None:
+        embedder.forget()
+    t = time.perf_counter()
+    for start in range(0, len(items), batch):
+        judge_batch(items[start:start + batch])
+    return len(items) / (time.perf_counter() - t)
+
+
 def proxy_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Iterator[dict[str, Any]]:
     import torch
 
-    from safeglass.judges.base import JudgeInput
     from safeglass.judges.proxy import MiniLMEmbedder, ProxyJudge
 
     torch.set_num_threads(threads)
-    n = max(n, 256)
     emb = MiniLMEmbedder(batch_size=batch)
     refusal = ProxyJudge("refusal", embedder=emb)
-    typical = [JudgeInput(p, r) for p, r in _pairs(n)]
-    long_reply = " ".join(["The answer goes on with more detail about each step and its reasons."] * 20)
-    worst = [JudgeInput(it.prompt, long_reply) for it in typical]
+    # distinct long replies: one reply repeated was embedded once and served from the memo after
+    typical, worst = _typical_and_long(n)
     refusal.judge(typical[:batch])  # warm-up
     for label, items in (("typical", typical), ("every reply past the cap", worst)):
         chars = sum(len(it.response) for it in items) / len(items)
-        t = time.perf_counter()
-        for start in range(0, len(items), batch):
-            refusal.judge(items[start:start + batch])
-        one = len(items) / (time.perf_counter() - t)
-        t = time.perf_counter()
-        for start in range(0, len(items), batch):
-            refusal.judge_heads(items[start:start + batch])
-        both = len(items) / (time.perf_counter() - t)
+        one = _per_second(refusal.judge, items, batch, emb)
+        both = _per_second(refusal.judge_heads, items, batch, emb)
         yield {"bench": f"proxy judge, {label}", "figure": one, "unit": "resp/s", "goal": ">= 50",
                "note": f"one head; both heads in one pass {both:.1f}/s; {len(items)} pairs, mean reply "
                        f"{chars:.0f} chars, batch {batch}, {threads} threads"}
@@ -74,10 +76,7 @@ def judges_v2_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Ite
     judge.judge(typical[:batch])  # warm-up
     for label, items in (("typical", typical), ("30-sentence replies", worst)):
         chars = sum(len(it.response) for it in items) / len(items)
-        t = time.perf_counter()
-        for start in range(0, len(items), batch):
-            judge.head_scores(judge.pairs(items[start:start + batch]))
-        rate = len(items) / (time.perf_counter() - t)
+        rate = _per_second(lambda b: judge.head_scores(judge.pairs(b)), items, batch, judge.embedder)
         yield {"bench": f"fulfilment + refusal-v2, {label}", "figure": rate, "unit": "resp/s", "goal": ">= 50",
                "note": f"both heads in one pass; {len(items)} pairs, mean reply {chars:.0f} chars, batch {batch}, "
                        f"{threads} threads, float32"}
@@ -97,10 +96,7 @@ def cascade_throughput(n: int = 512, threads: int = 2, batch: int = 64) -> Itera
     judge.judge(typical[:batch])  # warm-up
     for label, items in (("typical", typical), ("30-sentence replies", worst)):
         read = sum(not v.flag for v in judge.gate.judge(items))
-        t = time.perf_counter()
-        for start in range(0, len(items), batch):
-            judge.judge(items[start:start + batch])
-        rate = len(items) / (time.perf_counter() - t)
+        rate = _per_second(judge.judge, items, batch)
         yield {"bench": f"fulfilment-cascade, {label}", "figure": rate, "unit": "resp/s", "goal": ">= 50",
                "note": f"{read} of {len(items)} replies read by the cross-encoder (the rest refused in the opening); "
                        f"batch {batch}, {threads} threads, float32"}

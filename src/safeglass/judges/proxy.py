@@ -103,6 +103,10 @@ class MiniLMEmbedder:
     def files_hash(self) -> str:
         return files_hash(self.model_dir, EMBEDDING_FILES)
 
+    def forget(self) -> None:
+        """Empty the memo, so the next texts are embedded again (a timing that should measure the model)."""
+        self._memo.clear()
+
     @torch.inference_mode()
     def encode(self, texts: Sequence[str], max_tokens: int, opening_tokens: int = 0
                ) -> tuple[np.ndarray, np.ndarray | None]:
