@@ -215,6 +215,9 @@ BUILTINS: list[tuple[str, str, str, str, tuple[str, ...]]] = [
     ("judges", "refusal-cascade", "safeglass.judges.cascade:RefusalCascadeJudge",
      "Refusal, cascade: a refusal phrase in the opening (keyword-refusal) or refusal-v4 says refusal "
      "(docs/judges.md)", ("refusal",)),
+    ("judges", "refusal-routed", "safeglass.judges.length_router:LengthRoutedRefusalJudge",
+     "Refusal: proxy-refusal on replies that fit its 126-token window, refusal-v4 (which reads a long reply's end) "
+     "on longer ones (docs/judges.md)", ("refusal",)),
     ("judges", "profanity", "safeglass.judges.profanity:ProfanityJudge",
      "Profanity probability (alt-profanity-check TF-IDF + calibrated linear SVM, read without unpickling code)",
      ("toxicity",)),
@@ -270,4 +273,5 @@ KEYERS: dict[tuple[str, str], str] = {
     ("judges", "refusal-ce"): "safeglass.judges.proxy_files:cross_key_args",
     ("judges", "fulfilment-cascade"): "safeglass.judges.proxy_files:fulfilment_cascade_key_args",
     ("judges", "refusal-cascade"): "safeglass.judges.proxy_files:refusal_cascade_key_args",
+    ("judges", "refusal-routed"): "safeglass.judges.proxy_files:routed_key_args",
 }

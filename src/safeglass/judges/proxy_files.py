@@ -146,6 +146,12 @@ def fulfilment_cascade_key_args(name: str, args: dict[str, Any]) -> dict[str, An
     return {**args, "weights": cross_key_args(name, {})["weights"]}
 
 
+def routed_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    """refusal-routed's args with proxy-refusal's and refusal-v4's heads and the embedding model in by content."""
+    return {**args, "weights": content_hash({"short": key_args(name, {})["weights"],
+                                             "long": fulfilment_v4_key_args(name, {})["weights"]})}
+
+
 def refusal_cascade_key_args(name: str, args: dict[str, Any]) -> dict[str, Any]:
     """refusal-cascade's args with refusal-v4's heads and embedding model in by content."""
     return {**args, "weights": fulfilment_v4_key_args(name, {})["weights"]}
