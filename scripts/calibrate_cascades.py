@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from safeglass import api
-from safeglass.judges.calibration import format_table
+from safeglass.judges.calibration import format_result
 from safeglass.judges.cascade import CascadeJudge, FulfilmentCascadeJudge, RefusalCascadeJudge
 from safeglass.judges.fulfilment import FulfilmentJudge, RefusalV2Judge
 
@@ -42,8 +42,7 @@ def main() -> None:
             (KeywordOrRefusalV2(RefusalV2Judge()), "pyrit:refusal")]
     for judge, labels in runs:
         for r in api.calibrate(judge, labels, store_dir=args.out):
-            print(format_table(r))
-            print(f"judged in {r['timing_s']['judge']:.2f} s; saved to {r.get('saved_to')}\n", flush=True)
+            print(format_result(r), flush=True)
 
 
 if __name__ == "__main__":

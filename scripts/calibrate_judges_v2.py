@@ -13,7 +13,7 @@ import argparse
 
 from safeglass import api
 from safeglass.judges import fulfilment as f
-from safeglass.judges.calibration import format_table
+from safeglass.judges.calibration import format_result
 
 # (fulfilment, refusal, three-way) judges of each data version; each calibrated as v2's are
 JUDGES = {"v2": (f.FulfilmentJudge, f.RefusalV2Judge, f.ThreeWayJudge),
@@ -31,8 +31,7 @@ def main() -> None:
             (three, "pyrit:refusal"))
     for judge, labels in runs:
         for r in api.calibrate(judge, labels, store_dir=args.out):
-            print(format_table(r))
-            print(f"judged in {r['timing_s']['judge']:.2f} s; saved to {r.get('saved_to')}\n", flush=True)
+            print(format_result(r), flush=True)
 
 
 if __name__ == "__main__":

@@ -781,7 +781,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         res = run_agreement(args.run_dir, *args.judges)
         print(json.dumps(res, indent=2, default=str) if args.json else format_agreement(res))
         return 0
-    from safeglass.judges.calibration import format_table
+    from safeglass.judges.calibration import format_result
 
     fields = {}
     for item in args.field:
@@ -798,11 +798,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         print(json.dumps(results, indent=2, sort_keys=True, default=str))
     else:
         for r in results:
-            print(format_table(r))
-            t = r["timing_s"]
-            print(f"\njudged in {t['judge']:.2f} s, bootstrap in {t['bootstrap']:.2f} s"
-                  + (f"; saved to {r['saved_to']}" if r.get("saved_to") else ""))
-            print()
+            print(format_result(r))
     return 0
 
 

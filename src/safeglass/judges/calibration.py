@@ -32,8 +32,8 @@ from safeglass.data.errors import DataError  # the labels do not fit the judge: 
 from safeglass.judges.base import Judge, JudgeInput, Verdict
 from safeglass.judges.labels import LabelSet
 
-__all__ = ["METRICS", "bootstrap_intervals", "calibrate_judge", "cohen_kappa", "format_table", "metrics",
-           "predicted_labels"]
+__all__ = ["METRICS", "bootstrap_intervals", "calibrate_judge", "cohen_kappa", "format_result", "format_table",
+           "metrics", "predicted_labels"]
 
 METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "kappa")
 CALIBRATION_SCHEMA = 1
@@ -193,6 +193,14 @@ def _finite(obj: Any) -> Any:
 
 def _fmt(x: Any) -> str:
     return "n/a" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def format_result(result: dict[str, Any]) -> str:
+    """:func:`format_table`, then how long judging and the bootstrap took and where the result was saved: what
+    ``safeglass judges calibrate`` and the calibration scripts print per result."""
+    t = result["timing_s"]
+    saved = f"; saved to {result['saved_to']}" if result.get("saved_to") else ""
+    return (f"{format_table(result)}\n\njudged in {t['judge']:.2f} s, bootstrap in {t['bootstrap']:.2f} s{saved}\n")
 
 
 def format_table(result: dict[str, Any]) -> str:
