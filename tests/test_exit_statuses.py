@@ -123,6 +123,7 @@ def test_rejudge_and_agree_on_a_folder_that_is_no_run_say_so_and_leave_nothing_b
     assert "no run found here" in err and str(study / "run") in err
     assert not (study / "store.sqlite").exists()
     assert main(["judges", "agree", str(study), "--judges", "prefix", "keyword-refusal"]) == EXIT_USAGE
+    assert f"a defense study's run is {study / 'run'}" in capsys.readouterr().err
     assert main(["judges", "agree", str(study / "run"), "--judges", "prefix", "keyword-refusal"]) == EXIT_USAGE
     err = capsys.readouterr().err
     assert "has not judged this run" in err and "crashed" not in err

@@ -40,7 +40,9 @@ def run_agreement(run_dir: str | Path, judge_a: str, judge_b: str, *, min_kappa:
     """Per-row and overall agreement of two judges' stored flags on the samples both judged."""
     path = Path(run_dir) / STORE_NAME
     if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no run store ({STORE_NAME}) here")
+        study = Path(run_dir) / "run" / STORE_NAME
+        hint = f"; a defense study's run is {study.parent}" if study.is_file() else ""
+        raise FileNotFoundError(f"{run_dir}: no run store ({STORE_NAME}) here{hint}")
     with Store(path) as store:
         flags: dict[str, dict[str, bool]] = {}
         for j in store.judgments():
