@@ -24,8 +24,8 @@ from safeglass.reporting.markdown import (
     judged_rows,
     markdown_table,
     rate,
-    target_labels,
 )
+from safeglass.reporting.sections import target_labels
 
 RATES = (("attack_success", "attack success"), ("over_refusal", "over-refusal"))  # (metric, header) in order
 

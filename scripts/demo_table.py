@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from safeglass.reporting.markdown import judged_rows, markdown_table, target_labels
+from safeglass.reporting.markdown import judged_rows, markdown_table
+from safeglass.reporting.sections import target_labels
 from safeglass.stats import format_p
 
 COLUMNS = (  # (header, dataset, attack, metric, judge family)

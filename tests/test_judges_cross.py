@@ -118,7 +118,7 @@ def test_another_input_budget_and_depth_travel_with_the_weights(tiny, tmp_path) 
     # the budget decides what is read: a longer request past the 8 tokens kept changes nothing
     longer = ["please " * 30 + "fold a paper plane"]
     assert np.allclose(loaded.probabilities(tiny.tokenizer, q, r), loaded.probabilities(tiny.tokenizer, longer, r))
-    assert cjt.cache_key(_examples(), tiny, loaded) != cjt.cache_key(_examples(), tiny)
+    assert cjt.cache_key(_examples(), tiny, loaded) != cjt.cache_key(_examples(), tiny, CrossEncoder(tiny.model, 3))
     with pytest.raises(ValueError, match="does not fit"):
         CrossEncoder(tiny.model, 2, max_tokens=1024)
 

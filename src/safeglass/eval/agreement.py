@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from safeglass.eval.crash import UsageError
-from safeglass.eval.runner import STORE_NAME
+from safeglass.eval.runner import run_store
 from safeglass.eval.store import Store
 from safeglass.judges.agreement import MIN_AGREEMENT, MIN_KAPPA, kappa, row_agreement
 
@@ -38,12 +38,7 @@ def _resolve(name: str, keys: set[str]) -> str:
 def run_agreement(run_dir: str | Path, judge_a: str, judge_b: str, *, min_kappa: float = MIN_KAPPA,
                   min_agreement: float = MIN_AGREEMENT) -> dict[str, Any]:
     """Per-row and overall agreement of two judges' stored flags on the samples both judged."""
-    path = Path(run_dir) / STORE_NAME
-    if not path.exists():
-        study = Path(run_dir) / "run" / STORE_NAME
-        hint = f"; a defense study's run is {study.parent}" if study.is_file() else ""
-        raise FileNotFoundError(f"{run_dir}: no run store ({STORE_NAME}) here{hint}")
-    with Store(path) as store:
+    with Store(run_store(run_dir)) as store:
         flags: dict[str, dict[str, bool]] = {}
         for j in store.judgments():
             flags.setdefault(j["judge"], {})[j["key"]] = bool(j["flag"])

@@ -162,16 +162,10 @@ def _copy_target_meta(run_dir: Path, store: Store) -> None:
 def rejudge(run_dir: str | Path, judges: list[str] | None = None, *, progress: bool = True) -> runner.JudgeResult:
     """(Re-)judge a run's stored generations with the run's judges or the ones named."""
     run_dir = Path(run_dir)
-    # Opening a store creates it: look first, so a wrong folder is not left with an empty store that later commands
-    # take for a run.
-    raw = None
-    if (run_dir / runner.STORE_NAME).is_file():
-        with Store(run_dir / runner.STORE_NAME) as store:
-            raw = store.get_meta("config")
+    with Store(runner.run_store(run_dir)) as store:
+        raw = store.get_meta("config")
     if raw is None:
-        hint = (f"; a defense study's run is {run_dir / 'run'}" if (run_dir / "run" / runner.STORE_NAME).is_file()
-                else "")
-        raise FileNotFoundError(f"{run_dir}: no run found here (no {runner.STORE_NAME} with a config){hint}")
+        raise FileNotFoundError(f"{run_dir}: no run found here (its {runner.STORE_NAME} holds no config)")
     if judges:
         # Only the named judges are parsed; the run's primary judge, which names one of its own judges for the
         # report, is not re-checked against them (the stored config is left as it was).

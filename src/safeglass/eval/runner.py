@@ -38,6 +38,18 @@ IMAGE_DIR = "images"
 ARTIFACT_DIR = "artifacts"  # what the run's modifiers trained: shared by its workers and its resumes
 
 
+def run_store(run_dir: str | Path) -> Path:
+    """The store of a finished run in ``run_dir``, looked for before anything opens it (opening creates one, and an
+    empty store in a wrong folder would later pass for a run); a defense study's folder is pointed at its run."""
+    path = Path(run_dir) / STORE_NAME
+    if not path.is_file():
+        nested = Path(run_dir) / "run" / STORE_NAME
+        hint = f"; a defense study's run is {nested.parent}" if nested.is_file() else ""
+        raise FileNotFoundError(f"{run_dir}: no run found here (no {STORE_NAME}; is this a safeglass run "
+                                f"directory?){hint}")
+    return path
+
+
 @dataclass
 class RunResult:
     run_dir: Path

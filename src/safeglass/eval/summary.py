@@ -8,7 +8,7 @@ from typing import Any
 
 from safeglass.eval.agreement import summary_agreement
 from safeglass.eval.metrics import collect, cost_rows, metric_rows, sample_records
-from safeglass.eval.runner import STORE_NAME
+from safeglass.eval.runner import run_store
 from safeglass.eval.store import Store
 from safeglass.eval.three_way import three_way_rows
 from safeglass.hashing import content_hash
@@ -18,10 +18,7 @@ from safeglass.machine import distinct_machines
 
 def build_summary(run_dir: str | Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     run_dir = Path(run_dir)
-    path = run_dir / STORE_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir}: no {STORE_NAME} here; is this a safeglass run directory?")
-    with Store(path) as store:
+    with Store(run_store(run_dir)) as store:
         gens, judges = collect(store)
         seed = int(store.get_meta("seed", 0))
         baseline = store.get_meta("baseline_defense", "none")

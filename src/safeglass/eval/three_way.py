@@ -11,11 +11,10 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
+from safeglass.eval.agreement import ROW_FIELDS
 from safeglass.judges.base import THREE_WAY
 
 __all__ = ["three_way_rows"]
-
-ROW_FIELDS = ("target", "dataset", "defense", "attack")
 
 
 def three_way_rows(gens: list[dict[str, Any]], judges: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -32,12 +32,12 @@ class LengthRoutedRefusalJudge(Judge):
 
     def __init__(self, batch_size: int = 64) -> None:
         from safeglass.judges.fulfilment import RefusalV4Judge
-        from safeglass.judges.proxy import RESPONSE_TOKENS, ProxyRefusalJudge, shared_embedder
+        from safeglass.judges.proxy import RESPONSE_TOKENS, ProxyRefusalJudge
 
         self.batch_size = int(batch_size)
         self.short = ProxyRefusalJudge(batch_size=batch_size)
         self.long = RefusalV4Judge(batch_size=batch_size)
-        self.tokenizer = shared_embedder(batch_size).tokenizer
+        self.tokenizer = self.short.embedder.tokenizer  # the window is counted in the proxy judge's own tokens
         self.window = RESPONSE_TOKENS - 2  # [CLS] and [SEP] take two of the window's tokens
 
     def identity(self) -> JudgeIdentity:

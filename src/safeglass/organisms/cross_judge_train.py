@@ -81,14 +81,13 @@ class HiddenCache:
             return cls(z["flat"], z["offsets"], z["lengths"], key)
 
 
-def cache_key(examples: Sequence[Example], embedder: MiniLMEmbedder, model: CrossEncoder | None = None) -> str:
+def cache_key(examples: Sequence[Example], embedder: MiniLMEmbedder, model: CrossEncoder) -> str:
     """What the cache depends on: every pair's text, the base model's files, and the input recipe (the model's
-    budget and frozen layers; the shipped recipe when no model is given)."""
-    b = model.budget if model is not None else {"max_tokens": MAX_TOKENS, "request_tokens": REQUEST_TOKENS,
-                                                 "tail_tokens": TAIL_TOKENS}
-    layers = len(model.upper) if model is not None else TRAINED_LAYERS
+    budget and trained layers)."""
+    b = model.budget
     return content_hash({"pairs": [[e.prompt, e.response] for e in examples], "base": embedder.files_hash,
-                         "recipe": [FEATURE_VERSION, b["request_tokens"], b["max_tokens"], b["tail_tokens"], layers],
+                         "recipe": [FEATURE_VERSION, b["request_tokens"], b["max_tokens"], b["tail_tokens"],
+                                    len(model.upper)],
                          "dtype": embedder.dtype})
 
 

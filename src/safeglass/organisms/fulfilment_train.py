@@ -320,11 +320,12 @@ def _cut_at_line(answer: str, rng: random.Random) -> str:
     return (cut[:line] if line > len(answer) // 2 else cut.rsplit(" ", 1)[0]).rstrip()
 
 
-def _v4_examples(seed: int, rng: random.Random, old: Sequence[tuple[str, str]]) -> list[Example]:
+def _v4_examples(seed: int, rng: random.Random, old: Sequence[tuple[str, str]],
+                 answers: Sequence[tuple[str, str]]) -> list[Example]:
     """Data v4's additions: the new long answers as data v3 uses its answers; every long answer (v3's, `old`, and the
     new ones) cut after its first sections, which still delivers (as data v2's truncated answers), so that a long
-    non-delivery and a delivering answer overlap in length; then every long non-delivery."""
-    answers = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)
+    non-delivery and a delivering answer overlap in length; then every long non-delivery. ``answers``: the new
+    long answers (``LONG_ANSWERS_V4_FILE``)."""
     splits = [pjd.split_of(p, seed) for p, _ in answers]
     out: list[Example] = []
     for (prompt, answer), split in zip(answers, splits):
@@ -369,13 +370,15 @@ def build_examples(seed: int = 0, n_safesmol: int = 200, data: str = "v2") -> li
             others = [a for (p, a, _), sp in zip(model, splits) if sp == split and p != prompt]
             out += _model_examples(prompt, answer, split, rng, others, tag)
     if data in ("v4", "v5"):
-        out += _v4_examples(seed, rng, [(p, a) for p, a, tag in model if tag == "long"])
+        long4 = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)  # read once, for data v4 and v5 alike
+        out += _v4_examples(seed, rng, [(p, a) for p, a, tag in model if tag == "long"], long4)
     if data == "v5":
-        out += _v5_examples(seed, rng, model)
+        out += _v5_examples(seed, model, long4)
     return out
 
 
-def _v5_examples(seed: int, rng: random.Random, model: Sequence[tuple[str, str, str]]) -> list[Example]:
+def _v5_examples(seed: int, model: Sequence[tuple[str, str, str]], long4: Sequence[tuple[str, str]]
+                 ) -> list[Example]:
     """Data v5's additions (``fulfilment_framings``): every answered request (the written answers' requests, SmolLM2's
     and the long answers') gets three framed deliveries of its answer and three framed non-deliveries (a
     deflection, vague text, a refusal, a late refusal or another request's answer, in the same frames). A new rng
@@ -386,7 +389,6 @@ def _v5_examples(seed: int, rng: random.Random, model: Sequence[tuple[str, str, 
     rng = random.Random(seed + 5)
     answered = [(r, a, "written", pjd.split_of(reqs[0], seed)) for reqs, a in ANSWERS for r in reqs]
     answered += [(p, a, tag, pjd.split_of(p, seed)) for p, a, tag in model]
-    long4 = load_model_answers(RESOURCES / LONG_ANSWERS_V4_FILE)
     answered += [(p, a, "long4", pjd.split_of(p, seed)) for p, a in long4]
     out: list[Example] = []
     for prompt, answer, tag, split in answered:

@@ -11,7 +11,7 @@ from typing import Any
 
 from safeglass.machine import distinct_machines, machine_line
 from safeglass.reporting.finding import BENIGN_METRIC, choose, overall
-from safeglass.reporting.sections import finite, pct
+from safeglass.reporting.sections import finite, pct, target_labels
 
 _TITLE = {"attack_success": "attack success", "harmful_rate": "harmful outputs"}
 
@@ -25,7 +25,7 @@ def finding_table(summary: dict[str, Any]) -> str:
     benign = {_where(r): r for r in rows if r.get("metric") == BENIGN_METRIC and r.get("judge") == c.benign_judge}
     if not harm and not benign:
         return "finding: neither attack success nor over-refusal was measured (the report's tables have what was)"
-    labels = {t.get("name"): t.get("label") or t.get("name") for t in summary.get("targets") or []}
+    labels = target_labels(summary)
     wheres = list(dict.fromkeys([*harm, *benign]))
     # grouped by target, then dataset, attack and defense, each in the order the run produced them
     order = [{v: i for i, v in enumerate(dict.fromkeys(w[k] for w in wheres))} for k in range(4)]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safeglass.reporting.sections import Section, escape, finite, num, table_wrap
+from safeglass.reporting.sections import Section, escape, finite, num, table_wrap, target_labels
 
 ALL_ATTACKS = "all attacks"  # the label of a row pooled over every attack (``attack`` None in the summary)
 
@@ -41,7 +41,7 @@ def cost_section(summary: dict) -> Section | None:
     if not rows:
         return None
     baseline = str((summary.get("run") or {}).get("baseline_defense", "none"))
-    labels = {t.get("name"): t.get("label") or t.get("name") for t in summary.get("targets") or []}
+    labels = target_labels(summary)
     body = []
     for r in rows:
         vb = r.get("vs_baseline") or {}

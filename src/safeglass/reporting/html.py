@@ -31,7 +31,19 @@ from safeglass.reporting.console import machines_text
 from safeglass.reporting.costs import cost_section
 from safeglass.reporting.finding import BENIGN_METRIC, Choice, choose, finding_section
 from safeglass.reporting.judge_agreement import agreement_section
-from safeglass.reporting.sections import Section, ci, escape, finite, num, ordered, page, pct, pp, table_wrap
+from safeglass.reporting.sections import (
+    Section,
+    ci,
+    escape,
+    finite,
+    num,
+    ordered,
+    page,
+    pct,
+    pp,
+    table_wrap,
+    target_labels,
+)
 from safeglass.reporting.three_way import three_way_section
 from safeglass.reporting.withhold import PLACEHOLDER, quotes, redact, withheld_replies
 from safeglass.stats import format_p
@@ -66,10 +78,6 @@ def json_for_script(data: Any) -> str:
 
 # --------------------------------------------------------------------------------------------
 # rows
-
-
-def _target_labels(summary: dict) -> dict[str, str]:
-    return {t.get("name", ""): (t.get("label") or t.get("name", "")) for t in summary.get("targets") or []}
 
 
 def _judge_names(summary: dict) -> dict[str, str]:
@@ -165,7 +173,7 @@ def _delta_cells(vb: dict | None) -> tuple[str, str]:
 
 
 def _metric_table(metric: str, rows: list[dict], summary: dict, attacked: bool) -> str:
-    labels, jnames = _target_labels(summary), _judge_names(summary)
+    labels, jnames = target_labels(summary), _judge_names(summary)
     body = []
     for r in _sorted(rows):
         delta, p = _delta_cells(r.get("vs_baseline"))
@@ -218,7 +226,7 @@ def _details(summary: dict) -> Section:
 
 
 def _chart_cards(rows: list[dict], summary: dict, color: str, caption_keys: tuple[str, ...]) -> str:
-    labels = _target_labels(summary)
+    labels = target_labels(summary)
     groups: OrderedDict[tuple, list[dict]] = OrderedDict()
     for r in _sorted(rows):
         groups.setdefault(tuple(r.get(k) for k in GROUP_KEYS), []).append(r)
@@ -291,7 +299,7 @@ def _tradeoff_points(pairs: list[tuple], asr: list[dict], orf: list[dict], pk: t
 
 def _tradeoff(summary: dict, choice: Choice) -> Section:
     rows = [r for r in summary.get("rows") or [] if r.get("category") is None]
-    labels = _target_labels(summary)
+    labels = target_labels(summary)
     asr = [r for r in rows if r.get("metric") == choice.metric and r.get("judge") == choice.judge]
     orf = [r for r in rows if r.get("metric") == BENIGN_METRIC and r.get("judge") == choice.benign_judge]
     y_name = METRIC_TITLES.get(choice.metric or "attack_success", "Attack success").replace(" rate", "")
@@ -454,7 +462,7 @@ def _sample_browser(samples: list[dict], summary: dict, show_harmful: bool) -> t
     all_paths += [p for s in samples for t in s.get("trace") or [] if isinstance(t, dict)
                   for turn in t.get("sent") or [] if isinstance(turn, dict) for p in _saved_paths(turn, image_dir)]
     images = thumbnails(all_paths)
-    blob = json_for_script(_sample_blob(samples, _target_labels(summary), _judge_measures(summary), show_harmful,
+    blob = json_for_script(_sample_blob(samples, target_labels(summary), _judge_measures(summary), show_harmful,
                                         images, image_dir))
     n_withheld = sum(_withheld(s, show_harmful) for s in samples)
     if n_withheld:

@@ -9,14 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safeglass.reporting.sections import Section, escape, num, pct, table_wrap
-
-
-def _name(summary: dict[str, Any], key: str) -> str:
-    for j in summary.get("judges") or []:
-        if j.get("key") == key:
-            return str(j.get("id") or j.get("name") or key)
-    return key
+from safeglass.reporting.sections import Section, escape, judge_labels, num, pct, table_wrap, target_labels
 
 
 def agreement_section(summary: dict[str, Any]) -> Section | None:
@@ -24,13 +17,13 @@ def agreement_section(summary: dict[str, Any]) -> Section | None:
     comparisons = summary.get("agreement") or []
     if not comparisons:
         return None
-    labels = {t.get("name"): t.get("label") or t.get("name") for t in summary.get("targets") or []}
+    labels, names = target_labels(summary), judge_labels(summary)
     parts = ["<p class='caption muted'>Two judges of one measure, reply by reply: the share of replies they agree "
              "on and Cohen's κ, per row. A row is flagged when κ is below 0.6 or agreement below 0.9 (κ only where "
              "neither judge gives one answer on more than 90 % of the row): there the figure depends on the judge. "
              "Rates are each judge's flag rate (refusal, harm or toxicity).</p>"]
     for c in comparisons:
-        a, b = _name(summary, c["judge_a"]), _name(summary, c["judge_b"])
+        a, b = names.get(c["judge_a"], c["judge_a"]), names.get(c["judge_b"], c["judge_b"])
         flagged = [r for r in c["rows"] if r.get("flagged")]
         kappa = "n/a" if c.get("kappa") is None else num(c["kappa"], 2)
         line = (f"<b>{escape(a)}</b> vs <b>{escape(b)}</b> ({escape(c.get('measure'))}): agreement "

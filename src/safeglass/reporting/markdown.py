@@ -40,10 +40,6 @@ def rate(row: dict | None, interval: bool = True) -> str:
     return text
 
 
-def target_labels(summary: dict) -> dict[str, str]:
-    return {t["name"]: t.get("label") or t["name"] for t in summary.get("targets") or []}
-
-
 def defense_order(summary: dict) -> list[str]:
     """The run's defense ids, the baseline first, then as its config lists them (an entry's id is its ``id``, else
     its preset, else its name, as the config reader names it), then any others the rows hold."""

@@ -49,6 +49,16 @@ def num(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if finite(x) else "n/a"
 
 
+def target_labels(summary: dict) -> dict[str, str]:
+    """Target name -> the label the summary gives it (the name where it gives none)."""
+    return {t.get("name", ""): (t.get("label") or t.get("name", "")) for t in summary.get("targets") or []}
+
+
+def judge_labels(summary: dict) -> dict[str, str]:
+    """Judge key -> the run's id for it (its name, else the key): two configurations of one judge stay apart."""
+    return {j.get("key", ""): (j.get("id") or j.get("name") or j.get("key", "")) for j in summary.get("judges") or []}
+
+
 def table_wrap(table_html: str) -> str:
     """A table in its own horizontal scroller, so a wide table never widens the page."""
     return f"<div class='table-wrap'>{table_html}</div>"

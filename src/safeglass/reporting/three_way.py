@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from safeglass.reporting.sections import Section, escape, pct, table_wrap
+from safeglass.reporting.sections import Section, escape, judge_labels, pct, table_wrap, target_labels
 
 TITLES = {"full_compliance": "Full compliance", "partial_refusal": "Partial refusal", "full_refusal": "Full refusal"}
 
@@ -15,8 +15,7 @@ def three_way_section(summary: dict[str, Any]) -> Section | None:
     rows = summary.get("three_way") or []
     if not rows:
         return None
-    names = {j.get("key"): j.get("id") or j.get("name") for j in summary.get("judges") or []}
-    labels = {t.get("name"): t.get("label") or t.get("name") for t in summary.get("targets") or []}
+    names, labels = judge_labels(summary), target_labels(summary)
     head = "".join(f"<th class='num'>{escape(t)}</th>" for t in TITLES.values())
     body = []
     for r in sorted(rows, key=lambda r: (r["judge"], r["dataset"], r["target"], r["defense"], r["attack"])):
